@@ -1,0 +1,30 @@
+# tern — the commands a developer needs. `make run` starts the server on 4222 with
+# nats-server's defaults; `make test` is what CI runs.
+
+CARGO ?= cargo
+TERN_BIN ?= $(CURDIR)/target/release/tern
+PYTHON ?= python3
+
+.PHONY: run build test unit proto clients lint fmt clippy fuzz static bench compare flamegraph clean
+
+run: build
+	$(TERN_BIN)
+
+build:
+	$(CARGO) build --release
+
+# Unit tests, raw-protocol tests (proto-tests/, against tern and, when installed, nats-server)
+# and the real-client tests (nats-py).
+test: build
+	$(CARGO) test --release
+	TERN_BIN=$(TERN_BIN) $(PYTHON) -m unittest discover -s proto-tests/clients -t proto-tests/clients -v
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,490 @@
+//! The loop's shared state and its bookkeeping: connections, the subject index, counters,
+//! the dirty list, closing, timers and producer stalls.
+//!
+//! Everything here runs on the loop thread between two polls. Handlers append output and
+//! mark connections dirty; `flush_dirty` writes each dirty connection once at the end of the
+//! pass. Limits are checked where bytes are queued (`queue`), and an offending connection is
+//! only marked closing there; `reap` frees it after the pass, never in the middle of a fan-out.
+//!
+//! Timers: each connection keeps one live entry in a min-heap keyed by its earliest deadline
+//! (auth timeout, next PING, write deadline). Stale entries are skipped when popped, so moving
+//! a deadline never needs a heap search.
+
+use crate::config::{Config, STALL_MAX, STALL_WATER};
+use crate::conn::{CloseReason, Conn, Kind};
+use crate::proto::{self, WireErr};
+use crate::sublist::{SubId, Sublist};
+use log::{debug, error, info};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Server-wide counters, read by monitoring.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    pub slow_consumers: u64,
+    pub total_connections: u64,
+}
+
+/// Identity of this server, fixed at start.
+pub struct Identity {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub started: SystemTime,
+}
+
+/// A producer paused because a consumer it delivered to cannot keep up.
+struct Stall {
+    producer: usize,
+    producer_cid: u64,
+    consumer: usize,
+    consumer_cid: u64,
+    until: Instant,
+}
+
+pub struct Broker {
+    pub cfg: Config,
+    pub ident: Identity,
+    pub conns: Slab<Conn>,
+    pub sublist: Sublist,
+    pub stats: Stats,
+    /// The time of the current loop pass.
+    pub now: Instant,
+    pub registry: Registry,
+    /// Trace logging is on (checked before formatting anything on the message path).
+    pub trace: bool,
+    /// Connections with output to write at the end of this pass.
+    dirty: Vec<usize>,
+    /// Connections to free at the end of this pass.
+    closing: Vec<usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    stalls: Vec<Stall>,
+    /// Producers whose stall ended: the loop reads them again.
+    pub wake: Vec<usize>,
+    /// Auto-unsubscribes reached during a fan-out, applied after it.
+    pub unsub_later: Vec<SubId>,
+    /// Consumers that were congested at their last flush (see `stall_producer`).
+    congested: Vec<bool>,
+    pub next_cid: u64,
+    /// Client connections open (closing ones included until freed).
+    pub clients: usize,
+    rng: u64,
+}
+
+impl Broker {
+    pub fn new(cfg: Config, ident: Identity, registry: Registry) -> Broker {
+        Broker {
+            cfg,
+            ident,
+            conns: Slab::new(),
+            sublist: Sublist::new(),
+            stats: Stats::default(),
+            now: Instant::now(),
+            registry,
+            trace: log::log_enabled!(log::Level::Trace),
+            dirty: Vec::new(),
+            closing: Vec::new(),
+            timers: BinaryHeap::new(),
+            stalls: Vec::new(),
+            wake: Vec::new(),
+            unsub_later: Vec::new(),
+            congested: Vec::new(),
+            next_cid: 1,
+            clients: 0,
+            rng: crate::hash::random_seed(),
+        }
+    }
+
+    /// A cheap pseudo-random number (xorshift) for queue picks and ping jitter.
+    pub fn rand(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// When the first PING goes to a new connection: soon, to measure RTT, with jitter.
+    pub fn first_ping_at(&mut self) -> Instant {
+        let d = self
+            .cfg
+            .ping_interval
+            .min(crate::config::FIRST_PING_INTERVAL);
+        let jitter = (d.as_nanos() as u64 / 5).max(1);
+        self.now + d + Duration::from_nanos(self.rand() % jitter)
+    }
+
+    /// Appends protocol bytes for connection `t` (nothing if it is closing).
+    pub fn queue(&mut self, t: usize, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(t) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        c.out.extend_from_slice(bytes);
+        self.after_queue(t);
+    }
+
+    /// Bookkeeping after bytes were appended to `t`'s buffer: dirty list and max_pending.
+    #[inline]
+    pub fn after_queue(&mut self, t: usize) {
+        let c = &mut self.conns[t];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(t);
+        }
+        if c.pending() > self.cfg.max_pending && c.kind == Kind::Client {
+            self.slow_consumer(t, CloseReason::SlowConsumerPending);
+        }
+    }
+
+    pub fn slow_consumer(&mut self, t: usize, why: CloseReason) {
+        let c = &mut self.conns[t];
+        if c.closing.is_some() {
+            return;
+        }
+        self.stats.slow_consumers += 1;
+        match why {
+            CloseReason::SlowConsumerDeadline => info!(
+                "{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded with {} chunks of {} total bytes.",
+                c.label(),
+                self.cfg.write_deadline,
+                1,
+                c.pending()
+            ),
+            _ => info!(
+                "{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+                c.label(),
+                self.cfg.max_pending
+            ),
+        }
+        c.drop_output();
+        self.close(t, why);
+    }
+
+    /// Sends `-ERR '<text>'` and closes the connection if the error says so.
+    pub fn send_err(&mut self, t: usize, err: WireErr, reason: CloseReason) {
+        self.send_err_text(t, err.text);
+        if err.closes {
+            self.close(t, reason);
+        }
+    }
+
+    pub fn send_err_text(&mut self, t: usize, text: &str) {
+        if self.trace {
+            if let Some(c) = self.conns.get(t) {
+                log::trace!("{} - ->> [-ERR '{}']", c.label(), text);
+            }
+        }
+        let mut line = Vec::with_capacity(text.len() + 9);
+        proto::write_err(&mut line, text);
+        self.queue(t, &line);
+    }
+
+    /// Marks a connection closing; it is freed by `reap` at the end of the pass.
+    pub fn close(&mut self, t: usize, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(t) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        c.closing = Some(reason);
+        self.closing.push(t);
+    }
+
+    /// Writes out every connection that got output this pass.
+    pub fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &t in &dirty {
+            if let Some(c) = self.conns.get_mut(t) {
+                c.dirty = false;
+                if c.closing.is_none() {
+                    self.flush(t);
+                }
+            }
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Writes what the socket takes, and keeps WRITABLE interest only while bytes remain.
+    pub fn flush(&mut self, t: usize) {
+        let now = self.now;
+        let stall_water = self.stall_water();
+        let Some(c) = self.conns.get_mut(t) else {
+            return;
+        };
+        let done = match c.flush(now) {
+            Ok(done) => done,
+            Err(e) => {
+                debug!("{} - Error flushing: {}", c.label(), e);
+                c.drop_output();
+                self.close(t, CloseReason::WriteError);
+                return;
+            }
+        };
+        if done == c.want_write {
+            let interest = if done {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if self
+                .registry
+                .reregister(&mut c.sock, Token(t), interest)
+                .is_err()
+            {
+                self.close(t, CloseReason::WriteError);
+                return;
+            }
+            c.want_write = !done;
+        }
+        let congested = c.pending() > stall_water;
+        if self.congested.len() <= t {
+            self.congested.resize(t + 1, false);
+        }
+        self.congested[t] = congested;
+        if !done {
+            self.schedule(t);
+        }
+    }
+
+    fn stall_water(&self) -> usize {
+        STALL_WATER.min(self.cfg.max_pending / 2)
+    }
+
+    /// Called when `producer` delivered to `consumer`: if the consumer could not take its
+    /// last flush, the producer pauses (its socket is not read) until it drains.
+    #[inline]
+    pub fn maybe_stall(&mut self, producer: usize, consumer: usize) {
+        if producer == consumer || !self.congested.get(consumer).copied().unwrap_or(false) {
+            return;
+        }
+        let (Some(p), Some(c)) = (self.conns.get(producer), self.conns.get(consumer)) else {
+            return;
+        };
+        if p.stalled || p.kind != Kind::Client {
+            return;
+        }
+        let stall = Stall {
+            producer,
+            producer_cid: p.cid,
+            consumer,
+            consumer_cid: c.cid,
+            until: self.now + STALL_MAX,
+        };
+        self.conns[producer].stalled = true;
+        self.stalls.push(stall);
+    }
+
+    /// Ends the stalls whose consumer drained, went away, or that lasted long enough.
+    pub fn check_stalls(&mut self) {
+        if self.stalls.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let mut stalls = std::mem::take(&mut self.stalls);
+        stalls.retain(|s| {
+            let consumer_busy = match self.conns.get(s.consumer) {
+                Some(c) if c.cid == s.consumer_cid && c.closing.is_none() => {
+                    self.congested.get(s.consumer).copied().unwrap_or(false)
+                }
+                _ => false,
+            };
+            if consumer_busy && now < s.until {
+                return true;
+            }
+            if let Some(p) = self.conns.get_mut(s.producer) {
+                if p.cid == s.producer_cid {
+                    p.stalled = false;
+                    self.wake.push(s.producer);
+                }
+            }
+            false
+        });
+        self.stalls = stalls;
+    }
+
+    /// The earliest thing the loop must wake up for, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let stall = self.stalls.iter().map(|s| s.until).min();
+        match (timer, stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Makes sure the connection's earliest deadline is in the timer heap.
+    pub fn schedule(&mut self, t: usize) {
+        let wd = self.cfg.write_deadline;
+        let Some(c) = self.conns.get_mut(t) else {
+            return;
+        };
+        let mut due = c.next_ping;
+        if let Some(a) = c.auth_deadline {
+            due = due.min(a);
+        }
+        if c.pending() > 0 {
+            due = due.min(c.last_write + wd);
+        }
+        if c.timer_at.is_none_or(|at| due < at) {
+            c.timer_at = Some(due);
+            self.timers.push(Reverse((due, t, c.cid)));
+        }
+    }
+
+    /// Runs every connection timer that is due.
+    pub fn fire_timers(&mut self) {
+        while let Some(&Reverse((at, t, cid))) = self.timers.peek() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop();
+            match self.conns.get_mut(t) {
+                Some(c) if c.cid == cid && c.timer_at == Some(at) => c.timer_at = None,
+                _ => continue,
+            }
+            self.on_timer(t);
+            if self.conns.get(t).is_some_and(|c| c.closing.is_none()) {
+                self.schedule(t);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, t: usize) {
+        let now = self.now;
+        let c = &mut self.conns[t];
+        if c.closing.is_some() {
+            return;
+        }
+        if c.auth_deadline.is_some_and(|a| a <= now) {
+            c.auth_deadline = None;
+            debug!("{} - Authentication Timeout", c.label());
+            self.send_err(t, proto::ERR_AUTH_TIMEOUT, CloseReason::AuthTimeout);
+            return;
+        }
+        if c.pending() > 0 && now >= c.last_write + self.cfg.write_deadline {
+            self.slow_consumer(t, CloseReason::SlowConsumerDeadline);
+            return;
+        }
+        if c.next_ping <= now {
+            c.next_ping = now + self.cfg.ping_interval;
+            self.ping_timer(t);
+        }
+    }
+
+    /// PINGs an idle connection; too many unanswered PINGs make it stale.
+    fn ping_timer(&mut self, t: usize) {
+        let c = &mut self.conns[t];
+        let idle_for = self.now.saturating_duration_since(c.last_activity);
+        if c.connected && idle_for < self.cfg.ping_interval {
+            debug!(
+                "{} - Delaying PING due to client activity {:?} ago",
+                c.label(),
+                idle_for
+            );
+            return;
+        }
+        if c.pings_out + 1 > self.cfg.max_pings_out {
+            debug!("{} - Stale Client Connection - Closing", c.label());
+            self.send_err(t, proto::ERR_STALE, CloseReason::StaleConnection);
+            return;
+        }
+        c.pings_out += 1;
+        if self.trace {
+            log::trace!("{} - ->> [PING]", c.label());
+        }
+        self.queue(t, proto::PING);
+    }
+
+    /// Frees every connection marked closing this pass.
+    pub fn reap(&mut self) {
+        while let Some(t) = self.closing.pop() {
+            self.free(t);
+        }
+    }
+
+    fn free(&mut self, t: usize) {
+        let Some(mut c) = self.conns.try_remove(t) else {
+            return;
+        };
+        if c.kind == Kind::Client {
+            self.clients -= 1;
+        }
+        let reason = c.closing.unwrap_or(CloseReason::ServerShutdown);
+        if !reason.skips_flush() {
+            let _ = c.flush(self.now);
+        }
+        // Read what the peer already sent, so closing sends FIN rather than RST and the
+        // client gets to read our last -ERR.
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match std::io::Read::read(&mut c.sock, &mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        let _ = self.registry.deregister(&mut c.sock);
+        for (_, id) in c.subs.drain() {
+            self.sublist.remove(id);
+        }
+        if let Some(flag) = self.congested.get_mut(t) {
+            *flag = false;
+        }
+        debug!(
+            "{} - Client connection closed: {}",
+            c.label(),
+            reason.as_str()
+        );
+    }
+
+    /// Closes every connection (shutdown), flushing what can be flushed without waiting.
+    pub fn close_all(&mut self) {
+        let all: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
+        for t in all {
+            self.close(t, CloseReason::ServerShutdown);
+        }
+        self.reap();
+    }
+
+    /// Removes one of `t`'s subscriptions from the index and from the connection.
+    pub fn remove_sub(&mut self, t: usize, id: SubId) {
+        if let Some(sub) = self.sublist.remove(id) {
+            if let Some(c) = self.conns.get_mut(t) {
+                c.subs.remove(&sub.sid);
+            }
+        }
+    }
+
+    /// Applies the auto-unsubscribes that a fan-out reached.
+    pub fn apply_unsubs(&mut self) {
+        while let Some(id) = self.unsub_later.pop() {
+            if let Some(owner) = self.sublist.get(id).map(|s| s.conn) {
+                if let Some(c) = self.conns.get(owner) {
+                    debug!("{} - Auto-unsubscribe limit reached", c.label());
+                }
+                self.remove_sub(owner, id);
+            }
+        }
+    }
+
+    pub fn log_error(&self, t: usize, what: &str) {
+        if let Some(c) = self.conns.get(t) {
+            error!("{} - {}", c.label(), what);
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! What a client's frames do: CONNECT (options and authentication), PUB/HPUB, SUB, UNSUB,
+//! PING/PONG, and the wire reaction to each parse failure.
+//!
+//! `process` is the entry point: the loop hands it bytes read from a client, it runs the
+//! parser over them frame by frame and returns how many bytes were used; the caller keeps the
+//! rest (a frame split by the read). Replies are queued on the connection; delivery of
+//! published messages is in `deliver.rs`.
+
+use crate::broker::Broker;
+use crate::conn::CloseReason;
+use crate::json::{self, JsonError, Value};
+use crate::parser::{self, Failure, Limits, Msg, Op, Parsed, Peer};
+use crate::proto;
+use crate::sublist::{self, Sub};
+use log::{debug, error, trace};
+
+impl Broker {
+    /// Parses and acts on bytes from client `t`; returns how many were used.
+    pub fn process(&mut self, t: usize, data: &[u8]) -> usize {
+        let mut pos = 0;
+        while pos < data.len() {
+            let c = &self.conns[t];
+            if c.closing.is_some() {
+                return data.len();
+            }
+            // With authentication on, anything before CONNECT is a violation (nats-server
+            // decides on the first byte).
+            if !c.connected && self.cfg.auth.required() && !matches!(data[pos], b'C' | b'c') {
+                self.auth_violation(t);
+                return data.len();
+            }
+            let lim = Limits {
+                peer: Peer::Client,
+                max_control_line: self.cfg.max_control_line,
+                max_payload: self.cfg.max_payload,
+                headers: c.opts.headers,
+            };
+            match parser::parse(&data[pos..], &lim) {
+                Parsed::Frame(op, n) => {
+                    if self.trace {
+                        self.trace_in(t, &data[pos..pos + n], &op);
+                    }
+                    pos += n;
+                    self.client_op(t, op);
+                }
+                Parsed::Incomplete(need) => {
+                    self.conns[t].need = need;
+                    break;
+                }
+                Parsed::Fail(f) => {
+                    self.parse_failure(t, f, &data[pos..]);
+                    return data.len();
+                }
+            }
+        }
+        pos
+    }
+
+    fn client_op(&mut self, t: usize, op: Op) {
+        match op {
+            Op::Connect(arg) => self.on_connect(t, arg),
+            Op::Pub(m) => self.on_pub(t, &m),
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.on_sub(t, subject, queue, sid),
+            Op::Unsub { sid, max } => self.on_unsub(t, sid, max),
+            Op::Ping => {
+                self.conns[t].last_activity = self.now;
+                self.trace_out(t, "PONG");
+                self.queue(t, proto::PONG);
+            }
+            Op::Pong => self.conns[t].pings_out = 0,
+            Op::Ok => {}
+            Op::Info(arg) => {
+                // A client has no business sending INFO, but nats-server only checks it is JSON.
+                if json::parse(arg).is_err() {
+                    self.log_error(t, "INFO parse error");
+                    self.close(t, CloseReason::ProtocolViolation);
+                }
+            }
+            Op::Err(text) => {
+                let text = String::from_utf8_lossy(text).into_owned();
+                self.log_error(t, &format!("Client Error {text}"));
+                self.close(t, CloseReason::ParseError);
+            }
+            Op::RouteSub { .. } | Op::RouteUnsub { .. } => {
+                // The client parser never produces these.
+                self.close(t, CloseReason::ProtocolViolation);
+            }
+        }
+    }
+
+    fn parse_failure(&mut self, t: usize, f: Failure, at: &[u8]) {
+        let snippet = String::from_utf8_lossy(&at[..at.len().min(32)]).into_owned();
+        match f {
+            Failure::UnknownOp => {
+                self.log_error(t, &format!("Client parser ERROR, proto='{snippet:?}...'"));
+                self.send_err(t, proto::ERR_UNKNOWN_OP, CloseReason::ProtocolViolation);
+            }
+            Failure::MaxControlLine => {
+                self.log_error(
+                    t,
+                    &format!(
+                        "{} (snip: {snippet:?}...)",
+                        proto::ERR_MAX_CONTROL_LINE.text
+                    ),
+                );
+                self.send_err(t, proto::ERR_MAX_CONTROL_LINE, CloseReason::MaxControlLine);
+            }
+            Failure::MaxPayload => {
+                self.log_error(
+                    t,
+                    &format!(
+                        "maximum payload exceeded (max_payload {})",
+                        self.cfg.max_payload
+                    ),
+                );
+                self.send_err(t, proto::ERR_MAX_PAYLOAD, CloseReason::MaxPayload);
+            }
+            Failure::BadArgs(what) => {
+                self.log_error(t, &format!("{what}: {snippet:?}"));
+                self.close(t, CloseReason::ProtocolViolation);
+            }
+        }
+    }
+
+    pub fn auth_violation(&mut self, t: usize) {
+        self.log_error(t, "authentication error");
+        self.send_err(t, proto::ERR_AUTH_VIOLATION, CloseReason::AuthViolation);
+    }
+
+    fn on_connect(&mut self, t: usize, arg: &[u8]) {
+        let parsed = json::parse(arg).and_then(|v| match v {
+            Value::Obj(_) => Ok(v),
+            _ => Err(JsonError("CONNECT is not a JSON object".into())),
+        });
+        let mut opts = self.conns[t].opts.clone();
+        let mut creds = Credentials::default();
+        let applied = parsed.and_then(|v| {
+            apply_connect(&v, &mut opts, &mut creds)?;
+            Ok(v)
+        });
+        if let Err(e) = applied {
+            self.log_error(t, &format!("CONNECT parse error: {}", e.0));
+            self.close(t, CloseReason::ProtocolViolation);
+            return;
+        }
+        if !self.authenticate(&creds) || !creds.account.is_empty() {
+            self.auth_violation(t);
+            return;
+        }
+        if !(0..=1).contains(&opts.protocol) {
+            self.send_err(t, proto::ERR_BAD_PROTOCOL, CloseReason::BadClientProtocol);
+            return;
+        }
+        if opts.no_responders && !opts.headers {
+            self.send_err(
+                t,
+                proto::ERR_NO_RESPONDERS_HEADERS,
+                CloseReason::NoRespondersHeaders,
+            );
+            return;
+        }
+        let verbose = opts.verbose;
+        let next_ping = self.first_ping_at();
+        let c = &mut self.conns[t];
+        opts.user = creds.user;
+        c.opts = opts;
+        c.connected = true;
+        c.auth_deadline = None;
+        c.next_ping = next_ping;
+        c.last_activity = self.now;
+        if verbose {
+            self.trace_out(t, "OK");
+            self.queue(t, proto::OK);
+        }
+        self.schedule(t);
+    }
+
+    /// Checks CONNECT credentials against the configured users or token.
+    fn authenticate(&self, creds: &Credentials) -> bool {
+        let auth = &self.cfg.auth;
+        if !auth.required() {
+            return true;
+        }
+        if let Some(token) = &auth.token {
+            return creds.token == *token;
+        }
+        auth.users
+            .iter()
+            .any(|u| u.name == creds.user && u.password == creds.pass)
+    }
+
+    fn on_pub(&mut self, t: usize, m: &Msg) {
+        let now = self.now;
+        let c = &mut self.conns[t];
+        c.counters.in_msgs += 1;
+        c.counters.in_bytes += m.payload.len() as u64;
+        c.last_activity = now;
+        let (pedantic, verbose, no_responders) =
+            (c.opts.pedantic, c.opts.verbose, c.opts.no_responders);
+        self.stats.in_msgs += 1;
+        self.stats.in_bytes += m.payload.len() as u64;
+        // An empty subject only comes from a client's HMSG, which nats-server does not check.
+        if pedantic && !m.subject.is_empty() && !sublist::valid_literal_subject(m.subject) {
+            self.send_err(
+                t,
+                proto::ERR_INVALID_PUB_SUBJECT,
+                CloseReason::ProtocolViolation,
+            );
+        }
+        if verbose {
+            self.trace_out(t, "OK");
+            self.queue(t, proto::OK);
+        }
+        let delivered = self.deliver(t, m);
+        if !delivered && no_responders && !m.reply.is_empty() {
+            self.no_responders(t, m.reply);
+        }
+    }
+
+    /// Tells a requester nobody is listening: a 503 status on its own reply subscription.
+    fn no_responders(&mut self, t: usize, reply: &[u8]) {
+        let matches = self.sublist.matches(reply);
+        let Some(sub) = matches
+            .plain
+            .iter()
+            .filter_map(|&id| self.sublist.get(id))
+            .find(|s| s.conn == t)
+        else {
+            return;
+        };
+        let c = &mut self.conns[t];
+        proto::write_no_responders(&mut c.out, reply, &sub.sid);
+        self.after_queue(t);
+    }
+
+    fn on_sub(&mut self, t: usize, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        let max_subs = self.cfg.max_subs;
+        let c = &mut self.conns[t];
+        c.last_activity = self.now;
+        let verbose = c.opts.verbose;
+        if max_subs > 0 && c.subs.len() >= max_subs {
+            self.log_error(t, proto::ERR_MAX_SUBS.text);
+            self.send_err(t, proto::ERR_MAX_SUBS, CloseReason::ProtocolViolation);
+            return;
+        }
+        // A sid already in use is acknowledged and otherwise ignored, as nats-server does.
+        if !c.subs.contains_key(sid) {
+            match self.sublist.insert(Sub::new(t, subject, queue, sid)) {
+                Ok(id) => {
+                    self.conns[t].subs.insert(sid.into(), id);
+                }
+                Err(_) => {
+                    self.send_err(
+                        t,
+                        proto::ERR_INVALID_SUBJECT,
+                        CloseReason::ProtocolViolation,
+                    );
+                    return;
+                }
+            }
+        }
+        if verbose {
+            self.trace_out(t, "OK");
+            self.queue(t, proto::OK);
+        }
+    }
+
+    fn on_unsub(&mut self, t: usize, sid: &[u8], max: i64) {
+        let c = &mut self.conns[t];
+        c.last_activity = self.now;
+        let verbose = c.opts.verbose;
+        if let Some(&id) = c.subs.get(sid) {
+            match self.sublist.get_mut(id) {
+                Some(sub) if max > 0 && max as u64 > sub.delivered => sub.max = max as u64,
+                _ => self.remove_sub(t, id),
+            }
+        }
+        if verbose {
+            self.trace_out(t, "OK");
+            self.queue(t, proto::OK);
+        }
+    }
+
+    fn trace_in(&self, t: usize, frame: &[u8], op: &Op) {
+        let line_end = memchr::memchr(b'\n', frame).unwrap_or(frame.len());
+        let line = String::from_utf8_lossy(&frame[..line_end]);
+        let label = self.conns[t].label();
+        trace!("{} - <<- [{}]", label, line.trim_end());
+        if let Op::Pub(m) = op {
+            trace!(
+                "{} - <<- MSG_PAYLOAD: [{:?}]",
+                label,
+                String::from_utf8_lossy(m.payload)
+            );
+        }
+    }
+
+    pub fn trace_out(&self, t: usize, what: &str) {
+        if self.trace {
+            trace!("{} - ->> [{}]", self.conns[t].label(), what);
+        }
+    }
+
+    /// Logs a new client at debug level, as nats-server does.
+    pub fn log_created(&self, t: usize) {
+        debug!("{} - Client connection created", self.conns[t].label());
+    }
+}
+
+/// The credential fields of CONNECT.
+#[derive(Default)]
+struct Credentials {
+    user: String,
+    pass: String,
+    token: String,
+    account: String,
+}
+
+/// Applies CONNECT's fields onto `o`; a field of the wrong type fails the whole CONNECT, as
+/// Go's json.Unmarshal does for nats-server. Absent fields keep their current value.
+fn apply_connect(
+    v: &Value,
+    o: &mut crate::conn::ClientOpts,
+    creds: &mut Credentials,
+) -> Result<(), JsonError> {
+    let flags: [(&str, &mut bool); 5] = [
+        ("verbose", &mut o.verbose),
+        ("pedantic", &mut o.pedantic),
+        ("echo", &mut o.echo),
+        ("headers", &mut o.headers),
+        ("no_responders", &mut o.no_responders),
+    ];
+    for (key, field) in flags {
+        if let Some(b) = v.get_bool(key)? {
+            *field = b;
+        }
+    }
+    v.get_bool("tls_required")?;
+    if let Some(p) = v.get_int("protocol")? {
+        o.protocol = p;
+    }
+    let texts: [(&str, &mut String); 7] = [
+        ("name", &mut o.name),
+        ("lang", &mut o.lang),
+        ("version", &mut o.version),
+        ("user", &mut creds.user),
+        ("pass", &mut creds.pass),
+        ("auth_token", &mut creds.token),
+        ("account", &mut creds.account),
+    ];
+    for (key, field) in texts {
+        if let Some(s) = v.get_str(key)? {
+            *field = s.to_string();
+        }
+    }
+    for key in ["jwt", "nkey", "sig"] {
+        v.get_str(key)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Every option, default and limit of the server in one place.
+//!
+//! `Config` is plain data: the command line (`options.rs`) and the config file (`conffile.rs`)
+//! build one before the loop starts, and the loop only reads it. A reload builds a fresh
+//! `Config` and swaps it in whole; nothing mutates a live one field by field.
+
+use std::time::Duration;
+
+/// The version we report in INFO and `-v`. The protocol is nats-server 2.9's.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What INFO calls `go`: the toolchain that built the server (clients only display it).
+pub const BUILT_WITH: &str = "rust";
+
+/// Client port nats-server listens on by default.
+pub const DEFAULT_PORT: u16 = 4222;
+/// Longest argument part of one protocol line a client may send (nats: MAX_CONTROL_LINE_SIZE).
+pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;
+/// Largest message payload a client may publish (nats: MAX_PAYLOAD_SIZE).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Unsent bytes a connection may hold before it is cut off as a slow consumer.
+pub const DEFAULT_MAX_PENDING: usize = 64 * 1024 * 1024;
+/// How long a connection may hold unsent bytes without the socket taking any.
+pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// How often an idle client is PINGed.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
+/// Unanswered PINGs tolerated before `Stale Connection`.
+pub const DEFAULT_MAX_PINGS_OUT: u32 = 2;
+/// The first PING goes out this soon after connect (plus up to 20% jitter), to measure RTT.
+pub const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
+/// Time a client has to send CONNECT when authentication is required.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Open client connections accepted at once (nats: DEFAULT_MAX_CONNECTIONS).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64 * 1024;
+
+/// Bytes taken from a socket per read call. One shared buffer of this size serves every
+/// connection whose previous read ended on a frame boundary.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Reads of one connection per loop pass before it yields to the others (fairness).
+pub const READS_PER_PASS: usize = 4;
+/// A producer that delivers to a connection holding more than this many unsent bytes pauses
+/// (its socket is not read) until that connection drains or the stall expires. This is the
+/// flow control that keeps fast producers from filling memory; nats-server "stalls" too.
+pub const STALL_WATER: usize = 1024 * 1024;
+/// A stall never lasts longer than this, so a consumer that never reads cannot block its
+/// producers; it is cut off by max_pending or the write deadline instead.
+pub const STALL_MAX: Duration = Duration::from_millis(250);
+/// Write buffers larger than this are released once drained, so idle connections stay small.
+pub const OUT_KEEP: usize = 16 * 1024;
+
+/// A user allowed to connect.
+#[derive(Clone, Debug, Default)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+/// How clients authenticate. Empty means no authentication.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    pub users: Vec<User>,
+    pub token: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+impl Auth {
+    pub fn required(&self) -> bool {
+        !self.users.is_empty() || self.token.is_some()
+    }
+}
+
+/// Everything the running server needs to know, read-only while the loop runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: String,
+    /// `-1` asks for a random port.
+    pub port: i32,
+    pub server_name: String,
+    pub max_payload: usize,
+    pub max_control_line: usize,
+    pub max_connections: usize,
+    /// 0 means unlimited.
+    pub max_subs: usize,
+    pub max_pending: usize,
+    pub write_deadline: Duration,
+    pub ping_interval: Duration,
+    pub max_pings_out: u32,
+    pub auth: Auth,
+    pub debug: bool,
+    pub trace: bool,
+    pub logtime: bool,
+    pub log_file: Option<String>,
+    pub pid_file: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            host: "0.0.0.0".to_string(),
+            port: DEFAULT_PORT as i32,
+            server_name: String::new(),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_control_line: DEFAULT_MAX_CONTROL_LINE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_subs: 0,
+            max_pending: DEFAULT_MAX_PENDING,
+            write_deadline: DEFAULT_WRITE_DEADLINE,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            max_pings_out: DEFAULT_MAX_PINGS_OUT,
+            auth: Auth::default(),
+            debug: false,
+            trace: false,
+            logtime: true,
+            log_file: None,
+            pid_file: None,
+        }
+    }
+}
+
+impl Config {
+    pub fn auth_timeout(&self) -> Duration {
+        self.auth.timeout.unwrap_or(DEFAULT_AUTH_TIMEOUT)
+    }
+}

@@ -1,0 +1,113 @@
+//! A published message's way to its subscribers: match, then one copy per subscriber.
+//!
+//! `deliver` asks the subject index what the subject reaches (one hash lookup when cached),
+//! then for every plain subscription and one member of every queue group appends
+//! `MSG <subject> <sid> [reply] <size>\r\n<payload>\r\n` to that connection's write buffer.
+//! Nothing is written to sockets here: the touched connections sit on the dirty list and are
+//! flushed once at the end of the loop pass. This is also where the per-connection limits of
+//! the output side are enforced (max_pending via `after_queue`) and where a producer learns
+//! that a consumer it feeds is congested (`maybe_stall`).
+
+use crate::broker::Broker;
+use crate::parser::Msg;
+use crate::proto;
+use crate::sublist::SubId;
+
+impl Broker {
+    /// Delivers `m`, published by connection `from`, to local subscribers. Returns whether
+    /// anyone got it.
+    pub fn deliver(&mut self, from: usize, m: &Msg) -> bool {
+        let matches = self.sublist.matches(m.subject);
+        if matches.is_empty() {
+            return false;
+        }
+        let mut delivered = false;
+        for &id in &matches.plain {
+            delivered |= self.deliver_to(from, id, m);
+        }
+        for group in &matches.groups {
+            // One member per group: start at a random one, take the first that accepts.
+            let n = group.members.len();
+            let start = if n > 1 {
+                (self.rand() % n as u64) as usize
+            } else {
+                0
+            };
+            for i in 0..n {
+                if self.deliver_to(from, group.members[(start + i) % n], m) {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        drop(matches);
+        if !self.unsub_later.is_empty() {
+            self.apply_unsubs();
+        }
+        delivered
+    }
+
+    /// Appends one copy of `m` for subscription `id`. False if it could not take it (echo
+    /// off for its own messages, closing, or past its auto-unsubscribe limit).
+    #[inline]
+    fn deliver_to(&mut self, from: usize, id: SubId, m: &Msg) -> bool {
+        let Some(sub) = self.sublist.get_mut(id) else {
+            return false;
+        };
+        let t = sub.conn;
+        let c = match self.conns.get_mut(t) {
+            Some(c) if c.closing.is_none() => c,
+            _ => return false,
+        };
+        if t == from && !c.opts.echo {
+            return false;
+        }
+        if sub.max > 0 {
+            sub.delivered += 1;
+            if sub.delivered >= sub.max {
+                // Removed once this fan-out is over; a message past the limit is dropped.
+                if sub.delivered == sub.max {
+                    self.unsub_later.push(id);
+                } else {
+                    return false;
+                }
+            }
+        }
+        let mut digits = [0u8; 20];
+        let (payload, hdr_size, size) = match m.hdr_size {
+            // A subscriber that did not ask for headers gets the body only, as a MSG.
+            Some(_) if !c.opts.headers => {
+                let body = &m.payload[m.hdr_len..];
+                (body, None, proto::digits(body.len() as u64, &mut digits))
+            }
+            h => (m.payload, h, m.size),
+        };
+        let out = &mut c.out;
+        out.reserve(m.subject.len() + sub.sid.len() + m.reply.len() + payload.len() + 32);
+        proto::write_msg_head(out, m.subject, &sub.sid, m.reply, hdr_size, size);
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+        c.counters.out_msgs += 1;
+        c.counters.out_bytes += payload.len() as u64;
+        self.stats.out_msgs += 1;
+        self.stats.out_bytes += payload.len() as u64;
+        if self.trace {
+            let head = format!(
+                "MSG {} {} {}",
+                String::from_utf8_lossy(m.subject),
+                String::from_utf8_lossy(
+                    &self
+                        .sublist
+                        .get(id)
+                        .map(|s| s.sid.clone())
+                        .unwrap_or_default()
+                ),
+                payload.len()
+            );
+            self.trace_out(t, &head);
+        }
+        self.after_queue(t);
+        self.maybe_stall(from, t);
+        true
+    }
+}

@@ -1,0 +1,123 @@
+//! The `log::Log` backend, writing lines the way nats-server does:
+//! `[pid] 2026/11/21 10:00:00.123456 [INF] message` (local time, microseconds), to stderr or
+//! to the file given by `-l`. `-D` enables `[DBG]`, `-V` enables `[TRC]`; `-T=false` drops the
+//! timestamp. Settings can be changed while running (config reload), hence the lock.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where and how log lines go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    pub debug: bool,
+    pub trace: bool,
+    pub time: bool,
+    pub file: Option<String>,
+}
+
+struct Sink {
+    time: bool,
+    file: Option<File>,
+}
+
+struct Logger {
+    sink: Mutex<Sink>,
+}
+
+static LOGGER: Logger = Logger {
+    sink: Mutex::new(Sink {
+        time: true,
+        file: None,
+    }),
+};
+static PID: AtomicU32 = AtomicU32::new(0);
+
+fn pid() -> u32 {
+    PID.load(Ordering::Relaxed)
+}
+
+/// Installs the logger (first call) or applies new settings (later calls).
+pub fn init(s: &LogSettings) -> io::Result<()> {
+    let file = match &s.file {
+        Some(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+        None => None,
+    };
+    PID.store(std::process::id(), Ordering::Relaxed);
+    {
+        let mut sink = LOGGER.sink.lock().unwrap_or_else(|e| e.into_inner());
+        sink.time = s.time;
+        sink.file = file;
+    }
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(if s.trace {
+        LevelFilter::Trace
+    } else if s.debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    });
+    Ok(())
+}
+
+fn tag(level: Level) -> &'static str {
+    match level {
+        Level::Error => "[ERR]",
+        Level::Warn => "[WRN]",
+        Level::Info => "[INF]",
+        Level::Debug => "[DBG]",
+        Level::Trace => "[TRC]",
+    }
+}
+
+/// Local wall-clock time as `2026/11/21 10:00:00.123456`.
+pub fn local_timestamp(now: SystemTime) -> String {
+    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as libc::time_t;
+    // SAFETY: localtime_r writes into the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&secs, &mut tm) };
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:06}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        d.subsec_micros()
+    )
+}
+
+impl Log for Logger {
+    fn enabled(&self, m: &Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let line = if sink.time {
+            format!(
+                "[{}] {} {} {}\n",
+                pid(),
+                local_timestamp(SystemTime::now()),
+                tag(r.level()),
+                r.args()
+            )
+        } else {
+            format!("[{}] {} {}\n", pid(), tag(r.level()), r.args())
+        };
+        let _ = match &mut sink.file {
+            Some(f) => f.write_all(line.as_bytes()),
+            None => io::stderr().write_all(line.as_bytes()),
+        };
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,81 @@
+//! tern: a NATS-compatible message server. `main` turns flags into a `Config`, sets up
+//! logging and the pid file, and runs the poll loop until a stop signal.
+//!
+//! Map of the source (see ARCHITECTURE.md):
+//! - `server`: the poll loop (accept, read, end-of-pass flush), `broker`: its shared state
+//!   (connections, counters, dirty list, timers, stalls), `conn`: one connection's buffers;
+//! - `parser`: the I/O-free protocol parser, `client`: what client frames do, `deliver`: the
+//!   fan-out of a message to subscribers, `sublist`: the subject index;
+//! - `proto`, `info`, `json`: wire text; `config`, `options`: settings; `logger`, `signals`.
+
+mod broker;
+mod client;
+mod config;
+mod conn;
+mod deliver;
+mod hash;
+mod info;
+mod json;
+mod logger;
+mod options;
+mod parser;
+mod proto;
+mod server;
+mod signals;
+mod sublist;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match options::parse(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tern: {e}\n{}", options::usage());
+            return ExitCode::from(2);
+        }
+    };
+    if flags.help {
+        println!("{}", options::usage());
+        return ExitCode::SUCCESS;
+    }
+    if flags.version {
+        println!("tern: v{}", config::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let mut cfg = config::Config::default();
+    if let Err(e) = options::apply(&flags, &mut cfg) {
+        eprintln!("tern: {e}");
+        return ExitCode::from(2);
+    }
+    let log = logger::LogSettings {
+        debug: cfg.debug,
+        trace: cfg.trace,
+        time: cfg.logtime,
+        file: cfg.log_file.clone(),
+    };
+    if let Err(e) = logger::init(&log) {
+        eprintln!("tern: cannot open log file: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(pid_file) = &cfg.pid_file {
+        if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
+            log::error!("Could not write pidfile: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut server = match server::Server::new(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("Error listening on port: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,818 @@
+//! The NATS protocol parser: bytes in, one borrowed frame (or "need more", or an error) out.
+//!
+//! It does no I/O and keeps no state between calls: `parse` looks at the start of a buffer,
+//! recognises the operation case-insensitively, finds the line end with `memchr`, checks the
+//! arguments and limits, and for PUB/HPUB/RMSG jumps over the declared payload size and
+//! requires `\r\n` after it. A frame that is not all there yet yields `Incomplete(n)`, the
+//! total length needed before it is worth calling again, so a split payload is never
+//! rescanned. The caller keeps the unconsumed tail; that is the only copy a split frame costs.
+//!
+//! Limits are enforced here, where bytes arrive: the control-line limit applies to an
+//! incomplete line too (a client cannot grow memory by never sending `\r\n`), and
+//! max_payload is checked as soon as the PUB line is complete, before its payload is read.
+//! Byte-level behaviour follows nats-server 2.9's parser.go (see PROTOCOL-NOTES.md).
+
+use memchr::memchr;
+
+/// Who is on the other end: clients and routes speak different verbs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Client,
+    Route,
+}
+
+/// Per-connection parameters of the parser.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub peer: Peer,
+    pub max_control_line: usize,
+    pub max_payload: usize,
+    /// The client said `headers: true` in CONNECT; HPUB is refused otherwise.
+    pub headers: bool,
+}
+
+/// A message frame: PUB, HPUB (client) or RMSG, HMSG (route).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Msg<'a> {
+    /// Route messages name their account; empty for clients.
+    pub account: &'a [u8],
+    pub subject: &'a [u8],
+    pub reply: &'a [u8],
+    /// Route messages with `+`/`|` carry the queue groups they are meant for, space separated.
+    pub queues: &'a [u8],
+    /// The header length as written (HPUB/HMSG), `None` for plain messages.
+    pub hdr_size: Option<&'a [u8]>,
+    pub hdr_len: usize,
+    /// The total size as written, echoed back in MSG headers.
+    pub size: &'a [u8],
+    /// Headers plus body, without the trailing `\r\n`.
+    pub payload: &'a [u8],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Op<'a> {
+    Connect(&'a [u8]),
+    Info(&'a [u8]),
+    Pub(Msg<'a>),
+    Sub {
+        subject: &'a [u8],
+        queue: Option<&'a [u8]>,
+        sid: &'a [u8],
+    },
+    /// `max` is nats-server's parse of the optional count: `-1` when absent or invalid.
+    Unsub {
+        sid: &'a [u8],
+        max: i64,
+    },
+    Ping,
+    Pong,
+    Ok,
+    Err(&'a [u8]),
+    /// Route interest: `RS+ <account> <subject> [<queue> <weight>]`.
+    RouteSub {
+        account: &'a [u8],
+        subject: &'a [u8],
+        queue: Option<&'a [u8]>,
+        weight: i64,
+    },
+    /// `RS- <account> <subject> [<queue>]`.
+    RouteUnsub {
+        account: &'a [u8],
+        subject: &'a [u8],
+        queue: Option<&'a [u8]>,
+    },
+}
+
+/// Why a buffer cannot be parsed. Each maps to one wire reaction in the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// `-ERR 'Unknown Protocol Operation'`, close.
+    UnknownOp,
+    /// `-ERR 'maximum control line exceeded'`, close.
+    MaxControlLine,
+    /// `-ERR 'Maximum Payload Violation'`, close.
+    MaxPayload,
+    /// Malformed arguments: nats-server logs and closes without an `-ERR`.
+    BadArgs(&'static str),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// A complete frame and how many bytes it used.
+    Frame(Op<'a>, usize),
+    /// Not enough bytes yet; call again once the buffer holds at least this many.
+    Incomplete(usize),
+    Fail(Failure),
+}
+
+/// The verbs, in the shape that decides how their line is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Pub,
+    Hpub,
+    Sub,
+    Unsub,
+    Ping,
+    Pong,
+    Ok,
+    Err,
+    Connect,
+    Info,
+    Hmsg,
+    Rmsg,
+    RsSub,
+    RsUnsub,
+}
+
+/// Compares `buf` with `word` case-insensitively: `Some(true)` if the whole word is there,
+/// `Some(false)` if the buffer ends inside a matching prefix, `None` on a mismatch.
+fn match_word(buf: &[u8], word: &[u8]) -> Option<bool> {
+    let n = buf.len().min(word.len());
+    if buf[..n].eq_ignore_ascii_case(&word[..n]) {
+        Some(n == word.len())
+    } else {
+        None
+    }
+}
+
+/// Recognises the verb at the start of `buf`: the verb and the length of its spelling, or
+/// `Incomplete`/`Fail` as a `Parsed`.
+fn verb(buf: &[u8], peer: Peer) -> Result<(Verb, usize), Parsed<'static>> {
+    let second = |b: Option<&u8>| b.map(|c| c.to_ascii_uppercase());
+    let candidates: &[(&[u8], Verb)] = match buf[0].to_ascii_uppercase() {
+        b'P' => match second(buf.get(1)) {
+            None => return Err(Parsed::Incomplete(buf.len() + 1)),
+            Some(b'U') => &[(b"PUB", Verb::Pub)],
+            Some(b'I') => &[(b"PING", Verb::Ping)],
+            Some(b'O') => &[(b"PONG", Verb::Pong)],
+            Some(_) => return Err(Parsed::Fail(Failure::UnknownOp)),
+        },
+        b'H' => match second(buf.get(1)) {
+            None => return Err(Parsed::Incomplete(buf.len() + 1)),
+            Some(b'P') => &[(b"HPUB", Verb::Hpub)],
+            Some(b'M') => &[(b"HMSG", Verb::Hmsg)],
+            Some(_) => return Err(Parsed::Fail(Failure::UnknownOp)),
+        },
+        b'S' => &[(b"SUB", Verb::Sub)],
+        b'U' => &[(b"UNSUB", Verb::Unsub)],
+        b'C' => &[(b"CONNECT", Verb::Connect)],
+        b'I' => &[(b"INFO", Verb::Info)],
+        b'+' => &[(b"+OK", Verb::Ok)],
+        b'-' => &[(b"-ERR", Verb::Err)],
+        b'R' if peer == Peer::Route => match second(buf.get(1)) {
+            None => return Err(Parsed::Incomplete(buf.len() + 1)),
+            Some(b'M') => &[(b"RMSG", Verb::Rmsg)],
+            Some(b'S') => match buf.get(2) {
+                None => return Err(Parsed::Incomplete(buf.len() + 1)),
+                Some(b'+') => &[(b"RS+", Verb::RsSub)],
+                Some(b'-') => &[(b"RS-", Verb::RsUnsub)],
+                Some(_) => return Err(Parsed::Fail(Failure::UnknownOp)),
+            },
+            Some(_) => return Err(Parsed::Fail(Failure::UnknownOp)),
+        },
+        _ => return Err(Parsed::Fail(Failure::UnknownOp)),
+    };
+    let (word, v) = candidates[0];
+    match match_word(buf, word) {
+        Some(true) => Ok((v, word.len())),
+        Some(false) => Err(Parsed::Incomplete(buf.len() + 1)),
+        None => Err(Parsed::Fail(Failure::UnknownOp)),
+    }
+}
+
+/// nats-server's parseSize: 1 to 9 ASCII digits, anything else is -1.
+pub fn parse_size(d: &[u8]) -> i64 {
+    if d.is_empty() || d.len() > 9 {
+        return -1;
+    }
+    let mut n: i64 = 0;
+    for &c in d {
+        if !c.is_ascii_digit() {
+            return -1;
+        }
+        n = n * 10 + (c - b'0') as i64;
+    }
+    n
+}
+
+/// Splits arguments on spaces and tabs into `out`; returns how many there were (which may
+/// exceed `out.len()`, meaning "too many").
+fn split_args<'a>(arg: &'a [u8], out: &mut [&'a [u8]]) -> usize {
+    let mut n = 0;
+    for part in arg.split(|&b| b == b' ' || b == b'\t') {
+        if part.is_empty() {
+            continue;
+        }
+        if n < out.len() {
+            out[n] = part;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Parses the frame at the start of `buf`.
+pub fn parse<'a>(buf: &'a [u8], lim: &Limits) -> Parsed<'a> {
+    if buf.is_empty() {
+        return Parsed::Incomplete(1);
+    }
+    let (verb, wlen) = match verb(buf, lim.peer) {
+        Ok(v) => v,
+        Err(p) => return p,
+    };
+    // Verbs with arguments need at least one blank after the word; CONNECT and INFO may run
+    // straight into theirs; PING, PONG and +OK ignore everything up to the newline.
+    let needs_blank = !matches!(
+        verb,
+        Verb::Ping | Verb::Pong | Verb::Ok | Verb::Connect | Verb::Info
+    );
+    let mut start = wlen;
+    if needs_blank || matches!(verb, Verb::Connect | Verb::Info) {
+        match buf.get(start) {
+            None => return Parsed::Incomplete(buf.len() + 1),
+            Some(b' ' | b'\t') => {}
+            Some(_) if needs_blank => return Parsed::Fail(Failure::UnknownOp),
+            Some(_) => {}
+        }
+        while let Some(b' ' | b'\t') = buf.get(start) {
+            start += 1;
+        }
+    }
+    let check_line = lim.peer == Peer::Client;
+    let Some(nl) = memchr(b'\n', &buf[start..]).map(|i| start + i) else {
+        let mut pending = buf.len() - start;
+        if buf.last() == Some(&b'\r') {
+            pending -= 1;
+        }
+        if check_line && pending > lim.max_control_line {
+            return Parsed::Fail(Failure::MaxControlLine);
+        }
+        return Parsed::Incomplete(buf.len() + 1);
+    };
+    let line_len = nl + 1;
+    let mut arg = &buf[start.min(nl)..nl];
+    if let [rest @ .., b'\r'] = arg {
+        arg = rest;
+    }
+    if check_line && arg.len() > lim.max_control_line {
+        return Parsed::Fail(Failure::MaxControlLine);
+    }
+    let frame = |op| Parsed::Frame(op, line_len);
+    match verb {
+        Verb::Ping => frame(Op::Ping),
+        Verb::Pong => frame(Op::Pong),
+        Verb::Ok => frame(Op::Ok),
+        Verb::Err => frame(Op::Err(arg)),
+        Verb::Connect => frame(Op::Connect(arg)),
+        Verb::Info => frame(Op::Info(arg)),
+        Verb::Sub => {
+            let mut a = [&b""[..]; 3];
+            match split_args(arg, &mut a) {
+                2 => frame(Op::Sub {
+                    subject: a[0],
+                    queue: None,
+                    sid: a[1],
+                }),
+                3 => frame(Op::Sub {
+                    subject: a[0],
+                    queue: Some(a[1]),
+                    sid: a[2],
+                }),
+                _ => Parsed::Fail(Failure::BadArgs("processSub Parse Error")),
+            }
+        }
+        Verb::Unsub => {
+            let mut a = [&b""[..]; 2];
+            match split_args(arg, &mut a) {
+                1 => frame(Op::Unsub { sid: a[0], max: -1 }),
+                2 => frame(Op::Unsub {
+                    sid: a[0],
+                    max: parse_size(a[1]),
+                }),
+                _ => Parsed::Fail(Failure::BadArgs("processUnsub Parse Error")),
+            }
+        }
+        Verb::RsSub | Verb::RsUnsub => route_interest(verb, arg, line_len),
+        Verb::Pub | Verb::Hpub | Verb::Hmsg | Verb::Rmsg => {
+            let msg = match verb {
+                Verb::Pub => client_pub(arg, lim, false),
+                Verb::Hpub => client_pub(arg, lim, true),
+                Verb::Hmsg if lim.peer == Peer::Client => Ok(client_hmsg()),
+                _ => route_msg(arg, verb == Verb::Hmsg),
+            };
+            match msg {
+                Ok(msg) => with_payload(buf, line_len, msg),
+                Err(f) => Parsed::Fail(f),
+            }
+        }
+    }
+}
+
+/// PUB `<subject> [reply] <size>` / HPUB `<subject> [reply] <hdr_len> <total_len>`.
+fn client_pub<'a>(arg: &'a [u8], lim: &Limits, hpub: bool) -> Result<Msg<'a>, Failure> {
+    if hpub && !lim.headers {
+        return Err(Failure::BadArgs("message headers not supported"));
+    }
+    let mut a = [&b""[..]; 4];
+    let n = split_args(arg, &mut a);
+    let (subject, reply, hdr, size) = match (hpub, n) {
+        (false, 2) => (a[0], &b""[..], None, a[1]),
+        (false, 3) => (a[0], a[1], None, a[2]),
+        (true, 3) => (a[0], &b""[..], Some(a[1]), a[2]),
+        (true, 4) => (a[0], a[1], Some(a[2]), a[3]),
+        _ => return Err(Failure::BadArgs("processPub Parse Error")),
+    };
+    let total = parse_size(size);
+    let hdr_len = match hdr {
+        Some(h) => {
+            let h = parse_size(h);
+            if h < 0 {
+                return Err(Failure::BadArgs(
+                    "processHeaderPub Bad or Missing Header Size",
+                ));
+            }
+            h
+        }
+        None => 0,
+    };
+    if total < 0 {
+        return Err(Failure::BadArgs("processPub Bad or Missing Size"));
+    }
+    if hdr_len > total {
+        return Err(Failure::BadArgs(
+            "processHeaderPub Header Size larger then TotalSize",
+        ));
+    }
+    if total as u64 > lim.max_payload as u64 {
+        return Err(Failure::MaxPayload);
+    }
+    Ok(Msg {
+        account: b"",
+        subject,
+        reply,
+        queues: b"",
+        // nats-server treats a zero header length as no headers at all.
+        hdr_size: hdr.filter(|_| hdr_len > 0),
+        hdr_len: hdr_len as usize,
+        size,
+        payload: &size[..0],
+    })
+}
+
+/// A client sending HMSG gets what nats-server 2.9 does: the line is taken as an empty
+/// publish to no subject (answered with +OK in verbose mode, delivered to nobody).
+fn client_hmsg() -> Msg<'static> {
+    Msg {
+        account: b"",
+        subject: b"",
+        reply: b"",
+        queues: b"",
+        hdr_size: None,
+        hdr_len: 0,
+        size: b"0",
+        payload: b"",
+    }
+}
+
+/// RMSG `<account> <subject> [reply] <size>`, or with queue targets
+/// `<account> <subject> + <reply> <q...> <size>` / `<account> <subject> | <q...> <size>`;
+/// HMSG has `<hdr_len>` before the size.
+fn route_msg(arg: &[u8], headers: bool) -> Result<Msg<'_>, Failure> {
+    const MAX: usize = 64;
+    let mut a = [&b""[..]; MAX];
+    let n = split_args(arg, &mut a);
+    let fixed = if headers { 4 } else { 3 };
+    if n < fixed || n > MAX {
+        return Err(Failure::BadArgs("processRoutedMsgArgs Parse Error"));
+    }
+    let size = a[n - 1];
+    let hdr = if headers { Some(a[n - 2]) } else { None };
+    let middle = &a[2..n - if headers { 2 } else { 1 }];
+    let (reply, queues): (&[u8], &[u8]) = match middle {
+        [] => (b"", b""),
+        [r] => (r, b""),
+        [marker, rest @ ..] if *marker == b"+" && !rest.is_empty() => {
+            (rest[0], span(arg, &rest[1..]))
+        }
+        [marker, rest @ ..] if *marker == b"|" => (b"", span(arg, rest)),
+        _ => return Err(Failure::BadArgs("processRoutedMsgArgs Parse Error")),
+    };
+    let total = parse_size(size);
+    let hdr_len = match hdr {
+        Some(h) => parse_size(h),
+        None => 0,
+    };
+    if total < 0 || hdr_len < 0 || hdr_len > total {
+        return Err(Failure::BadArgs("processRoutedMsgArgs Bad or Missing Size"));
+    }
+    Ok(Msg {
+        account: a[0],
+        subject: a[1],
+        reply,
+        queues,
+        hdr_size: hdr.filter(|_| hdr_len > 0),
+        hdr_len: hdr_len as usize,
+        size,
+        payload: &size[..0],
+    })
+}
+
+/// The sub-slice of `arg` that spans the given consecutive arguments.
+fn span<'a>(arg: &'a [u8], parts: &[&'a [u8]]) -> &'a [u8] {
+    match (parts.first(), parts.last()) {
+        (Some(first), Some(last)) => {
+            let base = arg.as_ptr() as usize;
+            let from = first.as_ptr() as usize - base;
+            let to = last.as_ptr() as usize - base + last.len();
+            &arg[from..to]
+        }
+        _ => b"",
+    }
+}
+
+fn route_interest(verb: Verb, arg: &[u8], line_len: usize) -> Parsed<'_> {
+    let mut a = [&b""[..]; 4];
+    let n = split_args(arg, &mut a);
+    let op = match (verb, n) {
+        (Verb::RsSub, 2) => Op::RouteSub {
+            account: a[0],
+            subject: a[1],
+            queue: None,
+            weight: 0,
+        },
+        (Verb::RsSub, 3) => Op::RouteSub {
+            account: a[0],
+            subject: a[1],
+            queue: Some(a[2]),
+            weight: 1,
+        },
+        (Verb::RsSub, 4) => Op::RouteSub {
+            account: a[0],
+            subject: a[1],
+            queue: Some(a[2]),
+            weight: parse_size(a[3]).max(1),
+        },
+        (Verb::RsUnsub, 2) => Op::RouteUnsub {
+            account: a[0],
+            subject: a[1],
+            queue: None,
+        },
+        (Verb::RsUnsub, 3) => Op::RouteUnsub {
+            account: a[0],
+            subject: a[1],
+            queue: Some(a[2]),
+        },
+        _ => return Parsed::Fail(Failure::BadArgs("processRemoteSub Parse Error")),
+    };
+    Parsed::Frame(op, line_len)
+}
+
+/// Completes a message frame: the payload of the declared size, then `\r\n`.
+fn with_payload<'a>(buf: &'a [u8], line_len: usize, mut msg: Msg<'a>) -> Parsed<'a> {
+    let size = parse_size(msg.size) as usize;
+    let end = line_len + size;
+    // nats-server checks the terminator byte by byte, so a wrong byte after the payload is
+    // an error at once, without waiting for the rest.
+    match buf.get(end) {
+        None => return Parsed::Incomplete(end + 2),
+        Some(b'\r') => {}
+        Some(_) => return Parsed::Fail(Failure::UnknownOp),
+    }
+    match buf.get(end + 1) {
+        None => return Parsed::Incomplete(end + 2),
+        Some(b'\n') => {}
+        Some(_) => return Parsed::Fail(Failure::UnknownOp),
+    }
+    msg.payload = &buf[line_len..end];
+    Parsed::Frame(Op::Pub(msg), end + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: Limits = Limits {
+        peer: Peer::Client,
+        max_control_line: 4096,
+        max_payload: 1 << 20,
+        headers: true,
+    };
+    const ROUTE: Limits = Limits {
+        peer: Peer::Route,
+        ..CLIENT
+    };
+
+    /// Parses a whole buffer frame by frame, the way a connection does.
+    fn all<'a>(mut buf: &'a [u8], lim: &Limits) -> (Vec<Op<'a>>, Option<Parsed<'a>>) {
+        let mut ops = Vec::new();
+        loop {
+            match parse(buf, lim) {
+                Parsed::Frame(op, n) => {
+                    ops.push(op);
+                    buf = &buf[n..];
+                    if buf.is_empty() {
+                        return (ops, None);
+                    }
+                }
+                other => return (ops, Some(other)),
+            }
+        }
+    }
+
+    fn msg<'a>(subject: &'a [u8], reply: &'a [u8], size: &'a [u8], payload: &'a [u8]) -> Op<'a> {
+        Op::Pub(Msg {
+            account: b"",
+            subject,
+            reply,
+            queues: b"",
+            hdr_size: None,
+            hdr_len: 0,
+            size,
+            payload,
+        })
+    }
+
+    #[test]
+    fn every_client_frame() {
+        let input =
+            b"CONNECT {\"verbose\":false}\r\nPUB foo 3\r\nabc\r\npub foo.bar _INBOX.1 0\r\n\r\n\
+            HPUB h 7 9\r\nHDR\r\n\r\nxx\r\nSUB foo 1\r\nsub foo q 2\r\nUNSUB 1\r\nunsub 2 5\r\n\
+            PING\r\nPONG\r\n+OK\r\n-ERR 'x'\r\nINFO {}\r\n";
+        let (ops, rest) = all(input, &CLIENT);
+        assert_eq!(rest, None, "stopped after {:?}", ops.last());
+        assert_eq!(
+            ops,
+            vec![
+                Op::Connect(b"{\"verbose\":false}"),
+                msg(b"foo", b"", b"3", b"abc"),
+                msg(b"foo.bar", b"_INBOX.1", b"0", b""),
+                Op::Pub(Msg {
+                    account: b"",
+                    subject: b"h",
+                    reply: b"",
+                    queues: b"",
+                    hdr_size: Some(b"7"),
+                    hdr_len: 7,
+                    size: b"9",
+                    payload: b"HDR\r\n\r\nxx"
+                }),
+                Op::Sub {
+                    subject: b"foo",
+                    queue: None,
+                    sid: b"1"
+                },
+                Op::Sub {
+                    subject: b"foo",
+                    queue: Some(b"q"),
+                    sid: b"2"
+                },
+                Op::Unsub { sid: b"1", max: -1 },
+                Op::Unsub { sid: b"2", max: 5 },
+                Op::Ping,
+                Op::Pong,
+                Op::Ok,
+                Op::Err(b"'x'"),
+                Op::Info(b"{}"),
+            ]
+        );
+    }
+
+    /// Every split point of every frame: the prefix is Incomplete (never a frame, never an
+    /// error) and asks for more than it has; the whole gives the frame.
+    #[test]
+    fn every_split_point() {
+        let frames: &[&[u8]] = &[
+            b"CONNECT {\"verbose\":false}\r\n",
+            b"PUB foo 3\r\nabc\r\n",
+            b"PUB foo reply 0\r\n\r\n",
+            b"HPUB foo r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+            b"SUB foo.* q 1\r\n",
+            b"UNSUB 1 10\r\n",
+            b"PING\r\n",
+            b"PONG\r\n",
+            b"+OK\r\n",
+            b"-ERR 'x'\r\n",
+            b"INFO {\"a\":1}\r\n",
+            b"pub\tfoo\t\t2\r\nhi\r\n",
+        ];
+        for f in frames {
+            for cut in 0..f.len() {
+                match parse(&f[..cut], &CLIENT) {
+                    Parsed::Incomplete(n) => {
+                        assert!(n > cut && n <= f.len(), "{:?} cut {}", f, cut)
+                    }
+                    other => panic!(
+                        "{:?} cut at {}: {:?}",
+                        String::from_utf8_lossy(f),
+                        cut,
+                        other
+                    ),
+                }
+            }
+            match parse(f, &CLIENT) {
+                Parsed::Frame(_, n) => assert_eq!(n, f.len()),
+                other => panic!("{:?}: {:?}", String::from_utf8_lossy(f), other),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_ops_fail_at_the_first_wrong_byte() {
+        for bad in [
+            &b"X"[..],
+            b"PUX",
+            b"PUBX",
+            b"PUB\r\n",
+            b"MSG foo 1 0\r\n",
+            b"RS+ a b\r\n",
+            b"A+",
+            b"L",
+            b"UNSUB\r\n",
+            b"CONNEX",
+            b"\r\n",
+            b"\x00",
+        ] {
+            assert_eq!(
+                parse(bad, &CLIENT),
+                Parsed::Fail(Failure::UnknownOp),
+                "{:?}",
+                bad
+            );
+        }
+    }
+
+    #[test]
+    fn ping_ignores_everything_before_the_newline() {
+        assert_eq!(
+            parse(b"PINGX foo\r\n", &CLIENT),
+            Parsed::Frame(Op::Ping, 11)
+        );
+        assert_eq!(parse(b"ping\n", &CLIENT), Parsed::Frame(Op::Ping, 5));
+        assert_eq!(parse(b"PING", &CLIENT), Parsed::Incomplete(5));
+    }
+
+    #[test]
+    fn bad_arguments() {
+        for bad in [
+            &b"PUB foo\r\n"[..],
+            b"PUB foo x\r\n",
+            b"PUB foo -1\r\n",
+            b"PUB foo 1234567890\r\n",
+            b"PUB a b c 1\r\n",
+            b"SUB foo\r\n",
+            b"SUB a b c d\r\n",
+            b"UNSUB 1 2 3\r\n",
+            b"HPUB foo 3 2\r\n",
+            b"HPUB foo x 2\r\n",
+            b"HPUB foo 2\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad, &CLIENT), Parsed::Fail(Failure::BadArgs(_))),
+                "{:?}",
+                bad
+            );
+        }
+        let no_headers = Limits {
+            headers: false,
+            ..CLIENT
+        };
+        assert!(matches!(
+            parse(b"HPUB foo 1 2\r\n", &no_headers),
+            Parsed::Fail(Failure::BadArgs(_))
+        ));
+    }
+
+    #[test]
+    fn payload_terminator() {
+        assert_eq!(
+            parse(b"PUB foo 3\r\nabcX", &CLIENT),
+            Parsed::Fail(Failure::UnknownOp)
+        );
+        assert_eq!(
+            parse(b"PUB foo 3\r\nabc\rX", &CLIENT),
+            Parsed::Fail(Failure::UnknownOp)
+        );
+        assert_eq!(
+            parse(b"PUB foo 3\r\nabc\r", &CLIENT),
+            Parsed::Incomplete(16)
+        );
+        assert_eq!(parse(b"PUB foo 3\r\nab", &CLIENT), Parsed::Incomplete(16));
+    }
+
+    #[test]
+    fn limits() {
+        let small = Limits {
+            max_control_line: 10,
+            max_payload: 5,
+            ..CLIENT
+        };
+        assert_eq!(
+            parse(b"PUB foo 6\r\n", &small),
+            Parsed::Fail(Failure::MaxPayload)
+        );
+        assert!(matches!(
+            parse(b"PUB foo 5\r\n", &small),
+            Parsed::Incomplete(18)
+        ));
+        // The argument part "01234567 9" is exactly the limit; one more byte is too many.
+        assert!(matches!(
+            parse(b"SUB 012345678 9\r\n", &small),
+            Parsed::Fail(Failure::MaxControlLine)
+        ));
+        assert!(matches!(
+            parse(b"SUB 01234567 9\r\n", &small),
+            Parsed::Frame(..)
+        ));
+        // An incomplete line is checked too.
+        assert_eq!(
+            parse(b"SUB aaaaaaaaaaa", &small),
+            Parsed::Fail(Failure::MaxControlLine)
+        );
+        assert_eq!(parse(b"SUB aaaaaaaaaa", &small), Parsed::Incomplete(15));
+        // Routes are not held to the client control-line limit.
+        let route = Limits {
+            max_control_line: 10,
+            ..ROUTE
+        };
+        assert!(matches!(
+            parse(b"RS+ $G aaaaaaaaaaaaaaaaaaaaaaaa\r\n", &route),
+            Parsed::Frame(..)
+        ));
+    }
+
+    #[test]
+    fn sizes_are_nats_parse_size() {
+        assert_eq!(parse_size(b"0"), 0);
+        assert_eq!(parse_size(b"003"), 3);
+        assert_eq!(parse_size(b"999999999"), 999_999_999);
+        assert_eq!(parse_size(b"1000000000"), -1);
+        assert_eq!(parse_size(b""), -1);
+        assert_eq!(parse_size(b"+1"), -1);
+    }
+
+    #[test]
+    fn client_hmsg_is_an_empty_publish() {
+        let (ops, rest) = all(b"HMSG foo 1 0 0\r\n\r\n", &CLIENT);
+        assert_eq!(rest, None);
+        assert_eq!(ops, vec![msg(b"", b"", b"0", b"")]);
+    }
+
+    #[test]
+    fn route_frames() {
+        let input = b"RS+ $G foo\r\nRS+ $G foo q 3\r\nRS- $G foo\r\nRS- $G foo q\r\n\
+            RMSG $G foo 2\r\nhi\r\nRMSG $G foo reply 0\r\n\r\nRMSG $G foo + r q1 q2 1\r\nx\r\n\
+            RMSG $G foo | q1 1\r\ny\r\nHMSG $G foo 2 3\r\nabc\r\n";
+        let (ops, rest) = all(input, &ROUTE);
+        assert_eq!(rest, None);
+        assert_eq!(ops.len(), 9);
+        assert_eq!(
+            ops[1],
+            Op::RouteSub {
+                account: b"$G",
+                subject: b"foo",
+                queue: Some(b"q"),
+                weight: 3
+            }
+        );
+        match &ops[6] {
+            Op::Pub(m) => {
+                assert_eq!(
+                    (m.reply, m.queues, m.payload),
+                    (&b"r"[..], &b"q1 q2"[..], &b"x"[..])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match &ops[7] {
+            Op::Pub(m) => assert_eq!((m.reply, m.queues), (&b""[..], &b"q1"[..])),
+            other => panic!("{other:?}"),
+        }
+        match &ops[8] {
+            Op::Pub(m) => assert_eq!((m.hdr_len, m.payload), (2, &b"abc"[..])),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Arbitrary bytes never panic and never ask for less than they have.
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut seed = 0x2545F4914F6CDD1Du64;
+        let alphabet = b"PUBSHMGINFOCTRK+-* .>\r\n\t0123456789\x00\xff$";
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|i| alphabet[((seed >> (i % 8 * 8)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            for lim in [&CLIENT, &ROUTE] {
+                match parse(&buf, lim) {
+                    Parsed::Frame(_, n) => assert!(n <= buf.len()),
+                    Parsed::Incomplete(n) => assert!(n > buf.len()),
+                    Parsed::Fail(_) => {}
+                }
+            }
+        }
+    }
+}

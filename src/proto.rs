@@ -1,0 +1,143 @@
+//! Wire text the server writes: `+OK`, `PING`, `PONG`, every `-ERR` with its close/keep rule,
+//! and the MSG/HMSG header writers used on the delivery path.
+//!
+//! The error texts are nats-server 2.9's, byte for byte (see PROTOCOL-NOTES.md); each one is
+//! defined once here together with whether the connection is closed after sending it.
+
+pub const OK: &[u8] = b"+OK\r\n";
+pub const PING: &[u8] = b"PING\r\n";
+pub const PONG: &[u8] = b"PONG\r\n";
+
+/// One `-ERR` the server can send, and whether the connection is closed after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireErr {
+    pub text: &'static str,
+    pub closes: bool,
+}
+
+const fn closing(text: &'static str) -> WireErr {
+    WireErr { text, closes: true }
+}
+const fn keeping(text: &'static str) -> WireErr {
+    WireErr {
+        text,
+        closes: false,
+    }
+}
+
+pub const ERR_UNKNOWN_OP: WireErr = closing("Unknown Protocol Operation");
+pub const ERR_AUTH_VIOLATION: WireErr = closing("Authorization Violation");
+pub const ERR_AUTH_TIMEOUT: WireErr = closing("Authentication Timeout");
+pub const ERR_MAX_PAYLOAD: WireErr = closing("Maximum Payload Violation");
+pub const ERR_MAX_CONTROL_LINE: WireErr = closing("maximum control line exceeded");
+pub const ERR_MAX_CONNECTIONS: WireErr = closing("maximum connections exceeded");
+pub const ERR_STALE: WireErr = closing("Stale Connection");
+pub const ERR_BAD_PROTOCOL: WireErr = closing("invalid client protocol");
+pub const ERR_NO_RESPONDERS_HEADERS: WireErr = closing("no responders requires headers support");
+pub const ERR_INVALID_SUBJECT: WireErr = keeping("Invalid Subject");
+pub const ERR_INVALID_PUB_SUBJECT: WireErr = keeping("Invalid Publish Subject");
+pub const ERR_MAX_SUBS: WireErr = keeping("maximum subscriptions exceeded");
+
+/// Appends `-ERR '<text>'\r\n`.
+pub fn write_err(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"-ERR '");
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"'\r\n");
+}
+
+/// Appends the header line of a delivered message:
+/// `MSG <subject> <sid> [reply] <size>\r\n`, or with headers
+/// `HMSG <subject> <sid> [reply] <hdr_len> <total_len>\r\n`.
+/// Sizes are echoed as the publisher wrote them, as nats-server does.
+pub fn write_msg_head(
+    out: &mut Vec<u8>,
+    subject: &[u8],
+    sid: &[u8],
+    reply: &[u8],
+    hdr_size: Option<&[u8]>,
+    size: &[u8],
+) {
+    match hdr_size {
+        Some(_) => out.extend_from_slice(b"HMSG "),
+        None => out.extend_from_slice(b"MSG "),
+    }
+    out.extend_from_slice(subject);
+    out.push(b' ');
+    out.extend_from_slice(sid);
+    out.push(b' ');
+    if !reply.is_empty() {
+        out.extend_from_slice(reply);
+        out.push(b' ');
+    }
+    if let Some(h) = hdr_size {
+        out.extend_from_slice(h);
+        out.push(b' ');
+    }
+    out.extend_from_slice(size);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `n` in decimal at the end of `buf` and returns the digits (no allocation).
+pub fn digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// Appends a decimal number.
+pub fn write_uint(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(digits(n, &mut [0u8; 20]));
+}
+
+/// The status message a requester gets when nobody is subscribed to its request subject.
+pub fn write_no_responders(out: &mut Vec<u8>, reply: &[u8], sid: &[u8]) {
+    const STATUS: &[u8] = b"NATS/1.0 503\r\n\r\n";
+    out.extend_from_slice(b"HMSG ");
+    out.extend_from_slice(reply);
+    out.push(b' ');
+    out.extend_from_slice(sid);
+    out.extend_from_slice(b" 16 16\r\n");
+    out.extend_from_slice(STATUS);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msg_heads() {
+        let mut out = Vec::new();
+        write_msg_head(&mut out, b"foo", b"1", b"", None, b"5");
+        assert_eq!(out, b"MSG foo 1 5\r\n");
+        out.clear();
+        write_msg_head(&mut out, b"foo", b"22", b"_INBOX.x", Some(b"12"), b"20");
+        assert_eq!(out, b"HMSG foo 22 _INBOX.x 12 20\r\n");
+    }
+
+    #[test]
+    fn errors_and_numbers() {
+        let mut out = Vec::new();
+        write_err(&mut out, ERR_UNKNOWN_OP.text);
+        assert_eq!(out, b"-ERR 'Unknown Protocol Operation'\r\n");
+        out.clear();
+        write_uint(&mut out, 0);
+        out.push(b' ');
+        write_uint(&mut out, 18446744073709551615);
+        assert_eq!(out, b"0 18446744073709551615");
+    }
+
+    #[test]
+    fn no_responders_is_16_bytes_of_header() {
+        let mut out = Vec::new();
+        write_no_responders(&mut out, b"_INBOX.a", b"9");
+        assert_eq!(out, b"HMSG _INBOX.a 9 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
+    }
+}

@@ -1,0 +1,285 @@
+//! The poll loop: one thread, one `mio::Poll`, every socket nonblocking and edge-triggered.
+//!
+//! One pass of the loop:
+//! 1. wait for readiness, no longer than the earliest timer or stall deadline;
+//! 2. accept every pending connection; read every readable connection until WouldBlock or
+//!    until its per-pass budget is spent (then it is revisited next pass without waiting);
+//!    bytes are parsed straight out of one shared read buffer and acted on;
+//! 3. end stalls whose consumers drained, run due timers (auth timeout, PINGs, write deadline);
+//! 4. write every connection that got output this pass (one write per connection, WRITABLE
+//!    interest only for those left with unsent bytes);
+//! 5. free the connections marked closing.
+//!
+//! Signals arrive through a signalfd registered with the same poll.
+
+use crate::broker::{Broker, Identity};
+use crate::config::{Config, READS_PER_PASS, READ_CHUNK};
+use crate::conn::{CloseReason, Conn, Kind, ReadOutcome};
+use crate::info;
+use crate::proto;
+use crate::signals::{Signal, Signals};
+use log::{debug, error, info as log_info};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant, SystemTime};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Signals,
+    /// Shared by every connection whose previous read ended on a frame boundary.
+    rbuf: Vec<u8>,
+    /// Connections that still had bytes when their read budget ran out.
+    pending_reads: Vec<usize>,
+    broker: Broker,
+    /// Accepting failed for lack of descriptors; try again at this time.
+    accept_retry: Option<Instant>,
+    stopping: bool,
+}
+
+/// Resolves the listen address the way nats-server does: host (IPv4, IPv6 or a name) and
+/// port, `-1` meaning any free port.
+fn listen_addr(host: &str, port: i32) -> io::Result<SocketAddr> {
+    let port = if port < 0 { 0 } else { port as u16 };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot resolve {host}"),
+        )
+    })
+}
+
+impl Server {
+    pub fn new(cfg: Config) -> io::Result<Server> {
+        let signals = Signals::new()?;
+        let poll = Poll::new()?;
+        let addr = listen_addr(&cfg.host, cfg.port)?;
+        let mut listener = TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        signals.register(poll.registry(), SIGNALS)?;
+        let id = info::new_server_id();
+        let ident = Identity {
+            name: if cfg.server_name.is_empty() {
+                id.clone()
+            } else {
+                cfg.server_name.clone()
+            },
+            id,
+            host: cfg.host.clone(),
+            port: bound.port(),
+            started: SystemTime::now(),
+        };
+        log_info!("Starting tern");
+        log_info!("  Version:  {}", crate::config::VERSION);
+        log_info!("  Name:     {}", ident.name);
+        log_info!("  ID:       {}", ident.id);
+        log_info!("Listening for client connections on {}", bound);
+        let registry = poll.registry().try_clone()?;
+        let broker = Broker::new(cfg, ident, registry);
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            signals,
+            rbuf: vec![0; READ_CHUNK],
+            pending_reads: Vec::new(),
+            broker,
+            accept_retry: None,
+            stopping: false,
+        })
+    }
+
+    /// The address clients connect to (useful when the port was random).
+    pub fn port(&self) -> u16 {
+        self.broker.ident.port
+    }
+
+    pub fn run(&mut self) -> io::Result<()> {
+        log_info!("Server is ready");
+        let mut events = Events::with_capacity(1024);
+        while !self.stopping {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            self.broker.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.on_signals(),
+                    Token(t) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read(t);
+                        }
+                        if ev.is_writable() && self.broker.conns.contains(t) {
+                            self.broker.flush(t);
+                        }
+                    }
+                }
+            }
+            self.end_of_pass();
+        }
+        log_info!("Initiating Shutdown...");
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.broker.close_all();
+        log_info!("Server Exiting..");
+        Ok(())
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.pending_reads.is_empty() || !self.broker.wake.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let mut deadline = self.broker.next_deadline();
+        if let Some(r) = self.accept_retry {
+            deadline = Some(deadline.map_or(r, |d| d.min(r)));
+        }
+        deadline.map(|d| d.saturating_duration_since(now))
+    }
+
+    fn end_of_pass(&mut self) {
+        let mut again = std::mem::take(&mut self.pending_reads);
+        again.append(&mut self.broker.wake);
+        for t in again {
+            self.read(t);
+        }
+        if self.accept_retry.is_some_and(|r| r <= self.broker.now) {
+            self.accept_retry = None;
+            self.accept();
+        }
+        self.broker.check_stalls();
+        self.broker.fire_timers();
+        self.broker.flush_dirty();
+        self.broker.reap();
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, addr)) => self.add_client(sock, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error!("Error accepting client connection: {e}");
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) {
+                        self.accept_retry = Some(self.broker.now + Duration::from_millis(100));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_client(&mut self, mut sock: TcpStream, addr: SocketAddr) {
+        let b = &mut self.broker;
+        let _ = sock.set_nodelay(true);
+        let first_ping = b.first_ping_at();
+        let auth_deadline = b.cfg.auth.required().then(|| b.now + b.cfg.auth_timeout());
+        let entry = b.conns.vacant_entry();
+        let t = entry.key();
+        if let Err(e) = b.registry.register(&mut sock, Token(t), Interest::READABLE) {
+            error!("Error registering client connection: {e}");
+            return;
+        }
+        let cid = b.next_cid;
+        b.next_cid += 1;
+        b.stats.total_connections += 1;
+        b.clients += 1;
+        let mut c = Conn::new(sock, Kind::Client, cid, addr, b.now);
+        c.next_ping = first_ping;
+        c.auth_deadline = auth_deadline;
+        entry.insert(c);
+        b.log_created(t);
+        let info = info::client_info(b, cid, addr);
+        b.queue(t, info.as_bytes());
+        if b.clients > b.cfg.max_connections {
+            error!("{} - maximum connections exceeded", b.conns[t].label());
+            b.send_err(t, proto::ERR_MAX_CONNECTIONS, CloseReason::MaxConnections);
+        }
+        b.schedule(t);
+    }
+
+    /// Reads connection `t` until WouldBlock or its budget for this pass is spent.
+    fn read(&mut self, t: usize) {
+        let b = &mut self.broker;
+        for _ in 0..READS_PER_PASS {
+            let Some(c) = b.conns.get_mut(t) else { return };
+            if c.closing.is_some() || c.stalled {
+                return;
+            }
+            let outcome = if c.in_len == 0 {
+                // The common case: parse straight out of the shared buffer, keep only a tail.
+                match Conn::read_into(&mut c.sock, &mut self.rbuf) {
+                    ReadOutcome::Data(n) => {
+                        let used = b.process(t, &self.rbuf[..n]);
+                        let c = &mut b.conns[t];
+                        if used < n && c.closing.is_none() {
+                            c.carry(&self.rbuf[used..n]);
+                        }
+                        ReadOutcome::Data(n)
+                    }
+                    other => other,
+                }
+            } else {
+                // A split frame: read straight into the connection's own bytes.
+                c.inbuf_room();
+                match Conn::read_into(&mut c.sock, &mut c.inbuf[c.in_len..]) {
+                    ReadOutcome::Data(n) => {
+                        c.in_len += n;
+                        if c.in_len >= c.need {
+                            let buf = std::mem::take(&mut c.inbuf);
+                            let len = c.in_len;
+                            let used = b.process(t, &buf[..len]);
+                            let c = &mut b.conns[t];
+                            c.inbuf = buf;
+                            c.consume_inbuf(used);
+                        }
+                        ReadOutcome::Data(n)
+                    }
+                    other => other,
+                }
+            };
+            match outcome {
+                ReadOutcome::Data(_) => {}
+                ReadOutcome::WouldBlock => return,
+                ReadOutcome::Closed(reason) => {
+                    b.close(t, reason);
+                    return;
+                }
+            }
+        }
+        self.pending_reads.push(t);
+    }
+
+    fn on_signals(&mut self) {
+        for sig in self.signals.read() {
+            match sig {
+                Signal::Interrupt | Signal::Terminate => {
+                    log_info!("Trapped \"{}\" signal", sig.name());
+                    self.stopping = true;
+                }
+                Signal::Hangup => log_info!("Trapped \"hangup\" signal: no config file to reload"),
+                Signal::User1 => debug!("Trapped \"user defined signal 1\" signal"),
+                Signal::User2 => debug!("Trapped \"user defined signal 2\" signal"),
+            }
+        }
+    }
+}
