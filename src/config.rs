@@ -47,19 +47,43 @@ pub const STALL_MAX: Duration = Duration::from_millis(250);
 /// Write buffers larger than this are released once drained, so idle connections stay small.
 pub const OUT_KEEP: usize = 16 * 1024;
 
+/// Subjects one may (allow) and may not (deny) use. `allow: None` allows everything;
+/// deny wins over allow. Entries may use wildcards; a subscribe entry may name a queue
+/// group as `"subject queue"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubjectPerm {
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
+}
+
+/// What a user may publish and subscribe to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: SubjectPerm,
+    pub subscribe: SubjectPerm,
+    /// `allow_responses`: may publish to reply subjects of requests it received, at most
+    /// this many times each, within the duration.
+    pub allow_responses: Option<(u64, Duration)>,
+}
+
 /// A user allowed to connect.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub password: String,
+    pub permissions: Option<Permissions>,
+    /// The account the user belongs to; empty means the global account `$G`.
+    pub account: String,
 }
 
-/// How clients authenticate. Empty means no authentication.
-#[derive(Clone, Debug, Default)]
+/// How clients authenticate. No users and no token means no authentication.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Auth {
     pub users: Vec<User>,
     pub token: Option<String>,
     pub timeout: Option<Duration>,
+    /// The user a client without credentials becomes.
+    pub no_auth_user: Option<String>,
 }
 
 impl Auth {
@@ -67,6 +91,13 @@ impl Auth {
         !self.users.is_empty() || self.token.is_some()
     }
 }
+
+/// The account every client without one belongs to.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+
+/// How long lame-duck mode spreads client closes over, and the wait before it starts.
+pub const DEFAULT_LAME_DUCK_DURATION: Duration = Duration::from_secs(120);
+pub const DEFAULT_LAME_DUCK_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything the running server needs to know, read-only while the loop runs.
 #[derive(Clone, Debug)]
@@ -85,6 +116,15 @@ pub struct Config {
     pub ping_interval: Duration,
     pub max_pings_out: u32,
     pub auth: Auth,
+    /// Account names besides `$G`, in the order the config file defines them.
+    pub accounts: Vec<String>,
+    /// Monitoring HTTP listener (`-m`, `http`), if enabled.
+    pub http_host: String,
+    pub http_port: Option<u16>,
+    pub lame_duck_duration: Duration,
+    pub lame_duck_grace: Duration,
+    /// The file the config was read from (reload re-reads it).
+    pub config_file: Option<String>,
     pub debug: bool,
     pub trace: bool,
     pub logtime: bool,
@@ -107,6 +147,12 @@ impl Default for Config {
             ping_interval: DEFAULT_PING_INTERVAL,
             max_pings_out: DEFAULT_MAX_PINGS_OUT,
             auth: Auth::default(),
+            accounts: Vec::new(),
+            http_host: "0.0.0.0".to_string(),
+            http_port: None,
+            lame_duck_duration: DEFAULT_LAME_DUCK_DURATION,
+            lame_duck_grace: DEFAULT_LAME_DUCK_GRACE,
+            config_file: None,
             debug: false,
             trace: false,
             logtime: true,

@@ -10,7 +10,9 @@
 
 mod broker;
 mod client;
+mod conf;
 mod config;
+mod config_file;
 mod conn;
 mod deliver;
 mod hash;
@@ -44,9 +46,30 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut cfg = config::Config::default();
+    let mut warnings = Vec::new();
+    if let Some(path) = &flags.config {
+        match config_file::load(std::path::Path::new(path), &mut cfg) {
+            Ok(w) => warnings = w,
+            Err(e) => {
+                eprintln!("tern: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    // Flags override the file, as on nats-server.
     if let Err(e) = options::apply(&flags, &mut cfg) {
         eprintln!("tern: {e}");
         return ExitCode::from(2);
+    }
+    if flags.check_config {
+        for w in &warnings {
+            eprintln!("tern: warning: {w}");
+        }
+        match &flags.config {
+            Some(path) => println!("tern: configuration file {path} is valid"),
+            None => println!("tern: no configuration file given; flags are valid"),
+        }
+        return ExitCode::SUCCESS;
     }
     let log = logger::LogSettings {
         debug: cfg.debug,
@@ -57,6 +80,9 @@ fn main() -> ExitCode {
     if let Err(e) = logger::init(&log) {
         eprintln!("tern: cannot open log file: {e}");
         return ExitCode::FAILURE;
+    }
+    for w in &warnings {
+        log::warn!("{w}");
     }
     if let Some(pid_file) = &cfg.pid_file {
         if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {

@@ -128,10 +128,15 @@ const FLAGS: &[Flag] = &[
         Arg::Value,
         "Authorization token required for connections",
     ),
+    flag("config", &["c", "config"], Arg::Value, "Configuration file"),
+    flag(
+        "check_config",
+        &["t"],
+        Arg::Bool,
+        "Test configuration and exit",
+    ),
     flag("help", &["h", "help"], Arg::Bool, "Show this message"),
     flag("version", &["v", "version"], Arg::Bool, "Show version"),
-    missing("config", &["c", "config"], Arg::Value),
-    missing("t", &["t"], Arg::Bool),
     missing("signal", &["sl", "signal"], Arg::Value),
     missing("http_port", &["m", "http_port"], Arg::Value),
     missing("https_port", &["ms", "https_port"], Arg::Value),
@@ -163,6 +168,8 @@ const FLAGS: &[Flag] = &[
 pub struct Flags {
     pub help: bool,
     pub version: bool,
+    pub config: Option<String>,
+    pub check_config: bool,
     /// Canonical flag name and its value, in command-line order.
     pub set: Vec<(&'static str, String)>,
 }
@@ -248,6 +255,8 @@ pub fn parse(args: &[String]) -> Result<Flags, String> {
         match name {
             "help" => flags.help = parse_bool(name, &v)?,
             "version" => flags.version = parse_bool(name, &v)?,
+            "config" => flags.config = Some(v),
+            "check_config" => flags.check_config = parse_bool(name, &v)?,
             _ => flags.set.push((name, v)),
         }
     }

@@ -1,0 +1,586 @@
+//! Options from a config file (`-c`): the tree that `conf.rs` reads, mapped onto `Config`.
+//!
+//! Key names and value types are nats-server 2.9's (`opts.go`), matched case-insensitively.
+//! A key tern does not know is a warning naming it and its line; a key that belongs to a
+//! feature tern does not have (TLS, JetStream, leaf nodes, ...) is an error, so tern never
+//! starts half-configured. Every error carries `file:line:col`.
+
+use crate::conf::{self, Item, Map, Value};
+use crate::config::{Config, Permissions, SubjectPerm, User};
+use std::path::Path;
+use std::time::Duration;
+
+/// Keys of features tern does not have yet: refused rather than ignored.
+const UNSUPPORTED: &[&str] = &[
+    "tls",
+    "https",
+    "https_port",
+    "jetstream",
+    "store_dir",
+    "storedir",
+    "leaf",
+    "leafnodes",
+    "gateway",
+    "websocket",
+    "ws",
+    "mqtt",
+    "operator",
+    "operators",
+    "roots",
+    "root",
+    "root_operators",
+    "root_operator",
+    "resolver",
+    "account_resolver",
+    "accounts_resolver",
+    "resolver_tls",
+    "resolver_preload",
+    "resolver_pinned_accounts",
+    "trusted",
+    "trusted_keys",
+    "system_account",
+    "system",
+    "mappings",
+    "maps",
+    "syslog",
+    "remote_syslog",
+    "ocsp",
+    "default_js_domain",
+    "cluster",
+];
+
+/// Keys nats-server has that only tune things tern does differently: accepted, with a warning.
+const IGNORED: &[&str] = &[
+    "client_advertise",
+    "trace_verbose",
+    "disable_sublist_cache",
+    "no_sublist_cache",
+    "http_base_path",
+    "logfile_size_limit",
+    "log_size_limit",
+    "ports_file_dir",
+    "prof_port",
+    "max_traced_msg_len",
+    "max_sub_tokens",
+    "max_subscription_tokens",
+    "allow_non_tls",
+    "no_system_account",
+    "no_system",
+    "no_sys_acc",
+    "no_header_support",
+    "connect_error_reports",
+    "reconnect_error_reports",
+    "server_tags",
+];
+
+type Result<T> = std::result::Result<T, String>;
+
+fn err(item: &Item, msg: impl std::fmt::Display) -> String {
+    item.error(msg.to_string()).to_string()
+}
+
+fn string(item: &Item, key: &str) -> Result<String> {
+    match &item.value {
+        Value::Str(s) => Ok(s.clone()),
+        v => Err(err(
+            item,
+            format!("{key}: expected a string, got {}", v.type_name()),
+        )),
+    }
+}
+
+fn int(item: &Item, key: &str) -> Result<i64> {
+    item.value.as_i64().ok_or_else(|| {
+        err(
+            item,
+            format!("{key}: expected an integer, got {}", item.value.type_name()),
+        )
+    })
+}
+
+fn positive(item: &Item, key: &str) -> Result<usize> {
+    let n = int(item, key)?;
+    usize::try_from(n).map_err(|_| err(item, format!("{key}: must not be negative")))
+}
+
+fn boolean(item: &Item, key: &str) -> Result<bool> {
+    item.value.as_bool().ok_or_else(|| {
+        err(
+            item,
+            format!("{key}: expected a boolean, got {}", item.value.type_name()),
+        )
+    })
+}
+
+fn map<'a>(item: &'a Item, key: &str) -> Result<&'a Map> {
+    item.value.as_map().ok_or_else(|| {
+        err(
+            item,
+            format!("{key}: expected a map, got {}", item.value.type_name()),
+        )
+    })
+}
+
+/// A duration: a Go duration string, or (old style, with a warning) an integer of seconds.
+fn duration(item: &Item, key: &str, warnings: &mut Vec<String>) -> Result<Duration> {
+    match &item.value {
+        Value::Str(s) => {
+            conf::parse_duration(s).map_err(|e| err(item, format!("error parsing {key}: {e}")))
+        }
+        Value::Int(n) if *n >= 0 => {
+            warnings.push(err(
+                item,
+                format!("{key} should be converted to a duration"),
+            ));
+            Ok(Duration::from_secs(*n as u64))
+        }
+        v => Err(err(
+            item,
+            format!(
+                "error parsing {key}: expected a duration, got {}",
+                v.type_name()
+            ),
+        )),
+    }
+}
+
+/// `host:port`, `:port` or a bare port.
+fn host_port(item: &Item, key: &str) -> Result<(Option<String>, i64)> {
+    match &item.value {
+        Value::Int(p) => Ok((None, *p)),
+        Value::Str(s) => {
+            let (h, p) = s
+                .rsplit_once(':')
+                .ok_or_else(|| err(item, format!("{key}: expected host:port")))?;
+            let port = p
+                .parse()
+                .map_err(|_| err(item, format!("{key}: bad port {p:?}")))?;
+            let host = h.trim_start_matches('[').trim_end_matches(']');
+            Ok(((!host.is_empty()).then(|| host.to_string()), port))
+        }
+        v => Err(err(
+            item,
+            format!("{key}: expected host:port, got {}", v.type_name()),
+        )),
+    }
+}
+
+fn port(item: &Item, key: &str, n: i64) -> Result<i32> {
+    if !(-1..=65535).contains(&n) {
+        return Err(err(item, format!("{key}: invalid port {n}")));
+    }
+    Ok(n as i32)
+}
+
+/// Reads `path` onto `cfg` (which holds the defaults). Returns the warnings to log.
+pub fn load(path: &Path, cfg: &mut Config) -> Result<Vec<String>> {
+    let top = conf::parse_file(path).map_err(|e| e.to_string())?;
+    let mut warnings = Vec::new();
+    apply(&top, cfg, &mut warnings)?;
+    cfg.config_file = Some(path.display().to_string());
+    Ok(warnings)
+}
+
+fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> {
+    let mut authorization = None;
+    let mut accounts = None;
+    for (key, item) in top.iter() {
+        let k = key.to_ascii_lowercase();
+        match k.as_str() {
+            "listen" => {
+                let (h, p) = host_port(item, key)?;
+                if let Some(h) = h {
+                    cfg.host = h;
+                }
+                cfg.port = port(item, key, p)?;
+            }
+            "port" => cfg.port = port(item, key, int(item, key)?)?,
+            "host" | "net" => cfg.host = string(item, key)?,
+            "server_name" => {
+                let name = string(item, key)?;
+                if name.contains(' ') {
+                    return Err(err(item, "server_name cannot contain spaces"));
+                }
+                cfg.server_name = name;
+            }
+            "debug" => cfg.debug = boolean(item, key)?,
+            "trace" => cfg.trace = boolean(item, key)?,
+            "logtime" => cfg.logtime = boolean(item, key)?,
+            "log_file" | "logfile" => cfg.log_file = Some(string(item, key)?),
+            "pid_file" | "pidfile" => cfg.pid_file = Some(string(item, key)?),
+            "max_payload" => cfg.max_payload = positive(item, key)?,
+            "max_control_line" => cfg.max_control_line = positive(item, key)?,
+            "max_pending" => cfg.max_pending = positive(item, key)?,
+            "max_connections" | "max_conn" => cfg.max_connections = positive(item, key)?,
+            "max_subscriptions" | "max_subs" => cfg.max_subs = positive(item, key)?,
+            "ping_interval" => cfg.ping_interval = duration(item, key, warnings)?,
+            "ping_max" => cfg.max_pings_out = positive(item, key)? as u32,
+            "write_deadline" => cfg.write_deadline = duration(item, key, warnings)?,
+            "lame_duck_duration" => {
+                let d = duration(item, key, warnings)?;
+                if d < Duration::from_secs(30) {
+                    return Err(err(
+                        item,
+                        format!("invalid lame_duck_duration of {d:?}, minimum is 30 seconds"),
+                    ));
+                }
+                cfg.lame_duck_duration = d;
+            }
+            "lame_duck_grace_period" => cfg.lame_duck_grace = duration(item, key, warnings)?,
+            "http" => {
+                let (h, p) = host_port(item, key)?;
+                if let Some(h) = h {
+                    cfg.http_host = h;
+                }
+                cfg.http_port = Some(port(item, key, p)?.max(0) as u16);
+            }
+            "http_port" | "monitor_port" => {
+                cfg.http_port = Some(port(item, key, int(item, key)?)?.max(0) as u16)
+            }
+            "authorization" => authorization = Some(item),
+            "accounts" => accounts = Some(item),
+            "no_auth_user" => cfg.auth.no_auth_user = Some(string(item, key)?),
+            _ if UNSUPPORTED.contains(&k.as_str()) => {
+                return Err(err(item, format!("{key:?} is not supported by tern yet")));
+            }
+            _ if IGNORED.contains(&k.as_str()) => {
+                warnings.push(err(item, format!("{key:?} has no effect in tern; ignored")));
+            }
+            _ if item.used_as_var => {}
+            _ => warnings.push(err(item, format!("unknown field {key:?}"))),
+        }
+    }
+    // Accounts first, so users in `authorization` and in accounts end up in one list.
+    if let Some(item) = accounts {
+        parse_accounts(item, cfg, warnings)?;
+    }
+    if let Some(item) = authorization {
+        parse_authorization(item, cfg, warnings)?;
+    }
+    if cfg.max_payload > cfg.max_pending {
+        return Err(format!(
+            "max_payload ({}) cannot be higher than max_pending ({})",
+            cfg.max_payload, cfg.max_pending
+        ));
+    }
+    if let Some(name) = &cfg.auth.no_auth_user {
+        if !cfg.auth.users.iter().any(|u| &u.name == name) {
+            return Err(format!("no_auth_user: {name:?} not present as user in authorization block or account configuration"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_authorization(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> {
+    let m = map(item, "authorization")?;
+    let mut single = User::default();
+    let mut default_perms = None;
+    let mut users = Vec::new();
+    for (key, v) in m.iter() {
+        match key.to_ascii_lowercase().as_str() {
+            "user" | "username" => single.name = string(v, key)?,
+            "pass" | "password" => single.password = string(v, key)?,
+            "token" => cfg.auth.token = Some(string(v, key)?),
+            "timeout" => {
+                let secs = v
+                    .value
+                    .as_f64()
+                    .ok_or_else(|| err(v, "timeout: expected a number of seconds"))?;
+                if secs.is_finite() && secs > 0.0 {
+                    cfg.auth.timeout = Some(Duration::from_secs_f64(secs));
+                }
+            }
+            "users" => users = parse_users(v, "")?,
+            "default_permission" | "default_permissions" | "permissions" => {
+                default_perms = Some(parse_permissions(v)?)
+            }
+            _ if v.used_as_var => {}
+            _ => warnings.push(err(v, format!("unknown field {key:?} in authorization"))),
+        }
+    }
+    if !single.name.is_empty() {
+        if !users.is_empty() {
+            return Err(err(
+                item,
+                "can not have a single user/pass and a users array",
+            ));
+        }
+        users.push(single);
+    }
+    if cfg.auth.token.is_some() && !users.is_empty() {
+        return Err(err(item, "can not have a token and a users array"));
+    }
+    for u in &mut users {
+        if u.permissions.is_none() {
+            u.permissions = default_perms.clone();
+        }
+    }
+    cfg.auth.users.extend(users);
+    Ok(())
+}
+
+fn parse_users(item: &Item, account: &str) -> Result<Vec<User>> {
+    let list = item
+        .value
+        .as_list()
+        .ok_or_else(|| err(item, "users: expected a list"))?;
+    let mut users = Vec::new();
+    for entry in list {
+        let m = map(entry, "user")?;
+        let mut u = User {
+            account: account.to_string(),
+            ..User::default()
+        };
+        for (key, v) in m.iter() {
+            match key.to_ascii_lowercase().as_str() {
+                "user" | "username" => u.name = string(v, key)?,
+                "pass" | "password" => u.password = string(v, key)?,
+                "permission" | "permissions" | "authorization" => {
+                    u.permissions = Some(parse_permissions(v)?)
+                }
+                "nkey" => return Err(err(v, "nkey users are not supported by tern yet")),
+                _ if v.used_as_var => {}
+                _ => return Err(err(v, format!("unknown field {key:?} parsing users"))),
+            }
+        }
+        if u.name.is_empty() {
+            return Err(err(entry, "user entry requires a user"));
+        }
+        users.push(u);
+    }
+    Ok(users)
+}
+
+fn parse_permissions(item: &Item) -> Result<Permissions> {
+    let m = map(item, "permissions")?;
+    let mut p = Permissions::default();
+    for (key, v) in m.iter() {
+        match key.to_ascii_lowercase().as_str() {
+            "pub" | "publish" | "import" => p.publish = parse_subject_perm(v)?,
+            "sub" | "subscribe" | "export" => p.subscribe = parse_subject_perm(v)?,
+            "publish_allow_responses" | "allow_responses" => {
+                let mut max = 1u64;
+                let mut ttl = Duration::from_secs(120);
+                match &v.value {
+                    Value::Bool(false) => continue,
+                    Value::Bool(true) => {}
+                    Value::Map(rm) => {
+                        for (rk, rv) in rm.iter() {
+                            match rk.to_ascii_lowercase().as_str() {
+                                "max" | "max_msgs" | "max_messages" | "max_responses" => {
+                                    let n = int(rv, rk)?;
+                                    if n > 0 {
+                                        max = n as u64;
+                                    }
+                                }
+                                "expires" | "expiration" | "ttl" => {
+                                    let s = string(rv, rk)?;
+                                    ttl = conf::parse_duration(&s).map_err(|e| {
+                                        err(rv, format!("error parsing expires: {e}"))
+                                    })?;
+                                }
+                                _ => {
+                                    return Err(err(
+                                        rv,
+                                        format!("Unknown field {rk:?} parsing permissions"),
+                                    ))
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(err(
+                            v,
+                            "error parsing response permissions, expected a boolean or a map",
+                        ))
+                    }
+                }
+                p.allow_responses = Some((max, ttl));
+                if p.publish.allow.is_none() {
+                    p.publish.allow = Some(Vec::new());
+                }
+            }
+            _ if v.used_as_var => {}
+            _ => return Err(err(v, format!("Unknown field {key:?} parsing permissions"))),
+        }
+    }
+    Ok(p)
+}
+
+/// `"subj"`, `["a", "b"]` (an allow list) or `{ allow: ..., deny: ... }`.
+fn parse_subject_perm(item: &Item) -> Result<SubjectPerm> {
+    match &item.value {
+        Value::Map(m) => {
+            let mut p = SubjectPerm::default();
+            for (key, v) in m.iter() {
+                match key.to_ascii_lowercase().as_str() {
+                    "allow" => p.allow = Some(subjects(v)?),
+                    "deny" => p.deny = subjects(v)?,
+                    _ => {
+                        return Err(err(
+                            v,
+                            format!("Unknown field name {key:?} parsing subject permissions, only 'allow' or 'deny' are permitted"),
+                        ))
+                    }
+                }
+            }
+            Ok(p)
+        }
+        _ => Ok(SubjectPerm {
+            allow: Some(subjects(item)?),
+            deny: Vec::new(),
+        }),
+    }
+}
+
+fn subjects(item: &Item) -> Result<Vec<String>> {
+    let list: Vec<&Item> = match &item.value {
+        Value::List(l) => l.iter().collect(),
+        _ => vec![item],
+    };
+    let mut out = Vec::new();
+    for s in list {
+        let subject = string(s, "subject")?;
+        let subj = subject.split(' ').next().unwrap_or_default();
+        if !crate::sublist::valid_subject(subj.as_bytes()) {
+            return Err(err(
+                s,
+                format!("invalid subject {subject:?} in permissions"),
+            ));
+        }
+        out.push(subject);
+    }
+    Ok(out)
+}
+
+fn parse_accounts(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> {
+    let m = map(item, "accounts")?;
+    for (name, v) in m.iter() {
+        if name == crate::config::GLOBAL_ACCOUNT {
+            return Err(err(v, "the global account $G cannot be configured"));
+        }
+        let am = map(v, name)?;
+        cfg.accounts.push(name.to_string());
+        let mut default_perms = None;
+        let mut users = Vec::new();
+        for (key, av) in am.iter() {
+            match key.to_ascii_lowercase().as_str() {
+                "users" => users = parse_users(av, name)?,
+                "default_permissions" => default_perms = Some(parse_permissions(av)?),
+                "imports" | "exports" => {
+                    return Err(err(
+                        av,
+                        format!("account {key} are not supported by tern yet"),
+                    ));
+                }
+                "jetstream" | "mappings" | "maps" | "limits" | "nkey" => {
+                    return Err(err(
+                        av,
+                        format!("account {key:?} is not supported by tern yet"),
+                    ));
+                }
+                _ if av.used_as_var => {}
+                _ => warnings.push(err(av, format!("unknown field {key:?} in account {name}"))),
+            }
+        }
+        for u in &mut users {
+            if u.permissions.is_none() {
+                u.permissions = default_perms.clone();
+            }
+        }
+        cfg.auth.users.extend(users);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<(Config, Vec<String>)> {
+        let top = conf::parse_str(text, "test.conf", Path::new(".")).map_err(|e| e.to_string())?;
+        let mut cfg = Config::default();
+        let mut warnings = Vec::new();
+        apply(&top, &mut cfg, &mut warnings)?;
+        Ok((cfg, warnings))
+    }
+
+    #[test]
+    fn limits_and_durations() {
+        let (c, w) = load_str(
+            "listen: 127.0.0.1:4333\nmax_payload: 512KB\nmax_pending = 1MB\nping_interval: \"1s\"\n\
+             ping_max: 1\nwrite_deadline: 3\nmax_connections 10\nmax_control_line: 512\nserver_name: x",
+        )
+        .unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 4333));
+        assert_eq!((c.max_payload, c.max_pending), (512 * 1024, 1024 * 1024));
+        assert_eq!(c.ping_interval, Duration::from_secs(1));
+        assert_eq!(c.write_deadline, Duration::from_secs(3));
+        assert_eq!(
+            (c.max_pings_out, c.max_connections, c.max_control_line),
+            (1, 10, 512)
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("test.conf:6") && w[0].contains("write_deadline"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_features_are_refused() {
+        let (_, w) = load_str("port: 4222\nbogus: 1\n").unwrap();
+        assert!(
+            w[0].contains("test.conf:2") && w[0].contains("bogus"),
+            "{w:?}"
+        );
+        let e = load_str("port: 4222\njetstream: {}\n").unwrap_err();
+        assert!(e.contains("test.conf:2") && e.contains("jetstream"), "{e}");
+        let e = load_str("tls { cert_file: x }\n").unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+        let e = load_str("port: \"x\"\n").unwrap_err();
+        assert!(e.contains("test.conf:1") && e.contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn authorization_users_and_permissions() {
+        let (c, _) = load_str(
+            r#"authorization {
+                timeout: 0.5
+                users = [
+                  {user: a, password: b, permissions: {publish: "foo.>", subscribe: {allow: ["bar", "baz q"], deny: "bar.x"}}}
+                  {user: c, password: d}
+                ]
+                default_permissions: { publish: ["x"] }
+              }"#,
+        )
+        .unwrap();
+        assert_eq!(c.auth.timeout, Some(Duration::from_millis(500)));
+        let a = &c.auth.users[0];
+        let p = a.permissions.as_ref().unwrap();
+        assert_eq!(p.publish.allow, Some(vec!["foo.>".to_string()]));
+        assert_eq!(
+            p.subscribe.allow,
+            Some(vec!["bar".to_string(), "baz q".to_string()])
+        );
+        assert_eq!(p.subscribe.deny, vec!["bar.x".to_string()]);
+        let cp = c.auth.users[1].permissions.as_ref().unwrap();
+        assert_eq!(cp.publish.allow, Some(vec!["x".to_string()]));
+        assert!(load_str("authorization { user: a, password: b, token: t }").is_err());
+    }
+
+    #[test]
+    fn accounts_and_no_auth_user() {
+        let (c, _) = load_str(
+            "accounts { A { users: [{user: a, pass: a}] }, B { users: [{user: b, pass: b}] } }\nno_auth_user: b\n",
+        )
+        .unwrap();
+        assert_eq!(c.accounts, vec!["A".to_string(), "B".to_string()]);
+        assert_eq!(c.auth.users[1].account, "B");
+        assert_eq!(c.auth.no_auth_user.as_deref(), Some("b"));
+        assert!(load_str("no_auth_user: z\n").unwrap_err().contains("z"));
+        assert!(load_str("accounts { A { exports: [] } }")
+            .unwrap_err()
+            .contains("not supported"));
+    }
+}
