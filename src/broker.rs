@@ -21,6 +21,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant, SystemTime};
 
+/// How often the round trip is re-measured with a PING even on a busy connection.
+const RTT_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Server-wide counters, read by monitoring.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
@@ -71,8 +74,6 @@ pub struct Broker {
     pub wake: Vec<usize>,
     /// Auto-unsubscribes reached during a fan-out, applied after it.
     pub unsub_later: Vec<SubId>,
-    /// Consumers that were congested at their last flush (see `stall_producer`).
-    congested: Vec<bool>,
     pub next_cid: u64,
     /// Client connections open (closing ones included until freed).
     pub clients: usize,
@@ -96,7 +97,6 @@ impl Broker {
             stalls: Vec::new(),
             wake: Vec::new(),
             unsub_later: Vec::new(),
-            congested: Vec::new(),
             next_cid: 1,
             clients: 0,
             rng: crate::hash::random_seed(),
@@ -144,7 +144,12 @@ impl Broker {
             self.dirty.push(t);
         }
         if c.pending() > self.cfg.max_pending && c.kind == Kind::Client {
-            self.slow_consumer(t, CloseReason::SlowConsumerPending);
+            // Over the limit before the end-of-pass flush: write now, and only a consumer
+            // whose socket will not take the bytes is slow.
+            self.flush(t);
+            if self.conns[t].pending() > self.cfg.max_pending {
+                self.slow_consumer(t, CloseReason::SlowConsumerPending);
+            }
         }
     }
 
@@ -252,11 +257,6 @@ impl Broker {
             }
             c.want_write = !done;
         }
-        let congested = c.pending() > stall_water;
-        if self.congested.len() <= t {
-            self.congested.resize(t + 1, false);
-        }
-        self.congested[t] = congested;
         if !done {
             self.schedule(t);
         }
@@ -266,17 +266,22 @@ impl Broker {
         STALL_WATER.min(self.cfg.max_pending / 2)
     }
 
-    /// Called when `producer` delivered to `consumer`: if the consumer could not take its
-    /// last flush, the producer pauses (its socket is not read) until it drains.
+    /// Called after `producer` queued a message for `consumer`. Past the stall water mark
+    /// the consumer is flushed at once; if its socket still will not take the bytes, the
+    /// producer pauses: the rest of its input waits (and its socket is not read) until the
+    /// consumer drains or the stall times out. This is per message, like nats-server's
+    /// stall, so one pass cannot bury a consumer that is merely a little behind.
     #[inline]
     pub fn maybe_stall(&mut self, producer: usize, consumer: usize) {
-        if producer == consumer || !self.congested.get(consumer).copied().unwrap_or(false) {
+        let water = self.stall_water();
+        if producer == consumer || self.conns[consumer].pending() <= water {
             return;
         }
+        self.flush(consumer);
         let (Some(p), Some(c)) = (self.conns.get(producer), self.conns.get(consumer)) else {
             return;
         };
-        if p.stalled || p.kind != Kind::Client {
+        if c.closing.is_some() || c.pending() <= water || p.stalled || p.kind != Kind::Client {
             return;
         }
         let stall = Stall {
@@ -290,17 +295,19 @@ impl Broker {
         self.stalls.push(stall);
     }
 
-    /// Ends the stalls whose consumer drained, went away, or that lasted long enough.
+    /// Ends the stalls whose consumer drained (below half the water mark), went away, or
+    /// that lasted long enough; the producers are read again.
     pub fn check_stalls(&mut self) {
         if self.stalls.is_empty() {
             return;
         }
         let now = self.now;
+        let low_water = self.stall_water() / 2;
         let mut stalls = std::mem::take(&mut self.stalls);
         stalls.retain(|s| {
             let consumer_busy = match self.conns.get(s.consumer) {
                 Some(c) if c.cid == s.consumer_cid && c.closing.is_none() => {
-                    self.congested.get(s.consumer).copied().unwrap_or(false)
+                    c.pending() > low_water
                 }
                 _ => false,
             };
@@ -391,7 +398,11 @@ impl Broker {
     fn ping_timer(&mut self, t: usize) {
         let c = &mut self.conns[t];
         let idle_for = self.now.saturating_duration_since(c.last_activity);
-        if c.connected && idle_for < self.cfg.ping_interval {
+        // Like nats-server, the first PING always goes out: it measures the round trip.
+        let need_rtt = c
+            .last_ping_sent
+            .is_none_or(|at| self.now.saturating_duration_since(at) > RTT_INTERVAL);
+        if c.connected && idle_for < self.cfg.ping_interval && !need_rtt {
             debug!(
                 "{} - Delaying PING due to client activity {:?} ago",
                 c.label(),
@@ -405,6 +416,7 @@ impl Broker {
             return;
         }
         c.pings_out += 1;
+        c.last_ping_sent = Some(self.now);
         if self.trace {
             log::trace!("{} - ->> [PING]", c.label());
         }
@@ -441,9 +453,6 @@ impl Broker {
         let _ = self.registry.deregister(&mut c.sock);
         for (_, id) in c.subs.drain() {
             self.sublist.remove(id);
-        }
-        if let Some(flag) = self.congested.get_mut(t) {
-            *flag = false;
         }
         debug!(
             "{} - Client connection closed: {}",

@@ -42,6 +42,11 @@ impl Broker {
                     }
                     pos += n;
                     self.client_op(t, op);
+                    if self.conns[t].stalled {
+                        // A consumer is behind: the rest waits, carried by the caller.
+                        self.conns[t].need = 0;
+                        break;
+                    }
                 }
                 Parsed::Incomplete(need) => {
                     self.conns[t].need = need;
@@ -132,8 +137,9 @@ impl Broker {
     }
 
     fn on_connect(&mut self, t: usize, arg: &[u8]) {
+        // `null` unmarshals to nothing in Go: a CONNECT that changes no option.
         let parsed = json::parse(arg).and_then(|v| match v {
-            Value::Obj(_) => Ok(v),
+            Value::Obj(_) | Value::Null => Ok(v),
             _ => Err(JsonError("CONNECT is not a JSON object".into())),
         });
         let mut opts = self.conns[t].opts.clone();

@@ -157,6 +157,7 @@ pub struct Conn {
 
     pub pings_out: u32,
     pub next_ping: Instant,
+    pub last_ping_sent: Option<Instant>,
     /// Last inbound message, subscription change or PING: activity that makes a PING moot.
     pub last_activity: Instant,
     /// The time of this connection's live entry in the timer heap.
@@ -199,6 +200,7 @@ impl Conn {
             subs: crate::hash::new_map(),
             pings_out: 0,
             next_ping: now,
+            last_ping_sent: None,
             last_activity: now,
             timer_at: None,
             stalled: false,

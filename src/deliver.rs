@@ -62,8 +62,8 @@ impl Broker {
         if t == from && !c.opts.echo {
             return false;
         }
+        sub.delivered += 1;
         if sub.max > 0 {
-            sub.delivered += 1;
             if sub.delivered >= sub.max {
                 // Removed once this fan-out is over; a message past the limit is dropped.
                 if sub.delivered == sub.max {

@@ -21,6 +21,8 @@ pub struct LogSettings {
 
 struct Sink {
     time: bool,
+    debug: bool,
+    trace: bool,
     file: Option<File>,
 }
 
@@ -31,6 +33,8 @@ struct Logger {
 static LOGGER: Logger = Logger {
     sink: Mutex::new(Sink {
         time: true,
+        debug: false,
+        trace: false,
         file: None,
     }),
 };
@@ -50,6 +54,8 @@ pub fn init(s: &LogSettings) -> io::Result<()> {
     {
         let mut sink = LOGGER.sink.lock().unwrap_or_else(|e| e.into_inner());
         sink.time = s.time;
+        sink.debug = s.debug;
+        sink.trace = s.trace;
         sink.file = file;
     }
     let _ = log::set_logger(&LOGGER);
@@ -94,7 +100,8 @@ pub fn local_timestamp(now: SystemTime) -> String {
 
 impl Log for Logger {
     fn enabled(&self, m: &Metadata) -> bool {
-        m.level() <= log::max_level()
+        // Only our own records: libraries (mio) log at trace level too.
+        m.level() <= log::max_level() && m.target().starts_with("tern")
     }
 
     fn log(&self, r: &Record) {
@@ -102,6 +109,15 @@ impl Log for Logger {
             return;
         }
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        // -D and -V are independent in nats-server: trace does not imply debug.
+        let wanted = match r.level() {
+            Level::Debug => sink.debug,
+            Level::Trace => sink.trace,
+            _ => true,
+        };
+        if !wanted {
+            return;
+        }
         let line = if sink.time {
             format!(
                 "[{}] {} {} {}\n",

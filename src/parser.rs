@@ -180,6 +180,11 @@ fn verb(buf: &[u8], peer: Peer) -> Result<(Verb, usize), Parsed<'static>> {
     }
 }
 
+/// Whether the verb carries arguments (PING, PONG and +OK ignore the rest of their line).
+fn has_args(v: Verb) -> bool {
+    !matches!(v, Verb::Ping | Verb::Pong | Verb::Ok)
+}
+
 /// nats-server's parseSize: 1 to 9 ASCII digits, anything else is -1.
 pub fn parse_size(d: &[u8]) -> i64 {
     if d.is_empty() || d.len() > 9 {
@@ -254,7 +259,9 @@ pub fn parse<'a>(buf: &'a [u8], lim: &Limits) -> Parsed<'a> {
     if let [rest @ .., b'\r'] = arg {
         arg = rest;
     }
-    if check_line && arg.len() > lim.max_control_line {
+    // PING, PONG and +OK ignore what follows them, so only their incomplete lines are held
+    // to the limit (to bound memory; nats-server drops those bytes as they come).
+    if check_line && has_args(verb) && arg.len() > lim.max_control_line {
         return Parsed::Fail(Failure::MaxControlLine);
     }
     let frame = |op| Parsed::Frame(op, line_len);
@@ -649,6 +656,18 @@ mod tests {
         );
         assert_eq!(parse(b"ping\n", &CLIENT), Parsed::Frame(Op::Ping, 5));
         assert_eq!(parse(b"PING", &CLIENT), Parsed::Incomplete(5));
+        let small = Limits {
+            max_control_line: 4,
+            ..CLIENT
+        };
+        assert_eq!(
+            parse(b"PING 123456789\r\n", &small),
+            Parsed::Frame(Op::Ping, 16)
+        );
+        assert_eq!(
+            parse(b"PING 123456789", &small),
+            Parsed::Fail(Failure::MaxControlLine)
+        );
     }
 
     #[test]

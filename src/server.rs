@@ -220,6 +220,8 @@ impl Server {
     /// Reads connection `t` until WouldBlock or its budget for this pass is spent.
     fn read(&mut self, t: usize) {
         let b = &mut self.broker;
+        // Bytes kept back by a stall may hold whole frames: act on them first.
+        process_carried(b, t);
         for _ in 0..READS_PER_PASS {
             let Some(c) = b.conns.get_mut(t) else { return };
             if c.closing.is_some() || c.stalled {
@@ -244,14 +246,7 @@ impl Server {
                 match Conn::read_into(&mut c.sock, &mut c.inbuf[c.in_len..]) {
                     ReadOutcome::Data(n) => {
                         c.in_len += n;
-                        if c.in_len >= c.need {
-                            let buf = std::mem::take(&mut c.inbuf);
-                            let len = c.in_len;
-                            let used = b.process(t, &buf[..len]);
-                            let c = &mut b.conns[t];
-                            c.inbuf = buf;
-                            c.consume_inbuf(used);
-                        }
+                        process_carried(b, t);
                         ReadOutcome::Data(n)
                     }
                     other => other,
@@ -282,4 +277,18 @@ impl Server {
             }
         }
     }
+}
+
+/// Parses the bytes a connection holds, once they can make a whole frame.
+fn process_carried(b: &mut Broker, t: usize) {
+    let Some(c) = b.conns.get_mut(t) else { return };
+    if c.in_len == 0 || c.in_len < c.need || c.stalled || c.closing.is_some() {
+        return;
+    }
+    let buf = std::mem::take(&mut c.inbuf);
+    let len = c.in_len;
+    let used = b.process(t, &buf[..len]);
+    let c = &mut b.conns[t];
+    c.inbuf = buf;
+    c.consume_inbuf(used);
 }
