@@ -19,6 +19,15 @@ test: build
 	$(CARGO) test --release
 	TERN_BIN=$(TERN_BIN) $(PYTHON) -m unittest discover -s proto-tests/clients -t proto-tests/clients -v
 
+# Fuzz the parser and the protocol handling (nightly + cargo-fuzz). New inputs go to a
+# scratch corpus; the committed seeds in proto-tests/fuzz/corpus are only read.
+FUZZ_SECONDS ?= 600
+FUZZ_WORK ?= /tmp/tern-fuzz
+fuzz:
+	mkdir -p $(FUZZ_WORK)/parser $(FUZZ_WORK)/protocol
+	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz parser $(FUZZ_WORK)/parser proto-tests/fuzz/corpus/parser -- -max_total_time=$(FUZZ_SECONDS)
+	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz protocol $(FUZZ_WORK)/protocol proto-tests/fuzz/corpus/protocol -- -max_total_time=$(FUZZ_SECONDS)
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

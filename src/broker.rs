@@ -228,7 +228,6 @@ impl Broker {
     /// Writes what the socket takes, and keeps WRITABLE interest only while bytes remain.
     pub fn flush(&mut self, t: usize) {
         let now = self.now;
-        let stall_water = self.stall_water();
         let Some(c) = self.conns.get_mut(t) else {
             return;
         };

@@ -7,14 +7,89 @@
 //! published messages is in `deliver.rs`.
 
 use crate::broker::Broker;
-use crate::conn::CloseReason;
+use crate::conn::{CloseReason, Conn, Kind};
+use crate::info;
 use crate::json::{self, JsonError, Value};
 use crate::parser::{self, Failure, Limits, Msg, Op, Parsed, Peer};
 use crate::proto;
 use crate::sublist::{self, Sub};
 use log::{debug, error, trace};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use std::net::SocketAddr;
 
 impl Broker {
+    /// Takes in a newly accepted client: registers it, sends INFO, arms its timers, and
+    /// refuses it (after INFO, as nats-server does) past max_connections.
+    pub fn add_client(&mut self, mut sock: TcpStream, addr: SocketAddr) -> Option<usize> {
+        let _ = sock.set_nodelay(true);
+        let first_ping = self.first_ping_at();
+        let auth_deadline = self
+            .cfg
+            .auth
+            .required()
+            .then(|| self.now + self.cfg.auth_timeout());
+        let entry = self.conns.vacant_entry();
+        let t = entry.key();
+        if let Err(e) = self
+            .registry
+            .register(&mut sock, Token(t), Interest::READABLE)
+        {
+            error!("Error registering client connection: {e}");
+            return None;
+        }
+        let cid = self.next_cid;
+        self.next_cid += 1;
+        self.stats.total_connections += 1;
+        self.clients += 1;
+        let mut c = Conn::new(sock, Kind::Client, cid, addr, self.now);
+        c.next_ping = first_ping;
+        c.auth_deadline = auth_deadline;
+        entry.insert(c);
+        debug!("{} - Client connection created", self.conns[t].label());
+        let info = info::client_info(self, cid, addr);
+        self.queue(t, info.as_bytes());
+        if self.clients > self.cfg.max_connections {
+            self.log_error(t, "maximum connections exceeded");
+            self.send_err(t, proto::ERR_MAX_CONNECTIONS, CloseReason::MaxConnections);
+        }
+        self.schedule(t);
+        Some(t)
+    }
+
+    /// Acts on bytes that arrived for connection `t` and keeps any unfinished frame.
+    pub fn ingest(&mut self, t: usize, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(t) else {
+            return;
+        };
+        if c.in_len > 0 {
+            c.append_in(data);
+            self.process_carried(t);
+            return;
+        }
+        let used = self.process(t, data);
+        let c = &mut self.conns[t];
+        if used < data.len() && c.closing.is_none() {
+            c.carry(&data[used..]);
+        }
+    }
+
+    /// Parses the bytes a connection holds, once they can make a whole frame.
+    pub fn process_carried(&mut self, t: usize) {
+        let Some(c) = self.conns.get_mut(t) else {
+            return;
+        };
+        if c.in_len == 0 || c.in_len < c.need || c.stalled || c.closing.is_some() {
+            return;
+        }
+        let buf = std::mem::take(&mut c.inbuf);
+        let len = c.in_len;
+        let used = self.process(t, &buf[..len]);
+        let c = &mut self.conns[t];
+        c.inbuf = buf;
+        c.consume_inbuf(used);
+    }
+
     /// Parses and acts on bytes from client `t`; returns how many were used.
     pub fn process(&mut self, t: usize, data: &[u8]) -> usize {
         let mut pos = 0;
@@ -309,11 +384,6 @@ impl Broker {
         if self.trace {
             trace!("{} - ->> [{}]", self.conns[t].label(), what);
         }
-    }
-
-    /// Logs a new client at debug level, as nats-server does.
-    pub fn log_created(&self, t: usize) {
-        debug!("{} - Client connection created", self.conns[t].label());
     }
 }
 

@@ -249,6 +249,16 @@ impl Conn {
         self.in_len = rest.len();
     }
 
+    /// Appends bytes that arrived behind a split frame.
+    pub fn append_in(&mut self, data: &[u8]) {
+        let end = self.in_len + data.len();
+        if self.inbuf.len() < end {
+            self.inbuf.resize(end, 0);
+        }
+        self.inbuf[self.in_len..end].copy_from_slice(data);
+        self.in_len = end;
+    }
+
     /// Drops the first `used` bytes of `inbuf`; frees it when nothing is left.
     pub fn consume_inbuf(&mut self, used: usize) {
         if used >= self.in_len {

@@ -63,15 +63,13 @@ impl Broker {
             return false;
         }
         sub.delivered += 1;
-        if sub.max > 0 {
-            if sub.delivered >= sub.max {
-                // Removed once this fan-out is over; a message past the limit is dropped.
-                if sub.delivered == sub.max {
-                    self.unsub_later.push(id);
-                } else {
-                    return false;
-                }
+        if sub.max > 0 && sub.delivered >= sub.max {
+            // A message past the limit is dropped; at the limit the subscription is removed
+            // once this fan-out is over.
+            if sub.delivered > sub.max {
+                return false;
             }
+            self.unsub_later.push(id);
         }
         let mut digits = [0u8; 20];
         let (payload, hdr_size, size) = match m.hdr_size {

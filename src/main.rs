@@ -1,32 +1,8 @@
 //! tern: a NATS-compatible message server. `main` turns flags into a `Config`, sets up
 //! logging and the pid file, and runs the poll loop until a stop signal.
-//!
-//! Map of the source (see ARCHITECTURE.md):
-//! - `server`: the poll loop (accept, read, end-of-pass flush), `broker`: its shared state
-//!   (connections, counters, dirty list, timers, stalls), `conn`: one connection's buffers;
-//! - `parser`: the I/O-free protocol parser, `client`: what client frames do, `deliver`: the
-//!   fan-out of a message to subscribers, `sublist`: the subject index;
-//! - `proto`, `info`, `json`: wire text; `config`, `options`: settings; `logger`, `signals`.
-
-mod broker;
-mod client;
-mod conf;
-mod config;
-mod config_file;
-mod conn;
-mod deliver;
-mod hash;
-mod info;
-mod json;
-mod logger;
-mod options;
-mod parser;
-mod proto;
-mod server;
-mod signals;
-mod sublist;
 
 use std::process::ExitCode;
+use tern::{config, config_file, logger, options, server};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -135,48 +135,44 @@ fn match_word(buf: &[u8], word: &[u8]) -> Option<bool> {
     }
 }
 
-/// Recognises the verb at the start of `buf`: the verb and the length of its spelling, or
-/// `Incomplete`/`Fail` as a `Parsed`.
-fn verb(buf: &[u8], peer: Peer) -> Result<(Verb, usize), Parsed<'static>> {
-    let second = |b: Option<&u8>| b.map(|c| c.to_ascii_uppercase());
-    let candidates: &[(&[u8], Verb)] = match buf[0].to_ascii_uppercase() {
-        b'P' => match second(buf.get(1)) {
-            None => return Err(Parsed::Incomplete(buf.len() + 1)),
-            Some(b'U') => &[(b"PUB", Verb::Pub)],
-            Some(b'I') => &[(b"PING", Verb::Ping)],
-            Some(b'O') => &[(b"PONG", Verb::Pong)],
-            Some(_) => return Err(Parsed::Fail(Failure::UnknownOp)),
+/// What the start of a buffer spells.
+enum Spelled {
+    /// A verb, and the length of its spelling.
+    Verb(Verb, usize),
+    /// A prefix of a verb: more bytes are needed.
+    Partial,
+    Unknown,
+}
+
+/// Recognises the verb at the start of (non-empty) `buf`.
+fn verb(buf: &[u8], peer: Peer) -> Spelled {
+    let upper = |i: usize| buf.get(i).map(|c| c.to_ascii_uppercase());
+    let (word, v): (&[u8], Verb) = match (upper(0), upper(1)) {
+        (Some(b'P'), Some(b'U')) => (b"PUB", Verb::Pub),
+        (Some(b'P'), Some(b'I')) => (b"PING", Verb::Ping),
+        (Some(b'P'), Some(b'O')) => (b"PONG", Verb::Pong),
+        (Some(b'H'), Some(b'P')) => (b"HPUB", Verb::Hpub),
+        (Some(b'H'), Some(b'M')) => (b"HMSG", Verb::Hmsg),
+        (Some(b'P' | b'H'), None) => return Spelled::Partial,
+        (Some(b'S'), _) => (b"SUB", Verb::Sub),
+        (Some(b'U'), _) => (b"UNSUB", Verb::Unsub),
+        (Some(b'C'), _) => (b"CONNECT", Verb::Connect),
+        (Some(b'I'), _) => (b"INFO", Verb::Info),
+        (Some(b'+'), _) => (b"+OK", Verb::Ok),
+        (Some(b'-'), _) => (b"-ERR", Verb::Err),
+        (Some(b'R'), second) if peer == Peer::Route => match (second, buf.get(2)) {
+            (Some(b'M'), _) => (b"RMSG", Verb::Rmsg),
+            (Some(b'S'), Some(b'+')) => (b"RS+", Verb::RsSub),
+            (Some(b'S'), Some(b'-')) => (b"RS-", Verb::RsUnsub),
+            (None, _) | (Some(b'S'), None) => return Spelled::Partial,
+            _ => return Spelled::Unknown,
         },
-        b'H' => match second(buf.get(1)) {
-            None => return Err(Parsed::Incomplete(buf.len() + 1)),
-            Some(b'P') => &[(b"HPUB", Verb::Hpub)],
-            Some(b'M') => &[(b"HMSG", Verb::Hmsg)],
-            Some(_) => return Err(Parsed::Fail(Failure::UnknownOp)),
-        },
-        b'S' => &[(b"SUB", Verb::Sub)],
-        b'U' => &[(b"UNSUB", Verb::Unsub)],
-        b'C' => &[(b"CONNECT", Verb::Connect)],
-        b'I' => &[(b"INFO", Verb::Info)],
-        b'+' => &[(b"+OK", Verb::Ok)],
-        b'-' => &[(b"-ERR", Verb::Err)],
-        b'R' if peer == Peer::Route => match second(buf.get(1)) {
-            None => return Err(Parsed::Incomplete(buf.len() + 1)),
-            Some(b'M') => &[(b"RMSG", Verb::Rmsg)],
-            Some(b'S') => match buf.get(2) {
-                None => return Err(Parsed::Incomplete(buf.len() + 1)),
-                Some(b'+') => &[(b"RS+", Verb::RsSub)],
-                Some(b'-') => &[(b"RS-", Verb::RsUnsub)],
-                Some(_) => return Err(Parsed::Fail(Failure::UnknownOp)),
-            },
-            Some(_) => return Err(Parsed::Fail(Failure::UnknownOp)),
-        },
-        _ => return Err(Parsed::Fail(Failure::UnknownOp)),
+        _ => return Spelled::Unknown,
     };
-    let (word, v) = candidates[0];
     match match_word(buf, word) {
-        Some(true) => Ok((v, word.len())),
-        Some(false) => Err(Parsed::Incomplete(buf.len() + 1)),
-        None => Err(Parsed::Fail(Failure::UnknownOp)),
+        Some(true) => Spelled::Verb(v, word.len()),
+        Some(false) => Spelled::Partial,
+        None => Spelled::Unknown,
     }
 }
 
@@ -222,8 +218,9 @@ pub fn parse<'a>(buf: &'a [u8], lim: &Limits) -> Parsed<'a> {
         return Parsed::Incomplete(1);
     }
     let (verb, wlen) = match verb(buf, lim.peer) {
-        Ok(v) => v,
-        Err(p) => return p,
+        Spelled::Verb(v, n) => (v, n),
+        Spelled::Partial => return Parsed::Incomplete(buf.len() + 1),
+        Spelled::Unknown => return Parsed::Fail(Failure::UnknownOp),
     };
     // Verbs with arguments need at least one blank after the word; CONNECT and INFO may run
     // straight into theirs; PING, PONG and +OK ignore everything up to the newline.

@@ -14,12 +14,11 @@
 
 use crate::broker::{Broker, Identity};
 use crate::config::{Config, READS_PER_PASS, READ_CHUNK};
-use crate::conn::{CloseReason, Conn, Kind, ReadOutcome};
+use crate::conn::{Conn, ReadOutcome};
 use crate::info;
-use crate::proto;
 use crate::signals::{Signal, Signals};
 use log::{debug, error, info as log_info};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -171,7 +170,9 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((sock, addr)) => self.add_client(sock, addr),
+                Ok((sock, addr)) => {
+                    self.broker.add_client(sock, addr);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -188,40 +189,11 @@ impl Server {
         }
     }
 
-    fn add_client(&mut self, mut sock: TcpStream, addr: SocketAddr) {
-        let b = &mut self.broker;
-        let _ = sock.set_nodelay(true);
-        let first_ping = b.first_ping_at();
-        let auth_deadline = b.cfg.auth.required().then(|| b.now + b.cfg.auth_timeout());
-        let entry = b.conns.vacant_entry();
-        let t = entry.key();
-        if let Err(e) = b.registry.register(&mut sock, Token(t), Interest::READABLE) {
-            error!("Error registering client connection: {e}");
-            return;
-        }
-        let cid = b.next_cid;
-        b.next_cid += 1;
-        b.stats.total_connections += 1;
-        b.clients += 1;
-        let mut c = Conn::new(sock, Kind::Client, cid, addr, b.now);
-        c.next_ping = first_ping;
-        c.auth_deadline = auth_deadline;
-        entry.insert(c);
-        b.log_created(t);
-        let info = info::client_info(b, cid, addr);
-        b.queue(t, info.as_bytes());
-        if b.clients > b.cfg.max_connections {
-            error!("{} - maximum connections exceeded", b.conns[t].label());
-            b.send_err(t, proto::ERR_MAX_CONNECTIONS, CloseReason::MaxConnections);
-        }
-        b.schedule(t);
-    }
-
     /// Reads connection `t` until WouldBlock or its budget for this pass is spent.
     fn read(&mut self, t: usize) {
         let b = &mut self.broker;
         // Bytes kept back by a stall may hold whole frames: act on them first.
-        process_carried(b, t);
+        b.process_carried(t);
         for _ in 0..READS_PER_PASS {
             let Some(c) = b.conns.get_mut(t) else { return };
             if c.closing.is_some() || c.stalled {
@@ -231,11 +203,7 @@ impl Server {
                 // The common case: parse straight out of the shared buffer, keep only a tail.
                 match Conn::read_into(&mut c.sock, &mut self.rbuf) {
                     ReadOutcome::Data(n) => {
-                        let used = b.process(t, &self.rbuf[..n]);
-                        let c = &mut b.conns[t];
-                        if used < n && c.closing.is_none() {
-                            c.carry(&self.rbuf[used..n]);
-                        }
+                        b.ingest(t, &self.rbuf[..n]);
                         ReadOutcome::Data(n)
                     }
                     other => other,
@@ -246,7 +214,7 @@ impl Server {
                 match Conn::read_into(&mut c.sock, &mut c.inbuf[c.in_len..]) {
                     ReadOutcome::Data(n) => {
                         c.in_len += n;
-                        process_carried(b, t);
+                        b.process_carried(t);
                         ReadOutcome::Data(n)
                     }
                     other => other,
@@ -277,18 +245,4 @@ impl Server {
             }
         }
     }
-}
-
-/// Parses the bytes a connection holds, once they can make a whole frame.
-fn process_carried(b: &mut Broker, t: usize) {
-    let Some(c) = b.conns.get_mut(t) else { return };
-    if c.in_len == 0 || c.in_len < c.need || c.stalled || c.closing.is_some() {
-        return;
-    }
-    let buf = std::mem::take(&mut c.inbuf);
-    let len = c.in_len;
-    let used = b.process(t, &buf[..len]);
-    let c = &mut b.conns[t];
-    c.inbuf = buf;
-    c.consume_inbuf(used);
 }

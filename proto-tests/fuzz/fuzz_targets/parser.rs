@@ -1,0 +1,25 @@
+//! The parser alone: any bytes, as a client and as a route, with small limits. A frame never
+//! claims more bytes than it has; "incomplete" always asks for more than it has.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use tern::parser::{parse, Limits, Parsed, Peer};
+
+fuzz_target!(|data: &[u8]| {
+    for peer in [Peer::Client, Peer::Route] {
+        let lim = Limits { peer, max_control_line: 64, max_payload: 256, headers: true };
+        let mut rest = data;
+        loop {
+            match parse(rest, &lim) {
+                Parsed::Frame(_, n) => {
+                    assert!(n > 0 && n <= rest.len());
+                    rest = &rest[n..];
+                }
+                Parsed::Incomplete(n) => {
+                    assert!(n > rest.len());
+                    break;
+                }
+                Parsed::Fail(_) => break,
+            }
+        }
+    }
+});

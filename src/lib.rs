@@ -1,0 +1,28 @@
+//! tern as a library: the modules the `tern` binary is built from. They are public so the
+//! fuzz target can drive the parser and a connection's protocol handling without a loop.
+//!
+//! Map of the source (see ARCHITECTURE.md):
+//! - `server`: the poll loop (accept, read, end-of-pass flush); `broker`: its shared state
+//!   (connections, counters, dirty list, timers, stalls); `conn`: one connection's buffers;
+//! - `parser`: the I/O-free protocol parser; `client`: what client frames do; `deliver`: the
+//!   fan-out of a message to subscribers; `sublist`: the subject index;
+//! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`:
+//!   settings; `logger`, `signals`, `hash`: support.
+
+pub mod broker;
+pub mod client;
+pub mod conf;
+pub mod config;
+pub mod config_file;
+pub mod conn;
+pub mod deliver;
+pub mod hash;
+pub mod info;
+pub mod json;
+pub mod logger;
+pub mod options;
+pub mod parser;
+pub mod proto;
+pub mod server;
+pub mod signals;
+pub mod sublist;
