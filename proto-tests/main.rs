@@ -1,0 +1,20 @@
+// Raw-TCP protocol test suite for tern, a NATS-compatible server that must be a byte-compatible
+// drop-in for nats-server 2.9.10. Tests speak the client protocol over plain TCP sockets; the
+// differential ones run the same script against tern (TERN_BIN or the crate binary) and the
+// reference nats-server (NATS_SERVER or /usr/sbin/nats-server, skipped if absent) and compare
+// normalised transcripts; every test also carries explicit expectations.
+
+mod harness;
+
+mod auth;
+mod cli;
+mod connect;
+mod errors;
+mod framing;
+mod headers;
+mod limits;
+mod parsing;
+mod permissions;
+mod pings;
+mod pubsub;
+mod slow_consumer;
