@@ -10,10 +10,16 @@
 //! (auth timeout, next PING, write deadline). Stale entries are skipped when popped, so moving
 //! a deadline never needs a heap search.
 
-use crate::config::{Config, STALL_MAX, STALL_WATER};
+use crate::config::{Config, GLOBAL_ACCOUNT, STALL_MAX, STALL_WATER};
 use crate::conn::{CloseReason, Conn, Kind};
 use crate::proto::{self, WireErr};
 use crate::sublist::{SubId, Sublist};
+
+/// A subject namespace: messages never cross from one account to another.
+pub struct Account {
+    pub name: String,
+    pub sublist: Sublist,
+}
 use log::{debug, error, info};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
@@ -57,7 +63,8 @@ pub struct Broker {
     pub cfg: Config,
     pub ident: Identity,
     pub conns: Slab<Conn>,
-    pub sublist: Sublist,
+    /// `$G` first, then the configured accounts; indexes never change while running.
+    pub accounts: Vec<Account>,
     pub stats: Stats,
     /// The time of the current loop pass.
     pub now: Instant,
@@ -82,11 +89,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(cfg: Config, ident: Identity, registry: Registry) -> Broker {
-        Broker {
+        let mut b = Broker {
             cfg,
             ident,
             conns: Slab::new(),
-            sublist: Sublist::new(),
+            accounts: Vec::new(),
             stats: Stats::default(),
             now: Instant::now(),
             registry,
@@ -100,7 +107,37 @@ impl Broker {
             next_cid: 1,
             clients: 0,
             rng: crate::hash::random_seed(),
+        };
+        b.sync_accounts();
+        b
+    }
+
+    /// Makes sure every configured account exists (`$G` first). Accounts are never removed
+    /// while running, so indexes held by connections stay valid across a reload.
+    pub fn sync_accounts(&mut self) {
+        let names =
+            std::iter::once(GLOBAL_ACCOUNT.to_string()).chain(self.cfg.accounts.iter().cloned());
+        for name in names.collect::<Vec<_>>() {
+            if !self.accounts.iter().any(|a| a.name == name) {
+                self.accounts.push(Account {
+                    name,
+                    sublist: Sublist::new(),
+                });
+            }
         }
+    }
+
+    /// The index of the account called `name` (`""` is `$G`).
+    pub fn account_index(&self, name: &str) -> Option<usize> {
+        if name.is_empty() {
+            return Some(0);
+        }
+        self.accounts.iter().position(|a| a.name == name)
+    }
+
+    /// Subscriptions across all accounts.
+    pub fn sub_count(&self) -> usize {
+        self.accounts.iter().map(|a| a.sublist.count()).sum()
     }
 
     /// A cheap pseudo-random number (xorshift) for queue picks and ping jitter.
@@ -450,8 +487,9 @@ impl Broker {
             }
         }
         let _ = self.registry.deregister(&mut c.sock);
+        let sublist = &mut self.accounts[c.account].sublist;
         for (_, id) in c.subs.drain() {
-            self.sublist.remove(id);
+            sublist.remove(id);
         }
         debug!(
             "{} - Client connection closed: {}",
@@ -471,17 +509,18 @@ impl Broker {
 
     /// Removes one of `t`'s subscriptions from the index and from the connection.
     pub fn remove_sub(&mut self, t: usize, id: SubId) {
-        if let Some(sub) = self.sublist.remove(id) {
-            if let Some(c) = self.conns.get_mut(t) {
-                c.subs.remove(&sub.sid);
-            }
+        let Some(c) = self.conns.get_mut(t) else {
+            return;
+        };
+        if let Some(sub) = self.accounts[c.account].sublist.remove(id) {
+            c.subs.remove(&sub.sid);
         }
     }
 
-    /// Applies the auto-unsubscribes that a fan-out reached.
-    pub fn apply_unsubs(&mut self) {
+    /// Applies the auto-unsubscribes that a fan-out in account `acc` reached.
+    pub fn apply_unsubs(&mut self, acc: usize) {
         while let Some(id) = self.unsub_later.pop() {
-            if let Some(owner) = self.sublist.get(id).map(|s| s.conn) {
+            if let Some(owner) = self.accounts[acc].sublist.get(id).map(|s| s.conn) {
                 if let Some(c) = self.conns.get(owner) {
                     debug!("{} - Auto-unsubscribe limit reached", c.label());
                 }

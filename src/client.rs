@@ -11,8 +11,9 @@ use crate::conn::{CloseReason, Conn, Kind};
 use crate::info;
 use crate::json::{self, JsonError, Value};
 use crate::parser::{self, Failure, Limits, Msg, Op, Parsed, Peer};
+use crate::perms::{reserved_reply, ConnPerms};
 use crate::proto;
-use crate::sublist::{self, Sub};
+use crate::sublist::{self, Sub, SubId};
 use log::{debug, error, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
@@ -101,14 +102,23 @@ impl Broker {
             // With authentication on, anything before CONNECT is a violation (nats-server
             // decides on the first byte).
             if !c.connected && self.cfg.auth.required() && !matches!(data[pos], b'C' | b'c') {
-                self.auth_violation(t);
-                return data.len();
+                // With no_auth_user set, such a client simply becomes that user.
+                let no_auth = self.cfg.auth.no_auth_user.as_ref();
+                let user =
+                    no_auth.and_then(|n| self.cfg.auth.users.iter().position(|u| &u.name == n));
+                if user.is_none() || !self.bind_user(t, user) {
+                    self.auth_violation(t);
+                    return data.len();
+                }
+                let c = &mut self.conns[t];
+                c.connected = true;
+                c.auth_deadline = None;
             }
             let lim = Limits {
                 peer: Peer::Client,
                 max_control_line: self.cfg.max_control_line,
                 max_payload: self.cfg.max_payload,
-                headers: c.opts.headers,
+                headers: self.conns[t].opts.headers,
             };
             match parser::parse(&data[pos..], &lim) {
                 Parsed::Frame(op, n) => {
@@ -228,10 +238,14 @@ impl Broker {
             self.close(t, CloseReason::ProtocolViolation);
             return;
         }
-        if !self.authenticate(&creds) || !creds.account.is_empty() {
-            self.auth_violation(t);
-            return;
-        }
+        let user = match self.authenticate(&creds) {
+            // Naming an account in CONNECT is refused, as in nats-server without JWTs.
+            Ok(user) if creds.account.is_empty() => user,
+            _ => {
+                self.auth_violation(t);
+                return;
+            }
+        };
         if !(0..=1).contains(&opts.protocol) {
             self.send_err(t, proto::ERR_BAD_PROTOCOL, CloseReason::BadClientProtocol);
             return;
@@ -244,10 +258,14 @@ impl Broker {
             );
             return;
         }
+        if !self.bind_user(t, user) {
+            self.auth_violation(t);
+            return;
+        }
         let verbose = opts.verbose;
         let next_ping = self.first_ping_at();
         let c = &mut self.conns[t];
-        opts.user = creds.user;
+        opts.user = std::mem::take(&mut c.opts.user);
         c.opts = opts;
         c.connected = true;
         c.auth_deadline = None;
@@ -260,18 +278,66 @@ impl Broker {
         self.schedule(t);
     }
 
-    /// Checks CONNECT credentials against the configured users or token.
-    fn authenticate(&self, creds: &Credentials) -> bool {
+    /// Who CONNECT's credentials identify: `Ok(None)` when authentication is off or the token
+    /// matched, `Ok(Some(i))` for configured user `i` (the no_auth_user when no credentials
+    /// were given), `Err` when they identify nobody.
+    fn authenticate(&self, creds: &Credentials) -> Result<Option<usize>, ()> {
         let auth = &self.cfg.auth;
         if !auth.required() {
-            return true;
+            return Ok(None);
         }
         if let Some(token) = &auth.token {
-            return creds.token == *token;
+            return if creds.token == *token {
+                Ok(None)
+            } else {
+                Err(())
+            };
         }
-        auth.users
-            .iter()
-            .any(|u| u.name == creds.user && u.password == creds.pass)
+        let anonymous = creds.user.is_empty() && creds.pass.is_empty() && creds.token.is_empty();
+        let wanted = match (&auth.no_auth_user, anonymous) {
+            (Some(name), true) => auth.users.iter().position(|u| &u.name == name),
+            _ => auth
+                .users
+                .iter()
+                .position(|u| u.name == creds.user && u.password == creds.pass),
+        };
+        wanted.map(Some).ok_or(())
+    }
+
+    /// Gives connection `t` the account and permissions of configured user `user` (or the
+    /// global account and no restrictions). False if the user's account does not exist.
+    pub fn bind_user(&mut self, t: usize, user: Option<usize>) -> bool {
+        let (account, perms, name) = match user.and_then(|i| self.cfg.auth.users.get(i)) {
+            None => (Some(0), None, String::new()),
+            Some(u) => (
+                self.account_index(&u.account),
+                u.permissions.as_ref().map(|p| Box::new(ConnPerms::new(p))),
+                u.name.clone(),
+            ),
+        };
+        let Some(account) = account else { return false };
+        self.move_to_account(t, account);
+        let c = &mut self.conns[t];
+        c.perms = perms;
+        c.opts.user = name;
+        true
+    }
+
+    /// Moves a connection (and any subscriptions it already has) into another account.
+    fn move_to_account(&mut self, t: usize, account: usize) {
+        let from = self.conns[t].account;
+        if from == account {
+            return;
+        }
+        let ids: Vec<(Box<[u8]>, SubId)> = self.conns[t].subs.drain().collect();
+        for (sid, id) in ids {
+            if let Some(sub) = self.accounts[from].sublist.remove(id) {
+                if let Ok(new_id) = self.accounts[account].sublist.insert(sub) {
+                    self.conns[t].subs.insert(sid, new_id);
+                }
+            }
+        }
+        self.conns[t].account = account;
     }
 
     fn on_pub(&mut self, t: usize, m: &Msg) {
@@ -292,6 +358,17 @@ impl Broker {
                 CloseReason::ProtocolViolation,
             );
         }
+        let c = &mut self.conns[t];
+        if let Some(p) = &mut c.perms {
+            if !p.can_publish(m.subject, now) {
+                self.violation(t, "Publish to", m.subject, None);
+                return;
+            }
+        }
+        if !m.reply.is_empty() && reserved_reply(m.reply) {
+            self.violation(t, "Publish with Reply of", m.reply, None);
+            return;
+        }
         if verbose {
             self.trace_out(t, "OK");
             self.queue(t, proto::OK);
@@ -302,13 +379,31 @@ impl Broker {
         }
     }
 
+    /// `-ERR 'Permissions Violation for <what> "<subject>"'` (the connection stays).
+    fn violation(&mut self, t: usize, what: &str, subject: &[u8], queue: Option<&[u8]>) {
+        let mut text = format!(
+            "Permissions Violation for {what} {}",
+            proto::go_quote(subject)
+        );
+        if let Some(q) = queue {
+            text.push_str(&format!(" using queue {}", proto::go_quote(q)));
+        }
+        let user = self.conns[t].opts.user.clone();
+        self.log_error(
+            t,
+            &format!("{text} - User {}", proto::go_quote(user.as_bytes())),
+        );
+        self.send_err_text(t, &text);
+    }
+
     /// Tells a requester nobody is listening: a 503 status on its own reply subscription.
     fn no_responders(&mut self, t: usize, reply: &[u8]) {
-        let matches = self.sublist.matches(reply);
+        let sublist = &mut self.accounts[self.conns[t].account].sublist;
+        let matches = sublist.matches(reply);
         let Some(sub) = matches
             .plain
             .iter()
-            .filter_map(|&id| self.sublist.get(id))
+            .filter_map(|&id| sublist.get(id))
             .find(|s| s.conn == t)
         else {
             return;
@@ -323,6 +418,15 @@ impl Broker {
         let c = &mut self.conns[t];
         c.last_activity = self.now;
         let verbose = c.opts.verbose;
+        // nats-server reserves the queue name `_sys_`, with or without permissions.
+        let allowed = c
+            .perms
+            .as_ref()
+            .is_none_or(|p| p.can_subscribe(subject, queue));
+        if !allowed || queue == Some(b"_sys_") {
+            self.violation(t, "Subscription to", subject, queue);
+            return;
+        }
         if max_subs > 0 && c.subs.len() >= max_subs {
             self.log_error(t, proto::ERR_MAX_SUBS.text);
             self.send_err(t, proto::ERR_MAX_SUBS, CloseReason::ProtocolViolation);
@@ -330,7 +434,10 @@ impl Broker {
         }
         // A sid already in use is acknowledged and otherwise ignored, as nats-server does.
         if !c.subs.contains_key(sid) {
-            match self.sublist.insert(Sub::new(t, subject, queue, sid)) {
+            match self.accounts[c.account]
+                .sublist
+                .insert(Sub::new(t, subject, queue, sid))
+            {
                 Ok(id) => {
                     self.conns[t].subs.insert(sid.into(), id);
                 }
@@ -355,7 +462,7 @@ impl Broker {
         c.last_activity = self.now;
         let verbose = c.opts.verbose;
         if let Some(&id) = c.subs.get(sid) {
-            match self.sublist.get_mut(id) {
+            match self.accounts[c.account].sublist.get_mut(id) {
                 Some(sub) if max > 0 && max as u64 > sub.delivered => sub.max = max as u64,
                 _ => self.remove_sub(t, id),
             }

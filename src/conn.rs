@@ -11,6 +11,7 @@
 
 use crate::config::{OUT_KEEP, READ_CHUNK};
 use crate::hash::FastMap;
+use crate::perms::ConnPerms;
 use crate::sublist::SubId;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
@@ -152,6 +153,10 @@ pub struct Conn {
     /// Last time the socket accepted bytes (or the buffer was empty): the write deadline.
     pub last_write: Instant,
 
+    /// The account (index into the broker's accounts) this connection lives in.
+    pub account: usize,
+    /// Publish/subscribe permissions of its user, if restricted.
+    pub perms: Option<Box<ConnPerms>>,
     /// Subscriptions by sid.
     pub subs: FastMap<Box<[u8]>, SubId>,
 
@@ -197,6 +202,8 @@ impl Conn {
             dirty: false,
             want_write: false,
             last_write: now,
+            account: 0,
+            perms: None,
             subs: crate::hash::new_map(),
             pings_out: 0,
             next_ping: now,

@@ -17,13 +17,14 @@ impl Broker {
     /// Delivers `m`, published by connection `from`, to local subscribers. Returns whether
     /// anyone got it.
     pub fn deliver(&mut self, from: usize, m: &Msg) -> bool {
-        let matches = self.sublist.matches(m.subject);
+        let acc = self.conns[from].account;
+        let matches = self.accounts[acc].sublist.matches(m.subject);
         if matches.is_empty() {
             return false;
         }
         let mut delivered = false;
         for &id in &matches.plain {
-            delivered |= self.deliver_to(from, id, m);
+            delivered |= self.deliver_to(from, acc, id, m);
         }
         for group in &matches.groups {
             // One member per group: start at a random one, take the first that accepts.
@@ -34,7 +35,7 @@ impl Broker {
                 0
             };
             for i in 0..n {
-                if self.deliver_to(from, group.members[(start + i) % n], m) {
+                if self.deliver_to(from, acc, group.members[(start + i) % n], m) {
                     delivered = true;
                     break;
                 }
@@ -42,16 +43,17 @@ impl Broker {
         }
         drop(matches);
         if !self.unsub_later.is_empty() {
-            self.apply_unsubs();
+            self.apply_unsubs(acc);
         }
         delivered
     }
 
-    /// Appends one copy of `m` for subscription `id`. False if it could not take it (echo
-    /// off for its own messages, closing, or past its auto-unsubscribe limit).
+    /// Appends one copy of `m` for subscription `id` of account `acc`. False if it could not
+    /// take it (echo off for its own messages, denied by its permissions, closing, or past its
+    /// auto-unsubscribe limit).
     #[inline]
-    fn deliver_to(&mut self, from: usize, id: SubId, m: &Msg) -> bool {
-        let Some(sub) = self.sublist.get_mut(id) else {
+    fn deliver_to(&mut self, from: usize, acc: usize, id: SubId, m: &Msg) -> bool {
+        let Some(sub) = self.accounts[acc].sublist.get_mut(id) else {
             return false;
         };
         let t = sub.conn;
@@ -61,6 +63,14 @@ impl Broker {
         };
         if t == from && !c.opts.echo {
             return false;
+        }
+        if let Some(p) = &mut c.perms {
+            if p.has_sub_deny() && p.deliver_denied(m.subject) {
+                return false;
+            }
+            if !m.reply.is_empty() && p.tracks_replies() {
+                p.saw_reply(m.reply, self.now);
+            }
         }
         sub.delivered += 1;
         if sub.max > 0 && sub.delivered >= sub.max {
@@ -93,13 +103,7 @@ impl Broker {
             let head = format!(
                 "MSG {} {} {}",
                 String::from_utf8_lossy(m.subject),
-                String::from_utf8_lossy(
-                    &self
-                        .sublist
-                        .get(id)
-                        .map(|s| s.sid.clone())
-                        .unwrap_or_default()
-                ),
+                String::from_utf8_lossy(&sub.sid),
                 payload.len()
             );
             self.trace_out(t, &head);

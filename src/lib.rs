@@ -22,6 +22,7 @@ pub mod json;
 pub mod logger;
 pub mod options;
 pub mod parser;
+pub mod perms;
 pub mod proto;
 pub mod server;
 pub mod signals;

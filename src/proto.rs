@@ -38,6 +38,33 @@ pub const ERR_INVALID_SUBJECT: WireErr = keeping("Invalid Subject");
 pub const ERR_INVALID_PUB_SUBJECT: WireErr = keeping("Invalid Publish Subject");
 pub const ERR_MAX_SUBS: WireErr = keeping("maximum subscriptions exceeded");
 
+/// Quotes bytes the way Go's `%q` does, for the subjects quoted in error texts.
+pub fn go_quote(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut q = String::with_capacity(b.len() + 2);
+    q.push('"');
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => q.push_str("\\\""),
+                '\\' => q.push_str("\\\\"),
+                '\n' => q.push_str("\\n"),
+                '\r' => q.push_str("\\r"),
+                '\t' => q.push_str("\\t"),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    let _ = write!(q, "\\x{:02x}", c as u32);
+                }
+                c => q.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(q, "\\x{byte:02x}");
+        }
+    }
+    q.push('"');
+    q
+}
+
 /// Appends `-ERR '<text>'\r\n`.
 pub fn write_err(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(b"-ERR '");
@@ -132,6 +159,12 @@ mod tests {
         out.push(b' ');
         write_uint(&mut out, 18446744073709551615);
         assert_eq!(out, b"0 18446744073709551615");
+    }
+
+    #[test]
+    fn quotes_like_go() {
+        assert_eq!(go_quote(b"foo.bar"), "\"foo.bar\"");
+        assert_eq!(go_quote(b"a\"b\\c\n\x01\xff"), r#""a\"b\\c\n\x01\xff""#);
     }
 
     #[test]

@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
         w.broker.close_all();
         w.broker.wake.clear(); // the loop would read these producers again; there is none here
         assert_eq!(w.broker.conns.len(), 0);
-        assert_eq!(w.broker.sublist.count(), 0, "subscriptions outlived their connections");
+        assert_eq!(w.broker.sub_count(), 0, "subscriptions outlived their connections");
         assert_eq!(w.broker.clients, 0);
     });
 });
