@@ -28,6 +28,23 @@ fuzz:
 	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz parser $(FUZZ_WORK)/parser proto-tests/fuzz/corpus/parser -- -max_total_time=$(FUZZ_SECONDS)
 	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz protocol $(FUZZ_WORK)/protocol proto-tests/fuzz/corpus/protocol -- -max_total_time=$(FUZZ_SECONDS)
 
+# perf/: the load generator (tern-bench), the side-by-side comparison with nats-server
+# (writes perf/RESULTS.md), a flamegraph of one scenario, and the static binary.
+BENCH_MANIFEST := perf/bench/Cargo.toml
+SCENARIO ?= c
+COMPARE_OUT ?= perf/RESULTS.md
+
+bench:
+	$(CARGO) build --release --manifest-path $(BENCH_MANIFEST)
+	$(CARGO) test --release --manifest-path $(BENCH_MANIFEST)
+
+compare: build bench
+	$(PYTHON) perf/compare.py $(COMPARE_ARGS) --out $(COMPARE_OUT)
+
+flamegraph: bench
+	$(CARGO) build --profile profiling
+	TERN_BIN=$(CURDIR)/target/profiling/tern perf/flamegraph.sh $(SCENARIO)
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -10,7 +10,7 @@
 //! (auth timeout, next PING, write deadline). Stale entries are skipped when popped, so moving
 //! a deadline never needs a heap search.
 
-use crate::config::{Config, GLOBAL_ACCOUNT, STALL_MAX, STALL_WATER};
+use crate::config::{Config, GLOBAL_ACCOUNT, STALL_MAX, STALL_WATER, SYSTEM_ACCOUNT};
 use crate::conn::{CloseReason, Conn, Kind};
 use crate::proto::{self, WireErr};
 use crate::sublist::{SubId, Sublist};
@@ -26,6 +26,9 @@ use slab::Slab;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant, SystemTime};
+
+/// Closed connections remembered for monitoring (nats-server: DEFAULT_MAX_CLOSED_CLIENTS).
+const MAX_CLOSED: usize = 10_000;
 
 /// How often the round trip is re-measured with a PING even on a busy connection.
 const RTT_INTERVAL: Duration = Duration::from_secs(3600);
@@ -63,7 +66,7 @@ pub struct Broker {
     pub cfg: Config,
     pub ident: Identity,
     pub conns: Slab<Conn>,
-    /// `$G` first, then the configured accounts; indexes never change while running.
+    /// `$G`, `$SYS`, then the configured accounts; indexes never change while running.
     pub accounts: Vec<Account>,
     pub stats: Stats,
     /// The time of the current loop pass.
@@ -77,6 +80,8 @@ pub struct Broker {
     closing: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     stalls: Vec<Stall>,
+    /// The most recently closed client connections, for /connz?state=closed.
+    pub closed: std::collections::VecDeque<crate::monitor::ConnInfo>,
     /// Producers whose stall ended: the loop reads them again.
     pub wake: Vec<usize>,
     /// Auto-unsubscribes reached during a fan-out, applied after it.
@@ -103,6 +108,7 @@ impl Broker {
             timers: BinaryHeap::new(),
             stalls: Vec::new(),
             wake: Vec::new(),
+            closed: std::collections::VecDeque::new(),
             unsub_later: Vec::new(),
             next_cid: 1,
             clients: 0,
@@ -115,8 +121,8 @@ impl Broker {
     /// Makes sure every configured account exists (`$G` first). Accounts are never removed
     /// while running, so indexes held by connections stay valid across a reload.
     pub fn sync_accounts(&mut self) {
-        let names =
-            std::iter::once(GLOBAL_ACCOUNT.to_string()).chain(self.cfg.accounts.iter().cloned());
+        let builtin = [GLOBAL_ACCOUNT.to_string(), SYSTEM_ACCOUNT.to_string()];
+        let names = builtin.into_iter().chain(self.cfg.accounts.iter().cloned());
         for name in names.collect::<Vec<_>>() {
             if !self.accounts.iter().any(|a| a.name == name) {
                 self.accounts.push(Account {
@@ -487,6 +493,15 @@ impl Broker {
             }
         }
         let _ = self.registry.deregister(&mut c.sock);
+        if c.kind == Kind::Client {
+            let mut info = crate::monitor::snapshot(self, &c, true);
+            info.stop = Some(SystemTime::now());
+            info.reason = Some(reason.as_str());
+            if self.closed.len() >= MAX_CLOSED {
+                self.closed.pop_front();
+            }
+            self.closed.push_back(info);
+        }
         let sublist = &mut self.accounts[c.account].sublist;
         for (_, id) in c.subs.drain() {
             sublist.remove(id);

@@ -161,7 +161,13 @@ impl Broker {
                 self.trace_out(t, "PONG");
                 self.queue(t, proto::PONG);
             }
-            Op::Pong => self.conns[t].pings_out = 0,
+            Op::Pong => {
+                let c = &mut self.conns[t];
+                c.pings_out = 0;
+                if let Some(at) = c.last_ping_sent {
+                    c.rtt = self.now.saturating_duration_since(at);
+                }
+            }
             Op::Ok => {}
             Op::Info(arg) => {
                 // A client has no business sending INFO, but nats-server only checks it is JSON.
@@ -269,6 +275,7 @@ impl Broker {
         c.opts = opts;
         c.connected = true;
         c.auth_deadline = None;
+        c.rtt = self.now.saturating_duration_since(c.started);
         c.next_ping = next_ping;
         c.last_activity = self.now;
         if verbose {

@@ -94,6 +94,8 @@ impl Auth {
 
 /// The account every client without one belongs to.
 pub const GLOBAL_ACCOUNT: &str = "$G";
+/// The system account nats-server always has; tern keeps it (empty) so tools see the same.
+pub const SYSTEM_ACCOUNT: &str = "$SYS";
 
 /// How long lame-duck mode spreads client closes over, and the wait before it starts.
 pub const DEFAULT_LAME_DUCK_DURATION: Duration = Duration::from_secs(120);

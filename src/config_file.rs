@@ -456,8 +456,11 @@ fn subjects(item: &Item) -> Result<Vec<String>> {
 fn parse_accounts(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> {
     let m = map(item, "accounts")?;
     for (name, v) in m.iter() {
-        if name == crate::config::GLOBAL_ACCOUNT {
-            return Err(err(v, "the global account $G cannot be configured"));
+        if name == crate::config::GLOBAL_ACCOUNT || name == crate::config::SYSTEM_ACCOUNT {
+            return Err(err(
+                v,
+                format!("the built-in account {name} cannot be configured in tern"),
+            ));
         }
         let am = map(v, name)?;
         cfg.accounts.push(name.to_string());

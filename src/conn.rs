@@ -163,6 +163,8 @@ pub struct Conn {
     pub pings_out: u32,
     pub next_ping: Instant,
     pub last_ping_sent: Option<Instant>,
+    /// Round trip: accept to CONNECT at first, then PING to PONG.
+    pub rtt: std::time::Duration,
     /// Last inbound message, subscription change or PING: activity that makes a PING moot.
     pub last_activity: Instant,
     /// The time of this connection's live entry in the timer heap.
@@ -208,6 +210,7 @@ impl Conn {
             pings_out: 0,
             next_ping: now,
             last_ping_sent: None,
+            rtt: std::time::Duration::ZERO,
             last_activity: now,
             timer_at: None,
             stalled: false,

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Where and how log lines go.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,25 +79,6 @@ fn tag(level: Level) -> &'static str {
     }
 }
 
-/// Local wall-clock time as `2026/11/21 10:00:00.123456`.
-pub fn local_timestamp(now: SystemTime) -> String {
-    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as libc::time_t;
-    // SAFETY: localtime_r writes into the tm we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&secs, &mut tm) };
-    format!(
-        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:06}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        d.subsec_micros()
-    )
-}
-
 impl Log for Logger {
     fn enabled(&self, m: &Metadata) -> bool {
         // Only our own records: libraries (mio) log at trace level too.
@@ -122,7 +103,7 @@ impl Log for Logger {
             format!(
                 "[{}] {} {} {}\n",
                 pid(),
-                local_timestamp(SystemTime::now()),
+                crate::timefmt::local_timestamp(SystemTime::now()),
                 tag(r.level()),
                 r.args()
             )

@@ -128,6 +128,12 @@ const FLAGS: &[Flag] = &[
         Arg::Value,
         "Authorization token required for connections",
     ),
+    flag(
+        "http_port",
+        &["m", "http_port"],
+        Arg::Value,
+        "Use port for http monitoring",
+    ),
     flag("config", &["c", "config"], Arg::Value, "Configuration file"),
     flag(
         "check_config",
@@ -138,7 +144,6 @@ const FLAGS: &[Flag] = &[
     flag("help", &["h", "help"], Arg::Bool, "Show this message"),
     flag("version", &["v", "version"], Arg::Bool, "Show version"),
     missing("signal", &["sl", "signal"], Arg::Value),
-    missing("http_port", &["m", "http_port"], Arg::Value),
     missing("https_port", &["ms", "https_port"], Arg::Value),
     missing("client_advertise", &["client_advertise"], Arg::Value),
     missing("ports_file_dir", &["ports_file_dir"], Arg::Value),
@@ -288,6 +293,12 @@ pub fn apply(flags: &Flags, cfg: &mut Config) -> Result<(), String> {
             "user" => set_user(cfg, Some(v), None),
             "pass" => set_user(cfg, None, Some(v)),
             "auth" => cfg.auth.token = Some(v.clone()),
+            "http_port" => {
+                let port: u16 = v
+                    .parse()
+                    .map_err(|_| format!("invalid value {v:?} for flag -http_port"))?;
+                cfg.http_port = Some(port);
+            }
             _ => return Err(format!("flag -{name} is not supported by tern yet")),
         }
     }

@@ -15,17 +15,30 @@
 use crate::broker::{Broker, Identity};
 use crate::config::{Config, READS_PER_PASS, READ_CHUNK};
 use crate::conn::{Conn, ReadOutcome};
+use crate::http::{self, HttpConn};
 use crate::info;
+use crate::monitor::{self, Monitor};
 use crate::signals::{Signal, Signals};
 use log::{debug, error, info as log_info};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+const HTTP_LISTENER: Token = Token(usize::MAX - 3);
+/// Monitoring connections use tokens from here up; NATS connections (slab keys) stay below.
+const HTTP_BASE: usize = usize::MAX / 2;
+
+/// The monitoring side: its listener, its connections and the endpoints' state.
+struct HttpSide {
+    listener: TcpListener,
+    conns: Slab<HttpConn>,
+    monitor: Monitor,
+}
 
 pub struct Server {
     poll: Poll,
@@ -36,6 +49,7 @@ pub struct Server {
     /// Connections that still had bytes when their read budget ran out.
     pending_reads: Vec<usize>,
     broker: Broker,
+    http: Option<HttpSide>,
     /// Accepting failed for lack of descriptors; try again at this time.
     accept_retry: Option<Instant>,
     stopping: bool,
@@ -81,6 +95,21 @@ impl Server {
         log_info!("  Name:     {}", ident.name);
         log_info!("  ID:       {}", ident.id);
         log_info!("Listening for client connections on {}", bound);
+        let http = match cfg.http_port {
+            Some(port) => {
+                let addr = listen_addr(&cfg.http_host, port as i32)?;
+                let mut listener = TcpListener::bind(addr)?;
+                poll.registry()
+                    .register(&mut listener, HTTP_LISTENER, Interest::READABLE)?;
+                log_info!("Starting http monitor on {}", listener.local_addr()?);
+                Some(HttpSide {
+                    listener,
+                    conns: Slab::new(),
+                    monitor: Monitor::new(),
+                })
+            }
+            None => None,
+        };
         let registry = poll.registry().try_clone()?;
         let broker = Broker::new(cfg, ident, registry);
         Ok(Server {
@@ -90,6 +119,7 @@ impl Server {
             rbuf: vec![0; READ_CHUNK],
             pending_reads: Vec::new(),
             broker,
+            http,
             accept_retry: None,
             stopping: false,
         })
@@ -115,6 +145,8 @@ impl Server {
                 match ev.token() {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
+                    HTTP_LISTENER => self.accept_http(),
+                    Token(t) if t >= HTTP_BASE => self.on_http(t - HTTP_BASE),
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read(t);
@@ -142,6 +174,11 @@ impl Server {
         }
         let now = Instant::now();
         let mut deadline = self.broker.next_deadline();
+        if let Some(h) = &self.http {
+            if let Some(d) = h.conns.iter().map(|(_, c)| c.deadline).min() {
+                deadline = Some(deadline.map_or(d, |x| x.min(d)));
+            }
+        }
         if let Some(r) = self.accept_retry {
             deadline = Some(deadline.map_or(r, |d| d.min(r)));
         }
@@ -158,6 +195,7 @@ impl Server {
             self.accept_retry = None;
             self.accept();
         }
+        self.expire_http();
         self.broker.check_stalls();
         self.broker.fire_timers();
         self.broker.flush_dirty();
@@ -230,6 +268,104 @@ impl Server {
             }
         }
         self.pending_reads.push(t);
+    }
+
+    fn accept_http(&mut self) {
+        let Some(h) = &mut self.http else { return };
+        loop {
+            match h.listener.accept() {
+                Ok((mut sock, _)) => {
+                    if h.conns.len() >= http::MAX_CONNS {
+                        continue; // dropped: refuses the connection
+                    }
+                    let entry = h.conns.vacant_entry();
+                    let token = Token(HTTP_BASE + entry.key());
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, token, Interest::READABLE)
+                        .is_ok()
+                    {
+                        entry.insert(HttpConn::new(sock, self.broker.now));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error!("Error accepting monitoring connection: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads a monitoring connection, answers every complete request, writes the answers.
+    fn on_http(&mut self, key: usize) {
+        let Server {
+            http, broker, poll, ..
+        } = self;
+        let Some(h) = http else { return };
+        let Some(c) = h.conns.get_mut(key) else {
+            return;
+        };
+        if !c.fill() {
+            return self.close_http(key);
+        }
+        while let Some(next) = c.next_request(broker.now) {
+            let (resp, head_only) = match next {
+                Ok(req) => (
+                    monitor::respond(&mut h.monitor, broker, &req),
+                    req.method == "HEAD",
+                ),
+                Err(status) => (http::Response::text(status, "bad request"), false),
+            };
+            http::write_response(&mut c.out, &resp, !c.closing, head_only);
+        }
+        match c.flush() {
+            Ok(true) if c.closing => return self.close_http(key),
+            Ok(done) if done == c.want_write => {
+                let interest = if done {
+                    Interest::READABLE
+                } else {
+                    Interest::READABLE | Interest::WRITABLE
+                };
+                if poll
+                    .registry()
+                    .reregister(&mut c.sock, Token(HTTP_BASE + key), interest)
+                    .is_err()
+                {
+                    return self.close_http(key);
+                }
+                c.want_write = !done;
+            }
+            Ok(_) => {}
+            Err(_) => self.close_http(key),
+        }
+    }
+
+    fn close_http(&mut self, key: usize) {
+        if let Some(h) = &mut self.http {
+            if let Some(mut c) = h.conns.try_remove(key) {
+                let _ = self.poll.registry().deregister(&mut c.sock);
+            }
+        }
+    }
+
+    /// Drops monitoring connections that did not finish a request in time (slow clients).
+    fn expire_http(&mut self) {
+        let now = self.broker.now;
+        let expired: Vec<usize> = match &self.http {
+            Some(h) if !h.conns.is_empty() => h
+                .conns
+                .iter()
+                .filter(|(_, c)| c.deadline <= now)
+                .map(|(k, _)| k)
+                .collect(),
+            _ => return,
+        };
+        for key in expired {
+            self.close_http(key);
+        }
     }
 
     fn on_signals(&mut self) {

@@ -242,6 +242,12 @@ impl Sublist {
         self.cache.len()
     }
 
+    /// Largest and summed fan-out of the cached results, and how many there are.
+    pub fn cache_fanout(&self) -> (usize, usize, usize) {
+        let sizes = self.cache.values().map(|m| m.plain.len() + m.groups.len());
+        sizes.fold((0, 0, 0), |(max, sum, n), f| (max.max(f), sum + f, n + 1))
+    }
+
     pub fn get(&self, id: SubId) -> Option<&Sub> {
         self.subs.get(id)
     }
