@@ -322,7 +322,7 @@ impl Server {
             http::write_response(&mut c.out, &resp, !c.closing, head_only);
         }
         match c.flush() {
-            Ok(true) if c.closing => return self.close_http(key),
+            Ok(true) if c.closing => self.close_http(key),
             Ok(done) if done == c.want_write => {
                 let interest = if done {
                     Interest::READABLE
