@@ -74,6 +74,8 @@ pub struct Broker {
     pub registry: Registry,
     /// Trace logging is on (checked before formatting anything on the message path).
     pub trace: bool,
+    /// In lame-duck mode: INFO carries `ldm: true`.
+    pub lame_duck: bool,
     /// Connections with output to write at the end of this pass.
     dirty: Vec<usize>,
     /// Connections to free at the end of this pass.
@@ -103,6 +105,7 @@ impl Broker {
             now: Instant::now(),
             registry,
             trace: log::log_enabled!(log::Level::Trace),
+            lame_duck: false,
             dirty: Vec::new(),
             closing: Vec::new(),
             timers: BinaryHeap::new(),

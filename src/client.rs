@@ -7,7 +7,7 @@
 //! published messages is in `deliver.rs`.
 
 use crate::broker::Broker;
-use crate::conn::{CloseReason, Conn, Kind};
+use crate::conn::{CloseReason, Conn, Credentials, Kind};
 use crate::info;
 use crate::json::{self, JsonError, Value};
 use crate::parser::{self, Failure, Limits, Msg, Op, Parsed, Peer};
@@ -233,8 +233,10 @@ impl Broker {
             Value::Obj(_) | Value::Null => Ok(v),
             _ => Err(JsonError("CONNECT is not a JSON object".into())),
         });
+        // Like Go's json.Unmarshal into the same struct: fields a later CONNECT leaves out
+        // keep the values an earlier one set.
         let mut opts = self.conns[t].opts.clone();
-        let mut creds = Credentials::default();
+        let mut creds = self.conns[t].creds.as_deref().cloned().unwrap_or_default();
         let applied = parsed.and_then(|v| {
             apply_connect(&v, &mut opts, &mut creds)?;
             Ok(v)
@@ -244,9 +246,10 @@ impl Broker {
             self.close(t, CloseReason::ProtocolViolation);
             return;
         }
+        // Naming an account in CONNECT is refused, as in nats-server without JWTs.
         let user = match self.authenticate(&creds) {
-            // Naming an account in CONNECT is refused, as in nats-server without JWTs.
-            Ok(user) if creds.account.is_empty() => user,
+            Login::Open if creds.account.is_empty() => None,
+            Login::User(i) if creds.account.is_empty() => Some(i),
             _ => {
                 self.auth_violation(t);
                 return;
@@ -273,6 +276,7 @@ impl Broker {
         let c = &mut self.conns[t];
         opts.user = std::mem::take(&mut c.opts.user);
         c.opts = opts;
+        c.creds = (creds != Credentials::default()).then(|| Box::new(creds));
         c.connected = true;
         c.auth_deadline = None;
         c.rtt = self.now.saturating_duration_since(c.started);
@@ -285,19 +289,17 @@ impl Broker {
         self.schedule(t);
     }
 
-    /// Who CONNECT's credentials identify: `Ok(None)` when authentication is off or the token
-    /// matched, `Ok(Some(i))` for configured user `i` (the no_auth_user when no credentials
-    /// were given), `Err` when they identify nobody.
-    fn authenticate(&self, creds: &Credentials) -> Result<Option<usize>, ()> {
+    /// Who CONNECT's credentials identify (the no_auth_user when none were given).
+    pub fn authenticate(&self, creds: &Credentials) -> Login {
         let auth = &self.cfg.auth;
         if !auth.required() {
-            return Ok(None);
+            return Login::Open;
         }
         if let Some(token) = &auth.token {
             return if creds.token == *token {
-                Ok(None)
+                Login::Open
             } else {
-                Err(())
+                Login::Refused
             };
         }
         let anonymous = creds.user.is_empty() && creds.pass.is_empty() && creds.token.is_empty();
@@ -308,7 +310,7 @@ impl Broker {
                 .iter()
                 .position(|u| u.name == creds.user && u.password == creds.pass),
         };
-        wanted.map(Some).ok_or(())
+        wanted.map_or(Login::Refused, Login::User)
     }
 
     /// Gives connection `t` the account and permissions of configured user `user` (or the
@@ -501,13 +503,13 @@ impl Broker {
     }
 }
 
-/// The credential fields of CONNECT.
-#[derive(Default)]
-struct Credentials {
-    user: String,
-    pass: String,
-    token: String,
-    account: String,
+/// What credentials amount to.
+pub enum Login {
+    /// No authentication configured, or the token matched.
+    Open,
+    /// Configured user number `i`.
+    User(usize),
+    Refused,
 }
 
 /// Applies CONNECT's fields onto `o`; a field of the wrong type fails the whole CONNECT, as

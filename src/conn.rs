@@ -109,6 +109,15 @@ impl Default for ClientOpts {
     }
 }
 
+/// The credential fields of CONNECT, kept so a config reload can check them again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub pass: String,
+    pub token: String,
+    pub account: String,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Client,
@@ -134,6 +143,8 @@ pub struct Conn {
     pub opts: ClientOpts,
     /// CONNECT was received and accepted.
     pub connected: bool,
+    /// The credentials it connected with, if any.
+    pub creds: Option<Box<Credentials>>,
     /// Set when authentication is required and CONNECT has not arrived yet.
     pub auth_deadline: Option<Instant>,
     pub closing: Option<CloseReason>,
@@ -194,6 +205,7 @@ impl Conn {
             started_wall: SystemTime::now(),
             opts: ClientOpts::default(),
             connected: false,
+            creds: None,
             auth_deadline: None,
             closing: None,
             inbuf: Vec::new(),

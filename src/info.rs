@@ -40,8 +40,11 @@ pub fn client_info(b: &Broker, cid: u64, addr: SocketAddr) -> String {
     }
     o.uint("max_payload", b.cfg.max_payload as u64)
         .uint("client_id", cid)
-        .str("client_ip", &addr.ip().to_string())
-        .end();
+        .str("client_ip", &addr.ip().to_string());
+    if b.lame_duck {
+        o.bool("ldm", true);
+    }
+    o.end();
     s.push_str(" \r\n");
     s
 }

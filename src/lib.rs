@@ -26,6 +26,7 @@ pub mod options;
 pub mod parser;
 pub mod perms;
 pub mod proto;
+pub mod reload;
 pub mod server;
 pub mod signals;
 pub mod sublist;

@@ -44,6 +44,17 @@ fn pid() -> u32 {
     PID.load(Ordering::Relaxed)
 }
 
+impl LogSettings {
+    pub fn from_config(cfg: &crate::config::Config) -> LogSettings {
+        LogSettings {
+            debug: cfg.debug,
+            trace: cfg.trace,
+            time: cfg.logtime,
+            file: cfg.log_file.clone(),
+        }
+    }
+}
+
 /// Installs the logger (first call) or applies new settings (later calls).
 pub fn init(s: &LogSettings) -> io::Result<()> {
     let file = match &s.file {

@@ -1,8 +1,8 @@
-//! tern: a NATS-compatible message server. `main` turns flags into a `Config`, sets up
-//! logging and the pid file, and runs the poll loop until a stop signal.
+//! tern: a NATS-compatible message server. `main` turns flags (and the config file) into a
+//! `Config`, sets up logging and the pid file, and runs the poll loop until a stop signal.
 
 use std::process::ExitCode;
-use tern::{config, config_file, logger, options, server};
+use tern::{config, logger, options, server, signals};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,22 +21,22 @@ fn main() -> ExitCode {
         println!("tern: v{}", config::VERSION);
         return ExitCode::SUCCESS;
     }
-    let mut cfg = config::Config::default();
-    let mut warnings = Vec::new();
-    if let Some(path) = &flags.config {
-        match config_file::load(std::path::Path::new(path), &mut cfg) {
-            Ok(w) => warnings = w,
+    if let Some(spec) = &flags.signal {
+        return match signals::send_command(spec) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tern: {e}");
-                return ExitCode::FAILURE;
+                ExitCode::FAILURE
             }
+        };
+    }
+    let (cfg, warnings) = match options::build_config(&flags) {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("tern: {e}");
+            return ExitCode::FAILURE;
         }
-    }
-    // Flags override the file, as on nats-server.
-    if let Err(e) = options::apply(&flags, &mut cfg) {
-        eprintln!("tern: {e}");
-        return ExitCode::from(2);
-    }
+    };
     if flags.check_config {
         for w in &warnings {
             eprintln!("tern: warning: {w}");
@@ -47,13 +47,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let log = logger::LogSettings {
-        debug: cfg.debug,
-        trace: cfg.trace,
-        time: cfg.logtime,
-        file: cfg.log_file.clone(),
-    };
-    if let Err(e) = logger::init(&log) {
+    if let Err(e) = logger::init(&logger::LogSettings::from_config(&cfg)) {
         eprintln!("tern: cannot open log file: {e}");
         return ExitCode::FAILURE;
     }
@@ -66,7 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let mut server = match server::Server::new(cfg) {
+    let mut server = match server::Server::new(cfg, flags) {
         Ok(s) => s,
         Err(e) => {
             log::error!("Error listening on port: {e}");

@@ -53,97 +53,28 @@ const fn missing(name: &'static str, spellings: &'static [&'static str], arg: Ar
     }
 }
 
+#[rustfmt::skip]
 const FLAGS: &[Flag] = &[
-    flag(
-        "addr",
-        &["a", "addr", "net"],
-        Arg::Value,
-        "Bind to host address (default: 0.0.0.0)",
-    ),
-    flag(
-        "port",
-        &["p", "port"],
-        Arg::Value,
-        "Use port for clients (default: 4222, -1 for random)",
-    ),
-    flag(
-        "name",
-        &["n", "name", "server_name"],
-        Arg::Value,
-        "Server name (default: the server id)",
-    ),
+    flag("addr", &["a", "addr", "net"], Arg::Value, "Bind to host address (default: 0.0.0.0)"),
+    flag("port", &["p", "port"], Arg::Value, "Use port for clients (default: 4222, -1 for random)"),
+    flag("name", &["n", "name", "server_name"], Arg::Value, "Server name (default: the server id)"),
     flag("pid", &["P", "pid"], Arg::Value, "File to store PID"),
-    flag(
-        "log",
-        &["l", "log"],
-        Arg::Value,
-        "File to redirect log output",
-    ),
-    flag(
-        "logtime",
-        &["T", "logtime"],
-        Arg::Bool,
-        "Timestamp log entries (default: true)",
-    ),
-    flag(
-        "debug",
-        &["D", "debug"],
-        Arg::Bool,
-        "Enable debugging output",
-    ),
-    flag(
-        "trace",
-        &["V", "trace"],
-        Arg::Bool,
-        "Trace the raw protocol",
-    ),
+    flag("log", &["l", "log"], Arg::Value, "File to redirect log output"),
+    flag("logtime", &["T", "logtime"], Arg::Bool, "Timestamp log entries (default: true)"),
+    flag("debug", &["D", "debug"], Arg::Bool, "Enable debugging output"),
+    flag("trace", &["V", "trace"], Arg::Bool, "Trace the raw protocol"),
     flag("DV", &["DV"], Arg::Bool, "Debug and trace"),
-    flag(
-        "VV",
-        &["VV"],
-        Arg::Bool,
-        "Verbose trace (same as -V in tern)",
-    ),
-    flag(
-        "DVV",
-        &["DVV"],
-        Arg::Bool,
-        "Debug and verbose trace (same as -DV in tern)",
-    ),
-    flag(
-        "user",
-        &["user"],
-        Arg::Value,
-        "User required for connections",
-    ),
-    flag(
-        "pass",
-        &["pass"],
-        Arg::Value,
-        "Password required for connections",
-    ),
-    flag(
-        "auth",
-        &["auth"],
-        Arg::Value,
-        "Authorization token required for connections",
-    ),
-    flag(
-        "http_port",
-        &["m", "http_port"],
-        Arg::Value,
-        "Use port for http monitoring",
-    ),
+    flag("VV", &["VV"], Arg::Bool, "Verbose trace (same as -V in tern)"),
+    flag("DVV", &["DVV"], Arg::Bool, "Debug and verbose trace (same as -DV in tern)"),
+    flag("user", &["user"], Arg::Value, "User required for connections"),
+    flag("pass", &["pass"], Arg::Value, "Password required for connections"),
+    flag("auth", &["auth"], Arg::Value, "Authorization token required for connections"),
+    flag("http_port", &["m", "http_port"], Arg::Value, "Use port for http monitoring"),
     flag("config", &["c", "config"], Arg::Value, "Configuration file"),
-    flag(
-        "check_config",
-        &["t"],
-        Arg::Bool,
-        "Test configuration and exit",
-    ),
+    flag("check_config", &["t"], Arg::Bool, "Test configuration and exit"),
+    flag("signal", &["sl", "signal"], Arg::Value, "Send signal to tern: stop, quit, term, reopen, reload, ldm [=pid or pid file]"),
     flag("help", &["h", "help"], Arg::Bool, "Show this message"),
     flag("version", &["v", "version"], Arg::Bool, "Show version"),
-    missing("signal", &["sl", "signal"], Arg::Value),
     missing("https_port", &["ms", "https_port"], Arg::Value),
     missing("client_advertise", &["client_advertise"], Arg::Value),
     missing("ports_file_dir", &["ports_file_dir"], Arg::Value),
@@ -169,12 +100,13 @@ const FLAGS: &[Flag] = &[
 ];
 
 /// What the command line asks for.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Flags {
     pub help: bool,
     pub version: bool,
     pub config: Option<String>,
     pub check_config: bool,
+    pub signal: Option<String>,
     /// Canonical flag name and its value, in command-line order.
     pub set: Vec<(&'static str, String)>,
 }
@@ -261,6 +193,7 @@ pub fn parse(args: &[String]) -> Result<Flags, String> {
             "help" => flags.help = parse_bool(name, &v)?,
             "version" => flags.version = parse_bool(name, &v)?,
             "config" => flags.config = Some(v),
+            "signal" => flags.signal = Some(v),
             "check_config" => flags.check_config = parse_bool(name, &v)?,
             _ => flags.set.push((name, v)),
         }
@@ -306,6 +239,18 @@ pub fn apply(flags: &Flags, cfg: &mut Config) -> Result<(), String> {
         return Err(format!("invalid port {}", cfg.port));
     }
     Ok(())
+}
+
+/// The running configuration: defaults, then the config file if any, then the flags (which
+/// override the file, as on nats-server). Returns the file's warnings too.
+pub fn build_config(flags: &Flags) -> Result<(Config, Vec<String>), String> {
+    let mut cfg = Config::default();
+    let mut warnings = Vec::new();
+    if let Some(path) = &flags.config {
+        warnings = crate::config_file::load(std::path::Path::new(path), &mut cfg)?;
+    }
+    apply(flags, &mut cfg)?;
+    Ok((cfg, warnings))
 }
 
 /// `--user`/`--pass` describe one user; either flag may come first.

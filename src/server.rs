@@ -14,12 +14,15 @@
 
 use crate::broker::{Broker, Identity};
 use crate::config::{Config, READS_PER_PASS, READ_CHUNK};
-use crate::conn::{Conn, ReadOutcome};
+use crate::conn::{CloseReason, Conn, Kind, ReadOutcome};
 use crate::http::{self, HttpConn};
 use crate::info;
+use crate::logger::{self, LogSettings};
 use crate::monitor::{self, Monitor};
+use crate::options::{self, Flags};
+use crate::reload;
 use crate::signals::{Signal, Signals};
-use log::{debug, error, info as log_info};
+use log::{debug, error, info as log_info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -32,6 +35,15 @@ const SIGNALS: Token = Token(usize::MAX - 2);
 const HTTP_LISTENER: Token = Token(usize::MAX - 3);
 /// Monitoring connections use tokens from here up; NATS connections (slab keys) stay below.
 const HTTP_BASE: usize = usize::MAX / 2;
+
+/// Lame duck: no new clients; the existing ones are closed one by one, then the server exits.
+struct LameDuck {
+    clients: Vec<(usize, u64)>,
+    next_at: Instant,
+    interval: Duration,
+    /// The grace period is over and closing has begun.
+    closing: bool,
+}
 
 /// The monitoring side: its listener, its connections and the endpoints' state.
 struct HttpSide {
@@ -50,6 +62,10 @@ pub struct Server {
     pending_reads: Vec<usize>,
     broker: Broker,
     http: Option<HttpSide>,
+    /// The command line, kept so a reload rebuilds the config exactly as at start.
+    flags: Flags,
+    /// Lame-duck mode: clients still to close, and when to close the next one.
+    lame_duck: Option<LameDuck>,
     /// Accepting failed for lack of descriptors; try again at this time.
     accept_retry: Option<Instant>,
     stopping: bool,
@@ -69,7 +85,7 @@ fn listen_addr(host: &str, port: i32) -> io::Result<SocketAddr> {
 }
 
 impl Server {
-    pub fn new(cfg: Config) -> io::Result<Server> {
+    pub fn new(cfg: Config, flags: Flags) -> io::Result<Server> {
         let signals = Signals::new()?;
         let poll = Poll::new()?;
         let addr = listen_addr(&cfg.host, cfg.port)?;
@@ -120,6 +136,8 @@ impl Server {
             pending_reads: Vec::new(),
             broker,
             http,
+            flags,
+            lame_duck: None,
             accept_retry: None,
             stopping: false,
         })
@@ -179,7 +197,13 @@ impl Server {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
             }
         }
-        if let Some(r) = self.accept_retry {
+        for r in [
+            self.accept_retry,
+            self.lame_duck.as_ref().map(|l| l.next_at),
+        ]
+        .into_iter()
+        .flatten()
+        {
             deadline = Some(deadline.map_or(r, |d| d.min(r)));
         }
         deadline.map(|d| d.saturating_duration_since(now))
@@ -196,6 +220,7 @@ impl Server {
             self.accept();
         }
         self.expire_http();
+        self.lame_duck_step();
         self.broker.check_stalls();
         self.broker.fire_timers();
         self.broker.flush_dirty();
@@ -370,15 +395,122 @@ impl Server {
 
     fn on_signals(&mut self) {
         for sig in self.signals.read() {
+            debug!("Trapped \"{}\" signal", sig.name());
             match sig {
-                Signal::Interrupt | Signal::Terminate => {
-                    log_info!("Trapped \"{}\" signal", sig.name());
-                    self.stopping = true;
+                Signal::Interrupt => self.stopping = true,
+                // As nats-server: SIGTERM does not cut a lame-duck exit short.
+                Signal::Terminate if self.lame_duck.is_none() => self.stopping = true,
+                Signal::Terminate => {}
+                Signal::Hangup => {
+                    if let Err(e) = self.reload() {
+                        error!("Failed to reload server configuration: {e}");
+                    }
                 }
-                Signal::Hangup => log_info!("Trapped \"hangup\" signal: no config file to reload"),
-                Signal::User1 => debug!("Trapped \"user defined signal 1\" signal"),
-                Signal::User2 => debug!("Trapped \"user defined signal 2\" signal"),
+                Signal::User1 => {
+                    if let Err(e) = logger::init(&LogSettings::from_config(&self.broker.cfg)) {
+                        error!("Failed to reopen log file: {e}");
+                    }
+                }
+                Signal::User2 => self.enter_lame_duck(),
             }
+        }
+    }
+
+    /// Re-reads the config file and applies it; on any error the running config stays.
+    fn reload(&mut self) -> Result<(), String> {
+        if self.flags.config.is_none() {
+            return Err(
+                "can only reload config when a file is provided using -c or --config".into(),
+            );
+        }
+        let (cfg, warnings) = options::build_config(&self.flags)?;
+        reload::check_immutable(&self.broker.cfg, &cfg)?;
+        logger::init(&LogSettings::from_config(&cfg))
+            .map_err(|e| format!("cannot open log file: {e}"))?;
+        for w in &warnings {
+            warn!("{w}");
+        }
+        self.broker.apply_reload(cfg);
+        if let Some(h) = &mut self.http {
+            h.monitor.config_load_time = SystemTime::now();
+        }
+        log_info!("Reloaded server configuration");
+        Ok(())
+    }
+
+    /// Stops accepting, tells clients (INFO with `ldm`), and after the grace period closes
+    /// them spread over the lame-duck duration; the server exits when none are left.
+    fn enter_lame_duck(&mut self) {
+        if self.lame_duck.is_some() || self.stopping {
+            return;
+        }
+        log_info!("Entering lame duck mode, stop accepting new clients");
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let b = &mut self.broker;
+        b.lame_duck = true;
+        let clients: Vec<(usize, u64)> = b
+            .conns
+            .iter()
+            .filter(|(_, c)| c.kind == Kind::Client)
+            .map(|(t, c)| (t, c.cid))
+            .collect();
+        if clients.is_empty() {
+            self.stopping = true;
+            return;
+        }
+        for &(t, cid) in &clients {
+            let c = &b.conns[t];
+            if c.opts.protocol >= 1 {
+                let line = info::client_info(b, cid, c.addr);
+                b.queue(t, line.as_bytes());
+            }
+        }
+        let grace = b.cfg.lame_duck_grace;
+        let spread = b
+            .cfg
+            .lame_duck_duration
+            .saturating_sub(grace)
+            .max(Duration::from_secs(1));
+        let interval = (spread / clients.len() as u32).min(Duration::from_secs(1));
+        self.lame_duck = Some(LameDuck {
+            clients,
+            next_at: b.now + grace,
+            interval,
+            closing: false,
+        });
+    }
+
+    fn lame_duck_step(&mut self) {
+        let now = self.broker.now;
+        let Some(ld) = &mut self.lame_duck else {
+            return;
+        };
+        if now < ld.next_at {
+            return;
+        }
+        if !ld.closing {
+            ld.closing = true;
+            log_info!("Closing existing clients");
+        }
+        // Close as many as the elapsed time allows (at least one), like nats-server's batches.
+        let due = 1
+            + (now.saturating_duration_since(ld.next_at).as_nanos() / ld.interval.as_nanos().max(1))
+                as usize;
+        for _ in 0..due {
+            let Some((t, cid)) = ld.clients.pop() else {
+                break;
+            };
+            if self.broker.conns.get(t).is_some_and(|c| c.cid == cid) {
+                self.broker.close(t, CloseReason::ServerShutdown);
+            }
+        }
+        let half = ld.interval / 2;
+        let jitter = Duration::from_nanos(self.broker.rand() % half.as_nanos().max(1) as u64);
+        ld.next_at = now + half + jitter;
+        if ld.clients.is_empty() {
+            self.stopping = true;
         }
     }
 }

@@ -102,3 +102,65 @@ impl Signals {
         }
     }
 }
+
+/// `--signal cmd[=pid]`: sends a running tern the signal for `cmd`, as nats-server does
+/// (stop=KILL, quit=INT, term=TERM, reopen=USR1, reload=HUP, ldm=USR2). The target is a pid,
+/// a pid file, or else the only other running process named `tern`.
+pub fn send_command(spec: &str) -> Result<(), String> {
+    let (cmd, target) = spec.split_once('=').unwrap_or((spec, ""));
+    let sig = match cmd {
+        "stop" => libc::SIGKILL,
+        "quit" => libc::SIGINT,
+        "term" => libc::SIGTERM,
+        "reopen" => libc::SIGUSR1,
+        "reload" => libc::SIGHUP,
+        "ldm" => libc::SIGUSR2,
+        _ => return Err(format!("unknown signal {cmd:?}")),
+    };
+    let pid = match target {
+        "" => find_tern()?,
+        t => match t.parse::<i32>() {
+            Ok(pid) => pid,
+            Err(_) => {
+                let text = std::fs::read_to_string(t)
+                    .map_err(|e| format!("could not read pid file {t}: {e}"))?;
+                text.trim()
+                    .parse()
+                    .map_err(|_| format!("invalid pid in {t}: {:?}", text.trim()))?
+            }
+        },
+    };
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(format!(
+            "could not signal pid {pid}: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The pid of the one other process named `tern` (like nats-server's pgrep).
+fn find_tern() -> Result<i32, String> {
+    let me = std::process::id() as i32;
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map_err(|e| format!("unable to resolve pid, try providing one: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "tern")
+        })
+        .collect();
+    pids.sort_unstable();
+    match pids.as_slice() {
+        [] => Err("no tern processes running".into()),
+        [pid] => Ok(*pid),
+        many => Err(format!(
+            "multiple tern processes running:\n{}",
+            many.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )),
+    }
+}
