@@ -12,6 +12,7 @@ mod connect;
 mod errors;
 mod framing;
 mod headers;
+mod lifecycle;
 mod limits;
 mod parsing;
 mod permissions;

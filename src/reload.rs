@@ -3,14 +3,15 @@
 //! The server builds the new config exactly as at start (file, then flags) and refuses a
 //! reload that would move a listener. `apply_reload` then swaps the config (limits, logging
 //! flags, auth), creates new accounts, and checks every connected client again, as
-//! nats-server does: one whose credentials no longer pass gets `Authorization Violation` and
-//! is closed; the others get their (possibly new) account and permissions, and lose the
-//! subscriptions their new permissions no longer allow.
+//! nats-server does: one whose user is gone or moved to another account is closed (it will
+//! reconnect), one whose credentials no longer pass gets `Authorization Violation` and is
+//! closed, the others get their new permissions and lose the subscriptions those no longer
+//! allow.
 
 use crate::broker::Broker;
 use crate::client::Login;
 use crate::config::Config;
-use crate::conn::{Credentials, Kind};
+use crate::conn::{CloseReason, Credentials, Kind};
 use log::info;
 
 /// What a reload may not change while running.
@@ -42,6 +43,20 @@ impl Broker {
 
     fn reauthorize(&mut self, t: usize) {
         let creds: Credentials = self.conns[t].creds.as_deref().cloned().unwrap_or_default();
+        // Like nats-server: a user that is gone, or now belongs to another account, is simply
+        // disconnected (its client reconnects and authenticates afresh).
+        if !creds.user.is_empty() && self.cfg.auth.token.is_none() {
+            let account = self
+                .cfg
+                .auth
+                .users
+                .iter()
+                .find(|u| u.name == creds.user)
+                .map(|u| self.account_index(&u.account));
+            if account.is_none_or(|a| a != Some(self.conns[t].account)) {
+                return self.close(t, CloseReason::ClientClosed);
+            }
+        }
         let user = match self.authenticate(&creds) {
             Login::Open => None,
             Login::User(i) => Some(i),
