@@ -301,6 +301,10 @@ impl Broker {
                 return;
             }
             c.want_write = !done;
+            if !done {
+                // The socket refused bytes: the write deadline runs from now.
+                c.last_write = now;
+            }
         }
         if !done {
             self.schedule(t);
@@ -390,7 +394,7 @@ impl Broker {
         if let Some(a) = c.auth_deadline {
             due = due.min(a);
         }
-        if c.pending() > 0 {
+        if c.want_write {
             due = due.min(c.last_write + wd);
         }
         if c.timer_at.is_none_or(|at| due < at) {
@@ -429,7 +433,9 @@ impl Broker {
             self.send_err(t, proto::ERR_AUTH_TIMEOUT, CloseReason::AuthTimeout);
             return;
         }
-        if c.pending() > 0 && now >= c.last_write + self.cfg.write_deadline {
+        // Only bytes a flush could not write count: output queued in this pass has not been
+        // offered to the socket yet.
+        if c.want_write && now >= c.last_write + self.cfg.write_deadline {
             self.slow_consumer(t, CloseReason::SlowConsumerDeadline);
             return;
         }
@@ -551,5 +557,81 @@ impl Broker {
         if let Some(c) = self.conns.get(t) {
             error!("{} - {}", c.label(), what);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A broker with one accepted client connection (and the peer's socket).
+    fn broker_with_client(cfg: Config) -> (Broker, usize, TcpStream, mio::Poll) {
+        let poll = mio::Poll::new().unwrap();
+        let ident = Identity {
+            id: "NTEST".into(),
+            name: "test".into(),
+            host: "127.0.0.1".into(),
+            port: 4222,
+            started: SystemTime::now(),
+        };
+        let mut b = Broker::new(cfg, ident, poll.registry().try_clone().unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (sock, addr) = listener.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let t = b
+            .add_client(mio::net::TcpStream::from_std(sock), addr)
+            .unwrap();
+        b.flush_dirty();
+        (b, t, peer, poll)
+    }
+
+    /// Bytes queued in the current pass have not been offered to the socket yet, so they do
+    /// not count against the write deadline, however long ago the last write was. (A
+    /// publisher was once cut as a "slow consumer" for its own PONG: its timer fired in the
+    /// pass that queued the PONG, ten quiet seconds after its previous write.)
+    #[test]
+    fn unflushed_output_is_not_a_write_deadline_miss() {
+        let cfg = Config {
+            write_deadline: Duration::from_secs(1),
+            ..Config::default()
+        };
+        let (mut b, t, _peer, _poll) = broker_with_client(cfg);
+        b.now += Duration::from_secs(30);
+        b.conns[t].last_write = b.now - Duration::from_secs(20);
+        b.queue(t, proto::PONG);
+        // Make the connection's timer due in this very pass.
+        b.timers.push(Reverse((b.now, t, b.conns[t].cid)));
+        b.conns[t].timer_at = Some(b.now);
+        b.fire_timers();
+        assert!(
+            b.conns[t].closing.is_none(),
+            "cut as a slow consumer: {:?}",
+            b.conns[t].closing
+        );
+        b.flush_dirty();
+        assert_eq!(b.conns[t].pending(), 0);
+    }
+
+    /// Bytes the socket refused do count: no progress for the write deadline is slow.
+    #[test]
+    fn refused_output_past_the_deadline_is_a_slow_consumer() {
+        let cfg = Config {
+            write_deadline: Duration::from_secs(1),
+            max_pending: 1 << 30,
+            ..Config::default()
+        };
+        let (mut b, t, _peer, _poll) = broker_with_client(cfg);
+        // The peer never reads: fill its socket until a flush leaves bytes behind.
+        let chunk = vec![b'x'; 1 << 20];
+        while !b.conns[t].want_write {
+            b.queue(t, &chunk);
+            b.flush_dirty();
+        }
+        b.now += Duration::from_secs(2);
+        b.fire_timers();
+        assert_eq!(b.conns[t].closing, Some(CloseReason::SlowConsumerDeadline));
+        assert_eq!(b.stats.slow_consumers, 1);
     }
 }

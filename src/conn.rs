@@ -161,7 +161,8 @@ pub struct Conn {
     pub dirty: bool,
     /// WRITABLE interest is registered.
     pub want_write: bool,
-    /// Last time the socket accepted bytes (or the buffer was empty): the write deadline.
+    /// Since when the socket has taken no bytes while some wait (set when a flush leaves
+    /// bytes behind, moved on each write that makes progress): the write deadline.
     pub last_write: Instant,
 
     /// The account (index into the broker's accounts) this connection lives in.
