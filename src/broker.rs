@@ -78,6 +78,8 @@ pub struct Broker {
     pub lame_duck: bool,
     /// Connections with output to write at the end of this pass.
     dirty: Vec<usize>,
+    /// Bytes queued since the last `flush_dirty` (see `FLUSH_AT`).
+    pub queued: usize,
     /// Connections to free at the end of this pass.
     closing: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
@@ -107,6 +109,7 @@ impl Broker {
             trace: log::log_enabled!(log::Level::Trace),
             lame_duck: false,
             dirty: Vec::new(),
+            queued: 0,
             closing: Vec::new(),
             timers: BinaryHeap::new(),
             stalls: Vec::new(),
@@ -256,6 +259,7 @@ impl Broker {
 
     /// Writes out every connection that got output this pass.
     pub fn flush_dirty(&mut self) {
+        self.queued = 0;
         let mut dirty = std::mem::take(&mut self.dirty);
         for &t in &dirty {
             if let Some(c) = self.conns.get_mut(t) {

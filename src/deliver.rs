@@ -97,6 +97,7 @@ impl Broker {
         out.extend_from_slice(b"\r\n");
         c.counters.out_msgs += 1;
         c.counters.out_bytes += payload.len() as u64;
+        self.queued += payload.len() + 64;
         self.stats.out_msgs += 1;
         self.stats.out_bytes += payload.len() as u64;
         if self.trace {

@@ -13,7 +13,7 @@
 //! Signals arrive through a signalfd registered with the same poll.
 
 use crate::broker::{Broker, Identity};
-use crate::config::{Config, READS_PER_PASS, READ_CHUNK};
+use crate::config::{Config, FLUSH_AT, READS_PER_PASS, READ_CHUNK};
 use crate::conn::{CloseReason, Conn, Kind, ReadOutcome};
 use crate::http::{self, HttpConn};
 use crate::info;
@@ -283,6 +283,9 @@ impl Server {
                     other => other,
                 }
             };
+            if b.queued >= FLUSH_AT {
+                b.flush_dirty();
+            }
             match outcome {
                 ReadOutcome::Data(_) => {}
                 ReadOutcome::WouldBlock => return,
