@@ -19,6 +19,9 @@ use crate::sublist::{SubId, Sublist};
 pub struct Account {
     pub name: String,
     pub sublist: Sublist,
+    /// Local interest as routes see it: `subject` or `subject queue` -> number of local
+    /// subscriptions (kept only when clustering is on; see route.rs).
+    pub interest: crate::hash::FastMap<Box<[u8]>, u32>,
 }
 use log::{debug, error, info};
 use mio::{Interest, Registry, Token};
@@ -51,6 +54,8 @@ pub struct Identity {
     pub host: String,
     pub port: u16,
     pub started: SystemTime,
+    /// Where clients can reach this server (INFO `connect_urls`).
+    pub client_urls: Vec<String>,
 }
 
 /// A producer paused because a consumer it delivered to cannot keep up.
@@ -84,10 +89,14 @@ pub struct Broker {
     closing: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     stalls: Vec<Stall>,
+    /// Clustering state, when `--cluster`/`cluster {}` is on.
+    pub cluster: Option<crate::route::Cluster>,
     /// The most recently closed client connections, for /connz?state=closed.
     pub closed: std::collections::VecDeque<crate::monitor::ConnInfo>,
     /// Producers whose stall ended: the loop reads them again.
     pub wake: Vec<usize>,
+    /// Routes a message goes to, with the queue groups picked there (reused per message).
+    pub route_targets: Vec<(usize, Vec<u8>)>,
     /// Auto-unsubscribes reached during a fan-out, applied after it.
     pub unsub_later: Vec<SubId>,
     pub next_cid: u64,
@@ -114,7 +123,9 @@ impl Broker {
             timers: BinaryHeap::new(),
             stalls: Vec::new(),
             wake: Vec::new(),
+            cluster: None,
             closed: std::collections::VecDeque::new(),
+            route_targets: Vec::new(),
             unsub_later: Vec::new(),
             next_cid: 1,
             clients: 0,
@@ -134,6 +145,7 @@ impl Broker {
                 self.accounts.push(Account {
                     name,
                     sublist: Sublist::new(),
+                    interest: crate::hash::new_map(),
                 });
             }
         }
@@ -192,7 +204,7 @@ impl Broker {
             c.dirty = true;
             self.dirty.push(t);
         }
-        if c.pending() > self.cfg.max_pending && c.kind == Kind::Client {
+        if c.pending() > self.cfg.max_pending {
             // Over the limit before the end-of-pass flush: write now, and only a consumer
             // whose socket will not take the bytes is slow.
             self.flush(t);
@@ -515,9 +527,19 @@ impl Broker {
             }
             self.closed.push_back(info);
         }
-        let sublist = &mut self.accounts[c.account].sublist;
         for (_, id) in c.subs.drain() {
-            sublist.remove(id);
+            if let Some(sub) = self.accounts[c.account].sublist.remove(id) {
+                self.interest_changed(c.account, &sub.subject, sub.queue.as_deref(), -1);
+            }
+        }
+        if c.kind == Kind::Route {
+            info!(
+                "{} - Router connection closed: {}",
+                c.label(),
+                reason.as_str()
+            );
+            self.route_closed(t, &mut c);
+            return;
         }
         debug!(
             "{} - Client connection closed: {}",
@@ -540,8 +562,10 @@ impl Broker {
         let Some(c) = self.conns.get_mut(t) else {
             return;
         };
-        if let Some(sub) = self.accounts[c.account].sublist.remove(id) {
+        let acc = c.account;
+        if let Some(sub) = self.accounts[acc].sublist.remove(id) {
             c.subs.remove(&sub.sid);
+            self.interest_changed(acc, &sub.subject, sub.queue.as_deref(), -1);
         }
     }
 
@@ -578,6 +602,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 4222,
             started: SystemTime::now(),
+            client_urls: Vec::new(),
         };
         let mut b = Broker::new(cfg, ident, poll.registry().try_clone().unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -101,7 +101,16 @@ impl Broker {
             }
             // With authentication on, anything before CONNECT is a violation (nats-server
             // decides on the first byte).
-            if !c.connected && self.cfg.auth.required() && !matches!(data[pos], b'C' | b'c') {
+            let peer = if c.kind == Kind::Route {
+                Peer::Route
+            } else {
+                Peer::Client
+            };
+            if peer == Peer::Client
+                && !c.connected
+                && self.cfg.auth.required()
+                && !matches!(data[pos], b'C' | b'c')
+            {
                 // With no_auth_user set, such a client simply becomes that user.
                 let no_auth = self.cfg.auth.no_auth_user.as_ref();
                 let user =
@@ -115,7 +124,7 @@ impl Broker {
                 c.auth_deadline = None;
             }
             let lim = Limits {
-                peer: Peer::Client,
+                peer,
                 max_control_line: self.cfg.max_control_line,
                 max_payload: self.cfg.max_payload,
                 headers: self.conns[t].opts.headers,
@@ -126,7 +135,10 @@ impl Broker {
                         self.trace_in(t, &data[pos..pos + n], &op);
                     }
                     pos += n;
-                    self.client_op(t, op);
+                    match peer {
+                        Peer::Client => self.client_op(t, op),
+                        Peer::Route => self.route_op(t, op),
+                    }
                     if self.conns[t].stalled {
                         // A consumer is behind: the rest waits, carried by the caller.
                         self.conns[t].need = 0;
@@ -157,7 +169,21 @@ impl Broker {
             } => self.on_sub(t, subject, queue, sid),
             Op::Unsub { sid, max } => self.on_unsub(t, sid, max),
             Op::Ping => {
-                self.conns[t].last_activity = self.now;
+                let c = &mut self.conns[t];
+                c.last_activity = self.now;
+                // Like nats-server: a client's first PING after CONNECT gets a fresh INFO
+                // first if the cluster's URLs changed since it connected.
+                let first = c.connected && !c.ponged;
+                c.ponged |= c.connected;
+                let stale = self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|cl| cl.urls_changed > c.started);
+                if first && stale && c.opts.protocol >= 1 {
+                    let (cid, addr) = (c.cid, c.addr);
+                    let line = info::client_info(self, cid, addr);
+                    self.queue(t, line.as_bytes());
+                }
                 self.trace_out(t, "PONG");
                 self.queue(t, proto::PONG);
             }
@@ -341,8 +367,11 @@ impl Broker {
         let ids: Vec<(Box<[u8]>, SubId)> = self.conns[t].subs.drain().collect();
         for (sid, id) in ids {
             if let Some(sub) = self.accounts[from].sublist.remove(id) {
+                let (subject, queue) = (sub.subject.clone(), sub.queue.clone());
+                self.interest_changed(from, &subject, queue.as_deref(), -1);
                 if let Ok(new_id) = self.accounts[account].sublist.insert(sub) {
                     self.conns[t].subs.insert(sid, new_id);
+                    self.interest_changed(account, &subject, queue.as_deref(), 1);
                 }
             }
         }
@@ -448,7 +477,9 @@ impl Broker {
                 .insert(Sub::new(t, subject, queue, sid))
             {
                 Ok(id) => {
+                    let acc = self.conns[t].account;
                     self.conns[t].subs.insert(sid.into(), id);
+                    self.interest_changed(acc, subject, queue, 1);
                 }
                 Err(_) => {
                     self.send_err(

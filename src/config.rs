@@ -27,6 +27,8 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_PINGS_OUT: u32 = 2;
 /// The first PING goes out this soon after connect (plus up to 20% jitter), to measure RTT.
 pub const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
+/// The first PING to a new route (nats-server: firstPingInterval).
+pub const FIRST_ROUTE_PING: Duration = Duration::from_secs(1);
 /// Time a client has to send CONNECT when authentication is required.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Open client connections accepted at once (nats: DEFAULT_MAX_CONNECTIONS).
@@ -98,6 +100,75 @@ impl Auth {
     }
 }
 
+/// A route to dial: `nats-route://[user:pass@]host:port` (or `nats://`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteUrl {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub pass: Option<String>,
+}
+
+impl RouteUrl {
+    pub fn parse(s: &str) -> Result<RouteUrl, String> {
+        let bad = || format!("invalid route URL {s:?}");
+        let rest = s
+            .trim()
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(s.trim());
+        let rest = rest.trim_end_matches('/');
+        let (creds, hostport) = match rest.rsplit_once('@') {
+            Some((c, h)) => (Some(c), h),
+            None => (None, rest),
+        };
+        let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad());
+        }
+        let port = port.parse().map_err(|_| bad())?;
+        let (user, pass) = match creds.map(|c| c.split_once(':').unwrap_or((c, ""))) {
+            Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+            None => (None, None),
+        };
+        Ok(RouteUrl {
+            host: host.to_string(),
+            port,
+            user,
+            pass,
+        })
+    }
+
+    /// `host:port`, bracketing IPv6 literals.
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Clustering: where routes are accepted, which to dial, and how they authenticate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// None: a name is generated and the cluster's agreed name is adopted ("dynamic").
+    pub name: Option<String>,
+    pub host: String,
+    /// `-1` picks a free port.
+    pub port: i32,
+    pub routes: Vec<RouteUrl>,
+    /// Credentials routes must present (and that gossiped routes are dialled with).
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub auth_timeout: Option<Duration>,
+    /// Do not tell clients about the other servers' URLs.
+    pub no_advertise: bool,
+    /// How many times a route learned by gossip is retried before giving up.
+    pub connect_retries: u32,
+}
+
 /// The account every client without one belongs to.
 pub const GLOBAL_ACCOUNT: &str = "$G";
 /// The system account nats-server always has; tern keeps it (empty) so tools see the same.
@@ -131,6 +202,8 @@ pub struct Config {
     pub http_port: Option<u16>,
     pub lame_duck_duration: Duration,
     pub lame_duck_grace: Duration,
+    /// Clustering, if enabled (`--cluster`, `cluster {}`).
+    pub cluster: Option<ClusterConfig>,
     /// The file the config was read from (reload re-reads it).
     pub config_file: Option<String>,
     pub debug: bool,
@@ -160,6 +233,7 @@ impl Default for Config {
             http_port: None,
             lame_duck_duration: DEFAULT_LAME_DUCK_DURATION,
             lame_duck_grace: DEFAULT_LAME_DUCK_GRACE,
+            cluster: None,
             config_file: None,
             debug: false,
             trace: false,
@@ -173,5 +247,29 @@ impl Default for Config {
 impl Config {
     pub fn auth_timeout(&self) -> Duration {
         self.auth.timeout.unwrap_or(DEFAULT_AUTH_TIMEOUT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_urls() {
+        let u = RouteUrl::parse("nats-route://ruser:T0pS3cr3t@127.0.0.1:6222/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 6222));
+        assert_eq!(
+            (u.user.as_deref(), u.pass.as_deref()),
+            (Some("ruser"), Some("T0pS3cr3t"))
+        );
+        let u = RouteUrl::parse("nats://[::1]:4248").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.host_port()),
+            ("::1", "[::1]:4248".to_string())
+        );
+        assert_eq!(RouteUrl::parse("seed:4248").unwrap().host, "seed");
+        for bad in ["nats://host", "nats://:1", "nats://h:x", "nats://h:70000"] {
+            assert!(RouteUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! starts half-configured. Every error carries `file:line:col`.
 
 use crate::conf::{self, Item, Map, Value};
-use crate::config::{Config, Permissions, SubjectPerm, User};
+use crate::config::{ClusterConfig, Config, Permissions, RouteUrl, SubjectPerm, User};
 use std::path::Path;
 use std::time::Duration;
 
@@ -238,6 +238,7 @@ fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> 
                 cfg.http_port = Some(port(item, key, int(item, key)?)?.max(0) as u16)
             }
             "authorization" => authorization = Some(item),
+            "cluster" => cfg.cluster = Some(parse_cluster(item, warnings)?),
             "accounts" => accounts = Some(item),
             "no_auth_user" => cfg.auth.no_auth_user = Some(string(item, key)?),
             _ if UNSUPPORTED.contains(&k.as_str()) => {
@@ -269,6 +270,74 @@ fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> 
         }
     }
     Ok(())
+}
+
+fn parse_cluster(item: &Item, warnings: &mut Vec<String>) -> Result<ClusterConfig> {
+    let m = map(item, "cluster")?;
+    let mut c = ClusterConfig::default();
+    for (key, v) in m.iter() {
+        match key.to_ascii_lowercase().as_str() {
+            "name" => c.name = Some(string(v, key)?),
+            "listen" => {
+                let (h, p) = host_port(v, key)?;
+                if let Some(h) = h {
+                    c.host = h;
+                }
+                c.port = port(v, key, p)?;
+            }
+            "host" | "net" => c.host = string(v, key)?,
+            "port" => c.port = port(v, key, int(v, key)?)?,
+            "routes" => {
+                let list = v
+                    .value
+                    .as_list()
+                    .ok_or_else(|| err(v, "routes: expected a list"))?;
+                for r in list {
+                    c.routes
+                        .push(RouteUrl::parse(&string(r, "route")?).map_err(|e| err(r, e))?);
+                }
+            }
+            "authorization" => {
+                for (ak, av) in map(v, key)?.iter() {
+                    match ak.to_ascii_lowercase().as_str() {
+                        "user" | "username" => c.user = Some(string(av, ak)?),
+                        "pass" | "password" => c.pass = Some(string(av, ak)?),
+                        "timeout" => {
+                            let secs = av
+                                .value
+                                .as_f64()
+                                .ok_or_else(|| err(av, "timeout: expected a number of seconds"))?;
+                            c.auth_timeout = (secs.is_finite() && secs > 0.0)
+                                .then(|| Duration::from_secs_f64(secs));
+                        }
+                        _ => {
+                            return Err(err(
+                                av,
+                                format!(
+                                    "cluster authorization: {ak:?} is not supported by tern yet"
+                                ),
+                            ))
+                        }
+                    }
+                }
+            }
+            "no_advertise" => c.no_advertise = boolean(v, key)?,
+            "connect_retries" => c.connect_retries = positive(v, key)? as u32,
+            "tls" | "permissions" | "advertise" | "cluster_advertise" | "pool_size"
+            | "accounts" | "compression" => {
+                return Err(err(
+                    v,
+                    format!("cluster {key:?} is not supported by tern yet"),
+                ));
+            }
+            _ if v.used_as_var => {}
+            _ => warnings.push(err(v, format!("unknown field {key:?} in cluster"))),
+        }
+    }
+    if c.host.is_empty() {
+        c.host = "0.0.0.0".into();
+    }
+    Ok(c)
 }
 
 fn parse_authorization(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> {
@@ -570,6 +639,28 @@ mod tests {
         let cp = c.auth.users[1].permissions.as_ref().unwrap();
         assert_eq!(cp.publish.allow, Some(vec!["x".to_string()]));
         assert!(load_str("authorization { user: a, password: b, token: t }").is_err());
+    }
+
+    #[test]
+    fn cluster_block() {
+        let (c, _) = load_str(
+            "cluster {\n  name: demo\n  listen: 127.0.0.1:6222\n  routes: [nats-route://127.0.0.1:6223, \"nats://u:p@h:6224\"]\n  authorization { user: r, password: s, timeout: 0.5 }\n  no_advertise: true\n  connect_retries: 3\n}",
+        )
+        .unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(
+            (cl.name.as_deref(), cl.host.as_str(), cl.port),
+            (Some("demo"), "127.0.0.1", 6222)
+        );
+        assert_eq!(cl.routes.len(), 2);
+        assert_eq!(
+            (cl.user.as_deref(), cl.pass.as_deref()),
+            (Some("r"), Some("s"))
+        );
+        assert!(cl.no_advertise && cl.connect_retries == 3);
+        assert!(load_str("cluster { tls { } }")
+            .unwrap_err()
+            .contains("not supported"));
     }
 
     #[test]

@@ -141,8 +141,10 @@ pub struct Conn {
     pub started: Instant,
     pub started_wall: SystemTime,
     pub opts: ClientOpts,
-    /// CONNECT was received and accepted.
+    /// CONNECT was received and accepted (for routes: the handshake is done).
     pub connected: bool,
+    /// A PING after CONNECT was answered (the first one may carry a fresh INFO).
+    pub ponged: bool,
     /// The credentials it connected with, if any.
     pub creds: Option<Box<Credentials>>,
     /// Set when authentication is required and CONNECT has not arrived yet.
@@ -169,6 +171,8 @@ pub struct Conn {
     pub account: usize,
     /// Publish/subscribe permissions of its user, if restricted.
     pub perms: Option<Box<ConnPerms>>,
+    /// Route connections only: the route's state (remote server, its interest, ...).
+    pub route: Option<Box<crate::route::RouteState>>,
     /// Subscriptions by sid.
     pub subs: FastMap<Box<[u8]>, SubId>,
 
@@ -206,6 +210,7 @@ impl Conn {
             started_wall: SystemTime::now(),
             opts: ClientOpts::default(),
             connected: false,
+            ponged: false,
             creds: None,
             auth_deadline: None,
             closing: None,
@@ -219,6 +224,7 @@ impl Conn {
             last_write: now,
             account: 0,
             perms: None,
+            route: None,
             subs: crate::hash::new_map(),
             pings_out: 0,
             next_ping: now,

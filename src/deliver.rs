@@ -7,16 +7,24 @@
 //! flushed once at the end of the loop pass. This is also where the per-connection limits of
 //! the output side are enforced (max_pending via `after_queue`) and where a producer learns
 //! that a consumer it feeds is congested (`maybe_stall`).
+//!
+//! With clustering on, subscriptions owned by routes stand for remote interest: each route
+//! gets one `RMSG` per message, naming the queue groups it was picked for (see route.rs).
 
 use crate::broker::Broker;
+use crate::conn::Kind;
 use crate::parser::Msg;
 use crate::proto;
 use crate::sublist::SubId;
 
 impl Broker {
-    /// Delivers `m`, published by connection `from`, to local subscribers. Returns whether
+    /// Delivers `m`, received on connection `from` (a client or a route), to the local
+    /// subscribers and, for a client's message, to the routes with interest. Returns whether
     /// anyone got it.
     pub fn deliver(&mut self, from: usize, m: &Msg) -> bool {
+        if self.cluster.is_some() {
+            return self.deliver_clustered(from, m);
+        }
         let acc = self.conns[from].account;
         let matches = self.accounts[acc].sublist.matches(m.subject);
         if matches.is_empty() {
@@ -27,25 +35,186 @@ impl Broker {
             delivered |= self.deliver_to(from, acc, id, m);
         }
         for group in &matches.groups {
-            // One member per group: start at a random one, take the first that accepts.
-            let n = group.members.len();
-            let start = if n > 1 {
-                (self.rand() % n as u64) as usize
-            } else {
-                0
-            };
-            for i in 0..n {
-                if self.deliver_to(from, acc, group.members[(start + i) % n], m) {
-                    delivered = true;
-                    break;
-                }
-            }
+            delivered |= self.deliver_one_of(from, acc, &group.members, m);
         }
         drop(matches);
         if !self.unsub_later.is_empty() {
             self.apply_unsubs(acc);
         }
         delivered
+    }
+
+    /// One member of a queue group gets the message: start at a random one, take the first
+    /// that accepts.
+    fn deliver_one_of(&mut self, from: usize, acc: usize, members: &[SubId], m: &Msg) -> bool {
+        let n = members.len();
+        let start = if n > 1 {
+            (self.rand() % n as u64) as usize
+        } else {
+            0
+        };
+        (0..n).any(|i| self.deliver_to(from, acc, members[(start + i) % n], m))
+    }
+
+    /// The route owning subscription `id`, if a route owns it.
+    fn route_of(&self, acc: usize, id: SubId) -> Option<usize> {
+        let t = self.accounts[acc].sublist.get(id)?.conn;
+        (self.conns.get(t)?.kind == Kind::Route).then_some(t)
+    }
+
+    /// `deliver` with clustering on: routes are subscribers too, reached with one RMSG each.
+    fn deliver_clustered(&mut self, from: usize, m: &Msg) -> bool {
+        let from_route = self.conns[from].kind == Kind::Route;
+        let acc = if from_route {
+            match self.account_index(&String::from_utf8_lossy(m.account)) {
+                Some(a) => a,
+                None => return false,
+            }
+        } else {
+            self.conns[from].account
+        };
+        let matches = self.accounts[acc].sublist.matches(m.subject);
+        if matches.is_empty() {
+            return false;
+        }
+        self.route_targets.clear();
+        let mut delivered = false;
+        for &id in &matches.plain {
+            match self.route_of(acc, id) {
+                // Never from one route to another: the cluster is a one-hop full mesh.
+                Some(rt) if !from_route => self.add_route_target(rt, None),
+                Some(_) => {}
+                None => delivered |= self.deliver_to(from, acc, id, m),
+            }
+        }
+        for group in &matches.groups {
+            if from_route {
+                // A routed message names the queue groups it is for; local members only.
+                if m.queues.split(|&b| b == b' ').any(|q| q == &*group.name) {
+                    let local: Vec<SubId> = group
+                        .members
+                        .iter()
+                        .copied()
+                        .filter(|&id| self.route_of(acc, id).is_none())
+                        .collect();
+                    delivered |= self.deliver_one_of(from, acc, &local, m);
+                }
+            } else {
+                delivered |= self.deliver_weighted(from, acc, &group.name, &group.members, m);
+            }
+        }
+        drop(matches);
+        if !self.route_targets.is_empty() {
+            delivered = true;
+            self.send_to_routes(from, acc, m);
+        }
+        if !self.unsub_later.is_empty() {
+            self.apply_unsubs(acc);
+        }
+        delivered
+    }
+
+    /// A queue pick across local members (weight 1) and routes (weight = the remote's member
+    /// count), so each server's share follows its members, as nats-server's pick does.
+    fn deliver_weighted(
+        &mut self,
+        from: usize,
+        acc: usize,
+        name: &[u8],
+        members: &[SubId],
+        m: &Msg,
+    ) -> bool {
+        let weight = |b: &Broker, id: SubId| match b.route_of(acc, id) {
+            Some(_) => b.accounts[acc]
+                .sublist
+                .get(id)
+                .map_or(1, |s| s.weight.max(1) as u64),
+            None => 1,
+        };
+        let total: u64 = members.iter().map(|&id| weight(self, id)).sum();
+        if total == 0 {
+            return false;
+        }
+        let mut pick = self.rand() % total;
+        let start = members
+            .iter()
+            .position(|&id| {
+                let w = weight(self, id);
+                if pick < w {
+                    return true;
+                }
+                pick -= w;
+                false
+            })
+            .unwrap_or(0);
+        let n = members.len();
+        for i in 0..n {
+            let id = members[(start + i) % n];
+            match self.route_of(acc, id) {
+                Some(rt) => {
+                    self.add_route_target(rt, Some(name));
+                    return true;
+                }
+                None if self.deliver_to(from, acc, id, m) => return true,
+                None => {}
+            }
+        }
+        false
+    }
+
+    fn add_route_target(&mut self, rt: usize, queue: Option<&[u8]>) {
+        let target = match self.route_targets.iter_mut().position(|(t, _)| *t == rt) {
+            Some(i) => &mut self.route_targets[i].1,
+            None => {
+                self.route_targets.push((rt, Vec::new()));
+                &mut self.route_targets.last_mut().expect("just pushed").1
+            }
+        };
+        if let Some(q) = queue {
+            target.extend_from_slice(q);
+            target.push(b' ');
+        }
+    }
+
+    /// One RMSG (HMSG with headers) per route target, naming the queue groups picked there.
+    fn send_to_routes(&mut self, from: usize, acc: usize, m: &Msg) {
+        let targets = std::mem::take(&mut self.route_targets);
+        let account = self.accounts[acc].name.clone();
+        for (rt, queues) in &targets {
+            let rt = *rt;
+            let Some(c) = self.conns.get_mut(rt).filter(|c| c.closing.is_none()) else {
+                continue;
+            };
+            let mut digits = [0u8; 20];
+            let (payload, hdr_size, size) = match m.hdr_size {
+                Some(_) if !c.opts.headers => {
+                    let body = &m.payload[m.hdr_len..];
+                    (body, None, proto::digits(body.len() as u64, &mut digits))
+                }
+                h => (m.payload, h, m.size),
+            };
+            let out = &mut c.out;
+            proto::write_rmsg_head(
+                out,
+                account.as_bytes(),
+                m.subject,
+                m.reply,
+                queues,
+                hdr_size,
+                size,
+            );
+            out.extend_from_slice(payload);
+            out.extend_from_slice(b"\r\n");
+            c.counters.out_msgs += 1;
+            c.counters.out_bytes += payload.len() as u64;
+            self.stats.out_msgs += 1;
+            self.stats.out_bytes += payload.len() as u64;
+            self.queued += payload.len() + 64;
+            self.after_queue(rt);
+            self.maybe_stall(from, rt);
+        }
+        self.route_targets = targets;
+        self.route_targets.clear();
     }
 
     /// Appends one copy of `m` for subscription `id` of account `acc`. False if it could not

@@ -41,6 +41,12 @@ pub fn client_info(b: &Broker, cid: u64, addr: SocketAddr) -> String {
     o.uint("max_payload", b.cfg.max_payload as u64)
         .uint("client_id", cid)
         .str("client_ip", &addr.ip().to_string());
+    if let Some(cl) = &b.cluster {
+        o.str("cluster", &cl.name);
+        if !b.cfg.cluster.as_ref().is_some_and(|c| c.no_advertise) {
+            o.strs("connect_urls", &b.cluster_connect_urls());
+        }
+    }
     if b.lame_duck {
         o.bool("ldm", true);
     }

@@ -5,7 +5,8 @@
 //! - `server`: the poll loop (accept, read, end-of-pass flush); `broker`: its shared state
 //!   (connections, counters, dirty list, timers, stalls); `conn`: one connection's buffers;
 //! - `parser`: the I/O-free protocol parser; `client`: what client frames do; `deliver`: the
-//!   fan-out of a message to subscribers; `sublist`: the subject index;
+//!   fan-out of a message to subscribers and routes; `sublist`: the subject index;
+//! - `route`: clustering (route connections, gossip, interest propagation);
 //! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`:
 //!   settings; `logger`, `signals`, `hash`: support.
 
@@ -27,6 +28,7 @@ pub mod parser;
 pub mod perms;
 pub mod proto;
 pub mod reload;
+pub mod route;
 pub mod server;
 pub mod signals;
 pub mod sublist;

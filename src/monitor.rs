@@ -292,7 +292,7 @@ pub fn respond(m: &mut Monitor, b: &Broker, req: &Request) -> Response {
         "/varz" => Ok(json_response(varz(m, b))),
         "/connz" => connz(b, req),
         "/subsz" => subsz(b, req),
-        "/routez" => Ok(json_response(routez(b))),
+        "/routez" => param_bool(req, "subs").map(|subs| json_response(routez(b, subs))),
         "/healthz" => Ok(Response::new(
             200,
             "application/json",
@@ -351,6 +351,9 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
     if cfg.auth.required() {
         o.bool("auth_required", true);
     }
+    if b.cluster.is_some() && !cfg.cluster.as_ref().is_some_and(|c| c.no_advertise) {
+        o.strs("connect_urls", &b.cluster_connect_urls());
+    }
     o.uint("max_connections", cfg.max_connections as u64);
     if cfg.max_subs > 0 {
         o.uint("max_subscriptions", cfg.max_subs as u64);
@@ -365,7 +368,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
         .uint("max_control_line", cfg.max_control_line as u64)
         .uint("max_payload", cfg.max_payload as u64)
         .uint("max_pending", cfg.max_pending as u64)
-        .raw("cluster", "{}")
+        .raw("cluster", &b.cluster_varz())
         .raw("gateway", "{}")
         .raw("leaf", "{}")
         .raw("mqtt", "{}")
@@ -738,13 +741,14 @@ fn subsz(b: &Broker, req: &Request) -> Result<Response, Response> {
     Ok(json_response(s))
 }
 
-fn routez(b: &Broker) -> String {
+fn routez(b: &Broker, subs: bool) -> String {
+    let (routes, n) = b.routez_list(subs);
     let mut s = String::new();
     let mut o = Obj::new(&mut s);
     o.str("server_id", &b.ident.id)
         .str("now", &rfc3339(SystemTime::now()))
-        .uint("num_routes", 0)
-        .raw("routes", "[]")
+        .uint("num_routes", n as u64)
+        .raw("routes", &routes)
         .end();
     s
 }

@@ -9,7 +9,7 @@
 //! The result is a list of (flag, value) pairs applied on top of the config file's values,
 //! because on nats-server flags override the file.
 
-use crate::config::Config;
+use crate::config::{Config, RouteUrl};
 
 /// How a flag takes its value.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,11 @@ const FLAGS: &[Flag] = &[
     flag("config", &["c", "config"], Arg::Value, "Configuration file"),
     flag("check_config", &["t"], Arg::Bool, "Test configuration and exit"),
     flag("signal", &["sl", "signal"], Arg::Value, "Send signal to tern: stop, quit, term, reopen, reload, ldm [=pid or pid file]"),
+    flag("cluster", &["cluster", "cluster_listen"], Arg::Value, "Cluster URL for solicited routes (listen), e.g. nats://0.0.0.0:6222"),
+    flag("cluster_name", &["cluster_name"], Arg::Value, "Cluster Name, if not set one will be dynamically generated"),
+    flag("routes", &["routes"], Arg::Value, "Routes to solicit and connect (comma separated URLs)"),
+    flag("no_advertise", &["no_advertise"], Arg::Bool, "Do not advertise known cluster information to clients"),
+    flag("connect_retries", &["connect_retries"], Arg::Value, "For implicit routes, number of connect retries"),
     flag("help", &["h", "help"], Arg::Bool, "Show this message"),
     flag("version", &["v", "version"], Arg::Bool, "Show version"),
     missing("https_port", &["ms", "https_port"], Arg::Value),
@@ -90,12 +95,7 @@ const FLAGS: &[Flag] = &[
     missing("tlsverify", &["tlsverify"], Arg::Bool),
     missing("tlscacert", &["tlscacert"], Arg::Value),
     missing("help_tls", &["help_tls"], Arg::Bool),
-    missing("routes", &["routes"], Arg::Value),
-    missing("cluster", &["cluster", "cluster_listen"], Arg::Value),
-    missing("cluster_name", &["cluster_name"], Arg::Value),
     missing("cluster_advertise", &["cluster_advertise"], Arg::Value),
-    missing("no_advertise", &["no_advertise"], Arg::Bool),
-    missing("connect_retries", &["connect_retries"], Arg::Value),
     missing("profile", &["profile"], Arg::Value),
 ];
 
@@ -226,6 +226,36 @@ pub fn apply(flags: &Flags, cfg: &mut Config) -> Result<(), String> {
             "user" => set_user(cfg, Some(v), None),
             "pass" => set_user(cfg, None, Some(v)),
             "auth" => cfg.auth.token = Some(v.clone()),
+            "cluster" => {
+                let u = RouteUrl::parse(v).map_err(|e| format!("--cluster: {e}"))?;
+                let c = cfg.cluster.get_or_insert_with(Default::default);
+                (c.host, c.port) = (u.host, i32::from(u.port));
+                (c.user, c.pass) = (u.user.or(c.user.take()), u.pass.or(c.pass.take()));
+            }
+            "cluster_name" => {
+                cfg.cluster.get_or_insert_with(Default::default).name = Some(v.clone())
+            }
+            "routes" => {
+                let urls = v
+                    .split(',')
+                    .filter(|r| !r.trim().is_empty())
+                    .map(RouteUrl::parse);
+                cfg.cluster.get_or_insert_with(Default::default).routes =
+                    urls.collect::<Result<_, _>>()?;
+            }
+            "no_advertise" => {
+                cfg.cluster
+                    .get_or_insert_with(Default::default)
+                    .no_advertise = parse_bool(name, v)?
+            }
+            "connect_retries" => {
+                let n = v
+                    .parse()
+                    .map_err(|_| format!("invalid value {v:?} for flag -connect_retries"))?;
+                cfg.cluster
+                    .get_or_insert_with(Default::default)
+                    .connect_retries = n;
+            }
             "http_port" => {
                 let port: u16 = v
                     .parse()
@@ -237,6 +267,11 @@ pub fn apply(flags: &Flags, cfg: &mut Config) -> Result<(), String> {
     }
     if cfg.port < -1 || cfg.port > 65535 {
         return Err(format!("invalid port {}", cfg.port));
+    }
+    if let Some(c) = &cfg.cluster {
+        if c.host.is_empty() {
+            return Err("solicited routes require cluster capabilities, e.g. --cluster".into());
+        }
     }
     Ok(())
 }
@@ -353,6 +388,22 @@ mod tests {
         assert!(config("-p 70000").is_err());
         assert!(config("extra").unwrap_err().contains("extra"));
         assert!(config("-D=maybe").is_err());
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let c = config("--cluster nats://127.0.0.1:6222 --cluster_name demo --routes nats://a:1,nats-route://u:p@b:2 --no_advertise").unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(
+            (cl.host.as_str(), cl.port, cl.name.as_deref()),
+            ("127.0.0.1", 6222, Some("demo"))
+        );
+        assert_eq!(cl.routes.len(), 2);
+        assert_eq!(cl.routes[1].user.as_deref(), Some("u"));
+        assert!(cl.no_advertise);
+        assert!(config("--routes nats://a:1")
+            .unwrap_err()
+            .contains("--cluster"));
     }
 
     #[test]

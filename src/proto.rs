@@ -104,6 +104,50 @@ pub fn write_msg_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends the header line of a message sent to a route:
+/// `RMSG <account> <subject> [reply] <size>\r\n`, with queue targets
+/// `RMSG <account> <subject> + <reply> <q1> <q2> <size>` or `... | <q1> <size>`, and `HMSG`
+/// with `<hdr_len>` before the size when the message has headers. `queues` is a list of queue
+/// names each followed by a space.
+pub fn write_rmsg_head(
+    out: &mut Vec<u8>,
+    account: &[u8],
+    subject: &[u8],
+    reply: &[u8],
+    queues: &[u8],
+    hdr_size: Option<&[u8]>,
+    size: &[u8],
+) {
+    out.extend_from_slice(if hdr_size.is_some() {
+        b"HMSG "
+    } else {
+        b"RMSG "
+    });
+    out.extend_from_slice(account);
+    out.push(b' ');
+    out.extend_from_slice(subject);
+    out.push(b' ');
+    if !queues.is_empty() {
+        if reply.is_empty() {
+            out.extend_from_slice(b"| ");
+        } else {
+            out.extend_from_slice(b"+ ");
+            out.extend_from_slice(reply);
+            out.push(b' ');
+        }
+        out.extend_from_slice(queues);
+    } else if !reply.is_empty() {
+        out.extend_from_slice(reply);
+        out.push(b' ');
+    }
+    if let Some(h) = hdr_size {
+        out.extend_from_slice(h);
+        out.push(b' ');
+    }
+    out.extend_from_slice(size);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Writes `n` in decimal at the end of `buf` and returns the digits (no allocation).
 pub fn digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
@@ -147,6 +191,19 @@ mod tests {
         out.clear();
         write_msg_head(&mut out, b"foo", b"22", b"_INBOX.x", Some(b"12"), b"20");
         assert_eq!(out, b"HMSG foo 22 _INBOX.x 12 20\r\n");
+    }
+
+    #[test]
+    fn rmsg_heads() {
+        let mut out = Vec::new();
+        write_rmsg_head(&mut out, b"$G", b"foo", b"", b"", None, b"2");
+        write_rmsg_head(&mut out, b"$G", b"foo", b"r", b"", None, b"2");
+        write_rmsg_head(&mut out, b"$G", b"foo", b"r", b"q1 q2 ", None, b"2");
+        write_rmsg_head(&mut out, b"$G", b"foo", b"", b"q1 ", Some(b"5"), b"7");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "RMSG $G foo 2\r\nRMSG $G foo r 2\r\nRMSG $G foo + r q1 q2 2\r\nHMSG $G foo | q1 5 7\r\n"
+        );
     }
 
     #[test]

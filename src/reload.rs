@@ -19,6 +19,9 @@ pub fn check_immutable(old: &Config, new: &Config) -> Result<(), String> {
     if old.host != new.host || (old.port != new.port && !(old.port == -1 || new.port == -1)) {
         return Err("config reload not supported for the client listen address or port".into());
     }
+    if old.cluster != new.cluster {
+        return Err("config reload not supported for cluster settings".into());
+    }
     if old.http_port != new.http_port || old.http_host != new.http_host {
         return Err("config reload not supported for the monitoring address or port".into());
     }

@@ -21,6 +21,7 @@ use crate::logger::{self, LogSettings};
 use crate::monitor::{self, Monitor};
 use crate::options::{self, Flags};
 use crate::reload;
+use crate::route;
 use crate::signals::{Signal, Signals};
 use log::{debug, error, info as log_info, warn};
 use mio::net::TcpListener;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const HTTP_LISTENER: Token = Token(usize::MAX - 3);
+const ROUTE_LISTENER: Token = Token(usize::MAX - 4);
 /// Monitoring connections use tokens from here up; NATS connections (slab keys) stay below.
 const HTTP_BASE: usize = usize::MAX / 2;
 
@@ -62,6 +64,8 @@ pub struct Server {
     pending_reads: Vec<usize>,
     broker: Broker,
     http: Option<HttpSide>,
+    /// The cluster port, when clustering is on.
+    route_listener: Option<TcpListener>,
     /// The command line, kept so a reload rebuilds the config exactly as at start.
     flags: Flags,
     /// Lame-duck mode: clients still to close, and when to close the next one.
@@ -105,6 +109,7 @@ impl Server {
             host: cfg.host.clone(),
             port: bound.port(),
             started: SystemTime::now(),
+            client_urls: route::client_urls(&cfg.host, bound.port()),
         };
         log_info!("Starting tern");
         log_info!("  Version:  {}", crate::config::VERSION);
@@ -126,8 +131,25 @@ impl Server {
             }
             None => None,
         };
+        let route_listener = match &cfg.cluster {
+            Some(cc) => {
+                let addr = listen_addr(&cc.host, cc.port)?;
+                let mut listener = TcpListener::bind(addr)?;
+                poll.registry()
+                    .register(&mut listener, ROUTE_LISTENER, Interest::READABLE)?;
+                log_info!(
+                    "Listening for route connections on {}",
+                    listener.local_addr()?
+                );
+                Some(listener)
+            }
+            None => None,
+        };
         let registry = poll.registry().try_clone()?;
-        let broker = Broker::new(cfg, ident, registry);
+        let mut broker = Broker::new(cfg, ident, registry);
+        if let Some(l) = &route_listener {
+            broker.start_cluster(l.local_addr()?.port());
+        }
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -136,6 +158,7 @@ impl Server {
             pending_reads: Vec::new(),
             broker,
             http,
+            route_listener,
             flags,
             lame_duck: None,
             accept_retry: None,
@@ -164,6 +187,7 @@ impl Server {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
                     HTTP_LISTENER => self.accept_http(),
+                    ROUTE_LISTENER => self.accept_routes(),
                     Token(t) if t >= HTTP_BASE => self.on_http(t - HTTP_BASE),
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -181,6 +205,9 @@ impl Server {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        if let Some(cl) = &mut self.broker.cluster {
+            cl.stopping = true;
+        }
         self.broker.close_all();
         log_info!("Server Exiting..");
         Ok(())
@@ -197,12 +224,10 @@ impl Server {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
             }
         }
-        for r in [
-            self.accept_retry,
-            self.lame_duck.as_ref().map(|l| l.next_at),
-        ]
-        .into_iter()
-        .flatten()
+        let lame_duck = self.lame_duck.as_ref().map(|l| l.next_at);
+        for r in [self.accept_retry, lame_duck, self.broker.next_dial()]
+            .into_iter()
+            .flatten()
         {
             deadline = Some(deadline.map_or(r, |d| d.min(r)));
         }
@@ -221,6 +246,7 @@ impl Server {
         }
         self.expire_http();
         self.lame_duck_step();
+        self.broker.run_dials();
         self.broker.check_stalls();
         self.broker.fire_timers();
         self.broker.flush_dirty();
@@ -296,6 +322,26 @@ impl Server {
             }
         }
         self.pending_reads.push(t);
+    }
+
+    fn accept_routes(&mut self) {
+        let Some(l) = &self.route_listener else {
+            return;
+        };
+        loop {
+            match l.accept() {
+                Ok((sock, addr)) => {
+                    self.broker
+                        .add_route(sock, addr, route::RouteState::default());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error!("Error accepting route connection: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     fn accept_http(&mut self) {
@@ -453,6 +499,7 @@ impl Server {
         }
         let b = &mut self.broker;
         b.lame_duck = true;
+        b.routes_lame_duck();
         let clients: Vec<(usize, u64)> = b
             .conns
             .iter()

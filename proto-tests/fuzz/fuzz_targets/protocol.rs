@@ -31,6 +31,7 @@ fn world() -> World {
         host: "127.0.0.1".into(),
         port: 4222,
         started: std::time::SystemTime::now(),
+        client_urls: vec!["127.0.0.1:4222".into()],
     };
     let broker = Broker::new(cfg, ident, poll.registry().try_clone().expect("registry"));
     World { broker, listener, _poll: poll }
