@@ -95,6 +95,8 @@ pub struct Broker {
     pub closed: std::collections::VecDeque<crate::monitor::ConnInfo>,
     /// Producers whose stall ended: the loop reads them again.
     pub wake: Vec<usize>,
+    /// The current message's MSG line parts (reused per message).
+    pub msg_head: crate::deliver::MsgHead,
     /// Routes a message goes to, with the queue groups picked there (reused per message).
     pub route_targets: Vec<(usize, Vec<u8>)>,
     /// Auto-unsubscribes reached during a fan-out, applied after it.
@@ -125,6 +127,7 @@ impl Broker {
             wake: Vec::new(),
             cluster: None,
             closed: std::collections::VecDeque::new(),
+            msg_head: Default::default(),
             route_targets: Vec::new(),
             unsub_later: Vec::new(),
             next_cid: 1,
@@ -196,22 +199,61 @@ impl Broker {
         self.after_queue(t);
     }
 
-    /// Bookkeeping after bytes were appended to `t`'s buffer: dirty list and max_pending.
+    /// Bookkeeping after bytes were appended to `t`'s buffer (by `t`'s own protocol replies).
     #[inline]
     pub fn after_queue(&mut self, t: usize) {
-        let c = &mut self.conns[t];
+        self.queued_for(t, t);
+    }
+
+    /// Bookkeeping after `producer`'s message was appended to `consumer`'s buffer: the dirty
+    /// list, and past the stall water mark (at most half of max_pending) the slow path.
+    #[inline]
+    pub fn queued_for(&mut self, producer: usize, consumer: usize) {
+        let c = &mut self.conns[consumer];
         if !c.dirty {
             c.dirty = true;
-            self.dirty.push(t);
+            self.dirty.push(consumer);
         }
+        if c.pending() > self.stall_water() {
+            self.over_water(producer, consumer);
+        }
+    }
+
+    /// A consumer holds more unsent bytes than the water mark before the end-of-pass flush:
+    /// write now. If it is then over max_pending it is a slow consumer; if it is still over
+    /// the water mark, its producer pauses: the rest of the producer's input waits (and its
+    /// socket is not read) until the consumer drains or the stall times out. This is per
+    /// message, like nats-server's stall, so one pass cannot bury a consumer that is merely
+    /// a little behind.
+    #[cold]
+    fn over_water(&mut self, producer: usize, consumer: usize) {
+        self.flush(consumer);
+        let Some(c) = self.conns.get(consumer).filter(|c| c.closing.is_none()) else {
+            return;
+        };
         if c.pending() > self.cfg.max_pending {
-            // Over the limit before the end-of-pass flush: write now, and only a consumer
-            // whose socket will not take the bytes is slow.
-            self.flush(t);
-            if self.conns[t].pending() > self.cfg.max_pending {
-                self.slow_consumer(t, CloseReason::SlowConsumerPending);
-            }
+            return self.slow_consumer(consumer, CloseReason::SlowConsumerPending);
         }
+        if producer == consumer || c.pending() <= self.stall_water() {
+            return;
+        }
+        let consumer_cid = c.cid;
+        let Some(p) = self
+            .conns
+            .get_mut(producer)
+            .filter(|p| !p.stalled && p.kind == Kind::Client)
+        else {
+            return;
+        };
+        p.stalled = true;
+        let producer_cid = p.cid;
+        self.stalls.push(Stall {
+            producer,
+            producer_cid,
+            consumer,
+            consumer_cid,
+            until: self.now + STALL_MAX,
+        });
     }
 
     pub fn slow_consumer(&mut self, t: usize, why: CloseReason) {
@@ -329,35 +371,6 @@ impl Broker {
 
     fn stall_water(&self) -> usize {
         STALL_WATER.min(self.cfg.max_pending / 2)
-    }
-
-    /// Called after `producer` queued a message for `consumer`. Past the stall water mark
-    /// the consumer is flushed at once; if its socket still will not take the bytes, the
-    /// producer pauses: the rest of its input waits (and its socket is not read) until the
-    /// consumer drains or the stall times out. This is per message, like nats-server's
-    /// stall, so one pass cannot bury a consumer that is merely a little behind.
-    #[inline]
-    pub fn maybe_stall(&mut self, producer: usize, consumer: usize) {
-        let water = self.stall_water();
-        if producer == consumer || self.conns[consumer].pending() <= water {
-            return;
-        }
-        self.flush(consumer);
-        let (Some(p), Some(c)) = (self.conns.get(producer), self.conns.get(consumer)) else {
-            return;
-        };
-        if c.closing.is_some() || c.pending() <= water || p.stalled || p.kind != Kind::Client {
-            return;
-        }
-        let stall = Stall {
-            producer,
-            producer_cid: p.cid,
-            consumer,
-            consumer_cid: c.cid,
-            until: self.now + STALL_MAX,
-        };
-        self.conns[producer].stalled = true;
-        self.stalls.push(stall);
     }
 
     /// Ends the stalls whose consumer drained (below half the water mark), went away, or

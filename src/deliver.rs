@@ -3,10 +3,11 @@
 //! `deliver` asks the subject index what the subject reaches (one hash lookup when cached),
 //! then for every plain subscription and one member of every queue group appends
 //! `MSG <subject> <sid> [reply] <size>\r\n<payload>\r\n` to that connection's write buffer.
-//! Nothing is written to sockets here: the touched connections sit on the dirty list and are
-//! flushed once at the end of the loop pass. This is also where the per-connection limits of
-//! the output side are enforced (max_pending via `after_queue`) and where a producer learns
-//! that a consumer it feeds is congested (`maybe_stall`).
+//! The parts of that line that do not depend on the subscriber are built once per message
+//! (`MsgHead`); each subscriber adds its sid. Nothing is written to sockets here: touched
+//! connections sit on the dirty list and are flushed at the end of the loop pass (or sooner,
+//! see `FLUSH_AT`). The output-side limits are enforced here too (`Broker::queued_for`:
+//! max_pending, and the producer stall when a consumer falls behind).
 //!
 //! With clustering on, subscriptions owned by routes stand for remote interest: each route
 //! gets one `RMSG` per message, naming the queue groups it was picked for (see route.rs).
@@ -17,53 +18,67 @@ use crate::parser::Msg;
 use crate::proto;
 use crate::sublist::SubId;
 
+/// The subscriber-independent parts of one message's MSG/HMSG line, built once.
+#[derive(Default)]
+pub struct MsgHead {
+    /// `MSG <subject> ` or `HMSG <subject> `.
+    prefix: Vec<u8>,
+    /// `[reply ][hdr_len ]<size>\r\n`.
+    suffix: Vec<u8>,
+    /// For subscribers that did not ask for headers when the message has them:
+    /// `MSG <subject> ` and `[reply ]<body size>\r\n`; the payload is then the body only.
+    plain_prefix: Vec<u8>,
+    plain_suffix: Vec<u8>,
+}
+
+impl MsgHead {
+    fn build(&mut self, m: &Msg) {
+        fn head(out: &mut Vec<u8>, verb: &[u8], m: &Msg) {
+            out.clear();
+            out.extend_from_slice(verb);
+            out.extend_from_slice(m.subject);
+            out.push(b' ');
+        }
+        fn tail(out: &mut Vec<u8>, hdr: Option<&[u8]>, size: &[u8], m: &Msg) {
+            out.clear();
+            if !m.reply.is_empty() {
+                out.extend_from_slice(m.reply);
+                out.push(b' ');
+            }
+            if let Some(h) = hdr {
+                out.extend_from_slice(h);
+                out.push(b' ');
+            }
+            out.extend_from_slice(size);
+            out.extend_from_slice(b"\r\n");
+        }
+        let verb: &[u8] = if m.hdr_size.is_some() {
+            b"HMSG "
+        } else {
+            b"MSG "
+        };
+        head(&mut self.prefix, verb, m);
+        tail(&mut self.suffix, m.hdr_size, m.size, m);
+        if m.hdr_size.is_some() {
+            let mut digits = [0u8; 20];
+            let body = (m.payload.len() - m.hdr_len) as u64;
+            head(&mut self.plain_prefix, b"MSG ", m);
+            tail(
+                &mut self.plain_suffix,
+                None,
+                proto::digits(body, &mut digits),
+                m,
+            );
+        }
+    }
+}
+
 impl Broker {
     /// Delivers `m`, received on connection `from` (a client or a route), to the local
     /// subscribers and, for a client's message, to the routes with interest. Returns whether
     /// anyone got it.
     pub fn deliver(&mut self, from: usize, m: &Msg) -> bool {
-        if self.cluster.is_some() {
-            return self.deliver_clustered(from, m);
-        }
-        let acc = self.conns[from].account;
-        let matches = self.accounts[acc].sublist.matches(m.subject);
-        if matches.is_empty() {
-            return false;
-        }
-        let mut delivered = false;
-        for &id in &matches.plain {
-            delivered |= self.deliver_to(from, acc, id, m);
-        }
-        for group in &matches.groups {
-            delivered |= self.deliver_one_of(from, acc, &group.members, m);
-        }
-        drop(matches);
-        if !self.unsub_later.is_empty() {
-            self.apply_unsubs(acc);
-        }
-        delivered
-    }
-
-    /// One member of a queue group gets the message: start at a random one, take the first
-    /// that accepts.
-    fn deliver_one_of(&mut self, from: usize, acc: usize, members: &[SubId], m: &Msg) -> bool {
-        let n = members.len();
-        let start = if n > 1 {
-            (self.rand() % n as u64) as usize
-        } else {
-            0
-        };
-        (0..n).any(|i| self.deliver_to(from, acc, members[(start + i) % n], m))
-    }
-
-    /// The route owning subscription `id`, if a route owns it.
-    fn route_of(&self, acc: usize, id: SubId) -> Option<usize> {
-        let t = self.accounts[acc].sublist.get(id)?.conn;
-        (self.conns.get(t)?.kind == Kind::Route).then_some(t)
-    }
-
-    /// `deliver` with clustering on: routes are subscribers too, reached with one RMSG each.
-    fn deliver_clustered(&mut self, from: usize, m: &Msg) -> bool {
+        let clustered = self.cluster.is_some();
         let from_route = self.conns[from].kind == Kind::Route;
         let acc = if from_route {
             match self.account_index(&String::from_utf8_lossy(m.account)) {
@@ -77,14 +92,15 @@ impl Broker {
         if matches.is_empty() {
             return false;
         }
-        self.route_targets.clear();
+        let mut head = std::mem::take(&mut self.msg_head);
+        head.build(m);
         let mut delivered = false;
         for &id in &matches.plain {
-            match self.route_of(acc, id) {
+            match clustered.then(|| self.route_of(acc, id)).flatten() {
                 // Never from one route to another: the cluster is a one-hop full mesh.
                 Some(rt) if !from_route => self.add_route_target(rt, None),
                 Some(_) => {}
-                None => delivered |= self.deliver_to(from, acc, id, m),
+                None => delivered |= self.deliver_to(from, acc, id, m, &head),
             }
         }
         for group in &matches.groups {
@@ -97,13 +113,17 @@ impl Broker {
                         .copied()
                         .filter(|&id| self.route_of(acc, id).is_none())
                         .collect();
-                    delivered |= self.deliver_one_of(from, acc, &local, m);
+                    delivered |= self.deliver_one_of(from, acc, &local, m, &head);
                 }
+            } else if clustered {
+                delivered |=
+                    self.deliver_weighted(from, acc, &group.name, &group.members, m, &head);
             } else {
-                delivered |= self.deliver_weighted(from, acc, &group.name, &group.members, m);
+                delivered |= self.deliver_one_of(from, acc, &group.members, m, &head);
             }
         }
         drop(matches);
+        self.msg_head = head;
         if !self.route_targets.is_empty() {
             delivered = true;
             self.send_to_routes(from, acc, m);
@@ -112,6 +132,31 @@ impl Broker {
             self.apply_unsubs(acc);
         }
         delivered
+    }
+
+    /// One member of a queue group gets the message: start at a random one, take the first
+    /// that accepts.
+    fn deliver_one_of(
+        &mut self,
+        from: usize,
+        acc: usize,
+        members: &[SubId],
+        m: &Msg,
+        head: &MsgHead,
+    ) -> bool {
+        let n = members.len();
+        let start = if n > 1 {
+            (self.rand() % n as u64) as usize
+        } else {
+            0
+        };
+        (0..n).any(|i| self.deliver_to(from, acc, members[(start + i) % n], m, head))
+    }
+
+    /// The route owning subscription `id`, if a route owns it.
+    fn route_of(&self, acc: usize, id: SubId) -> Option<usize> {
+        let t = self.accounts[acc].sublist.get(id)?.conn;
+        (self.conns.get(t)?.kind == Kind::Route).then_some(t)
     }
 
     /// A queue pick across local members (weight 1) and routes (weight = the remote's member
@@ -123,6 +168,7 @@ impl Broker {
         name: &[u8],
         members: &[SubId],
         m: &Msg,
+        head: &MsgHead,
     ) -> bool {
         let weight = |b: &Broker, id: SubId| match b.route_of(acc, id) {
             Some(_) => b.accounts[acc]
@@ -155,7 +201,7 @@ impl Broker {
                     self.add_route_target(rt, Some(name));
                     return true;
                 }
-                None if self.deliver_to(from, acc, id, m) => return true,
+                None if self.deliver_to(from, acc, id, m, head) => return true,
                 None => {}
             }
         }
@@ -178,7 +224,7 @@ impl Broker {
 
     /// One RMSG (HMSG with headers) per route target, naming the queue groups picked there.
     fn send_to_routes(&mut self, from: usize, acc: usize, m: &Msg) {
-        let targets = std::mem::take(&mut self.route_targets);
+        let mut targets = std::mem::take(&mut self.route_targets);
         let account = self.accounts[acc].name.clone();
         for (rt, queues) in &targets {
             let rt = *rt;
@@ -210,18 +256,17 @@ impl Broker {
             self.stats.out_msgs += 1;
             self.stats.out_bytes += payload.len() as u64;
             self.queued += payload.len() + 64;
-            self.after_queue(rt);
-            self.maybe_stall(from, rt);
+            self.queued_for(from, rt);
         }
+        targets.clear();
         self.route_targets = targets;
-        self.route_targets.clear();
     }
 
     /// Appends one copy of `m` for subscription `id` of account `acc`. False if it could not
     /// take it (echo off for its own messages, denied by its permissions, closing, or past its
     /// auto-unsubscribe limit).
     #[inline]
-    fn deliver_to(&mut self, from: usize, acc: usize, id: SubId, m: &Msg) -> bool {
+    fn deliver_to(&mut self, from: usize, acc: usize, id: SubId, m: &Msg, head: &MsgHead) -> bool {
         let Some(sub) = self.accounts[acc].sublist.get_mut(id) else {
             return false;
         };
@@ -250,18 +295,22 @@ impl Broker {
             }
             self.unsub_later.push(id);
         }
-        let mut digits = [0u8; 20];
-        let (payload, hdr_size, size) = match m.hdr_size {
-            // A subscriber that did not ask for headers gets the body only, as a MSG.
-            Some(_) if !c.opts.headers => {
-                let body = &m.payload[m.hdr_len..];
-                (body, None, proto::digits(body.len() as u64, &mut digits))
-            }
-            h => (m.payload, h, m.size),
+        // A subscriber that did not ask for headers gets the body only, as a MSG.
+        let (prefix, suffix, payload) = if m.hdr_size.is_some() && !c.opts.headers {
+            (
+                &head.plain_prefix,
+                &head.plain_suffix,
+                &m.payload[m.hdr_len..],
+            )
+        } else {
+            (&head.prefix, &head.suffix, m.payload)
         };
         let out = &mut c.out;
-        out.reserve(m.subject.len() + sub.sid.len() + m.reply.len() + payload.len() + 32);
-        proto::write_msg_head(out, m.subject, &sub.sid, m.reply, hdr_size, size);
+        out.reserve(prefix.len() + sub.sid.len() + suffix.len() + payload.len() + 3);
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(&sub.sid);
+        out.push(b' ');
+        out.extend_from_slice(suffix);
         out.extend_from_slice(payload);
         out.extend_from_slice(b"\r\n");
         c.counters.out_msgs += 1;
@@ -278,8 +327,56 @@ impl Broker {
             );
             self.trace_out(t, &head);
         }
-        self.after_queue(t);
-        self.maybe_stall(from, t);
+        self.queued_for(from, t);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg<'a>(
+        reply: &'a [u8],
+        hdr: Option<&'a [u8]>,
+        hdr_len: usize,
+        size: &'a [u8],
+        payload: &'a [u8],
+    ) -> Msg<'a> {
+        Msg {
+            account: b"",
+            subject: b"foo.bar",
+            reply,
+            queues: b"",
+            hdr_size: hdr,
+            hdr_len,
+            size,
+            payload,
+        }
+    }
+
+    #[test]
+    fn msg_line_parts() {
+        let mut h = MsgHead::default();
+        h.build(&msg(b"", None, 0, b"005", b"hello"));
+        assert_eq!(
+            (&h.prefix[..], &h.suffix[..]),
+            (&b"MSG foo.bar "[..], &b"005\r\n"[..])
+        );
+        h.build(&msg(
+            b"_INBOX.1",
+            Some(b"12"),
+            12,
+            b"14",
+            b"NATS/1.0\r\n\r\nhi",
+        ));
+        assert_eq!(
+            (&h.prefix[..], &h.suffix[..]),
+            (&b"HMSG foo.bar "[..], &b"_INBOX.1 12 14\r\n"[..])
+        );
+        assert_eq!(
+            (&h.plain_prefix[..], &h.plain_suffix[..]),
+            (&b"MSG foo.bar "[..], &b"_INBOX.1 2\r\n"[..])
+        );
     }
 }

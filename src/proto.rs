@@ -1,5 +1,5 @@
 //! Wire text the server writes: `+OK`, `PING`, `PONG`, every `-ERR` with its close/keep rule,
-//! and the MSG/HMSG header writers used on the delivery path.
+//! and the RMSG header writer used toward routes (MSG lines are built in deliver.rs).
 //!
 //! The error texts are nats-server 2.9's, byte for byte (see PROTOCOL-NOTES.md); each one is
 //! defined once here together with whether the connection is closed after sending it.
@@ -70,38 +70,6 @@ pub fn write_err(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(b"-ERR '");
     out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(b"'\r\n");
-}
-
-/// Appends the header line of a delivered message:
-/// `MSG <subject> <sid> [reply] <size>\r\n`, or with headers
-/// `HMSG <subject> <sid> [reply] <hdr_len> <total_len>\r\n`.
-/// Sizes are echoed as the publisher wrote them, as nats-server does.
-pub fn write_msg_head(
-    out: &mut Vec<u8>,
-    subject: &[u8],
-    sid: &[u8],
-    reply: &[u8],
-    hdr_size: Option<&[u8]>,
-    size: &[u8],
-) {
-    match hdr_size {
-        Some(_) => out.extend_from_slice(b"HMSG "),
-        None => out.extend_from_slice(b"MSG "),
-    }
-    out.extend_from_slice(subject);
-    out.push(b' ');
-    out.extend_from_slice(sid);
-    out.push(b' ');
-    if !reply.is_empty() {
-        out.extend_from_slice(reply);
-        out.push(b' ');
-    }
-    if let Some(h) = hdr_size {
-        out.extend_from_slice(h);
-        out.push(b' ');
-    }
-    out.extend_from_slice(size);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends the header line of a message sent to a route:
@@ -182,16 +150,6 @@ pub fn write_no_responders(out: &mut Vec<u8>, reply: &[u8], sid: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn msg_heads() {
-        let mut out = Vec::new();
-        write_msg_head(&mut out, b"foo", b"1", b"", None, b"5");
-        assert_eq!(out, b"MSG foo 1 5\r\n");
-        out.clear();
-        write_msg_head(&mut out, b"foo", b"22", b"_INBOX.x", Some(b"12"), b"20");
-        assert_eq!(out, b"HMSG foo 22 _INBOX.x 12 20\r\n");
-    }
 
     #[test]
     fn rmsg_heads() {
