@@ -235,6 +235,60 @@ impl Server {
         );
     }
 
+    /// Like `start_with`, but readiness is seen in /proc/net/tcp{,6} (the client port and every
+    /// port in `also` listening) instead of by connecting, so the server never sees a probe
+    /// connection (which would show in its connection counters and closed-connection list).
+    pub fn start_quiet(bin: &Path, conf: Option<&str>, args: &[&str], also: &[u16]) -> Server {
+        let mut last_log = String::new();
+        for _attempt in 0..4 {
+            let port = free_port();
+            let conf_file = conf.map(write_config);
+            let mut full: Vec<String> = vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ];
+            if let Some(c) = &conf_file {
+                full.push("-c".into());
+                full.push(c.path.to_string_lossy().into_owned());
+            }
+            full.extend(args.iter().map(|s| s.to_string()));
+            let (mut child, log) = spawn_logged(bin, &full);
+            let end = Instant::now() + DEADLINE * 2;
+            let mut ready = false;
+            while Instant::now() < end {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if is_listening(port) && also.iter().all(|p| is_listening(*p)) {
+                    ready = true;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            if ready {
+                return Server {
+                    child,
+                    port,
+                    bin: bin.to_path_buf(),
+                    log_path: log.path.clone(),
+                    _log: log,
+                    _conf: conf_file,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            last_log = log.read();
+        }
+        panic!(
+            "server {} {:?} did not start; log:\n{}",
+            bin.display(),
+            args,
+            last_log
+        );
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -274,6 +328,23 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Some socket of this machine listens on TCP `port` (from /proc/net/tcp and tcp6).
+pub fn is_listening(port: u16) -> bool {
+    let want = format!(":{:04X}", port);
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                let mut it = l.split_whitespace();
+                let local = it.nth(1).unwrap_or("");
+                let state = it.nth(1).unwrap_or("");
+                local.ends_with(&want) && state == "0A"
+            })
+    })
 }
 
 pub fn send_signal(pid: u32, sig: &str) {

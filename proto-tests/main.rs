@@ -6,14 +6,18 @@
 
 mod harness;
 
+mod accounts;
 mod auth;
 mod cli;
+mod cluster;
 mod connect;
+mod delivery_order;
 mod errors;
 mod framing;
 mod headers;
 mod lifecycle;
 mod limits;
+mod monitor;
 mod parsing;
 mod permissions;
 mod pings;

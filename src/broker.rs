@@ -82,7 +82,7 @@ pub struct Broker {
     /// In lame-duck mode: INFO carries `ldm: true`.
     pub lame_duck: bool,
     /// Connections with output to write at the end of this pass.
-    dirty: Vec<usize>,
+    pub dirty: Vec<usize>,
     /// Bytes queued since the last `flush_dirty` (see `FLUSH_AT`).
     pub queued: usize,
     /// Connections to free at the end of this pass.
@@ -226,7 +226,7 @@ impl Broker {
     /// message, like nats-server's stall, so one pass cannot bury a consumer that is merely
     /// a little behind.
     #[cold]
-    fn over_water(&mut self, producer: usize, consumer: usize) {
+    pub fn over_water(&mut self, producer: usize, consumer: usize) {
         self.flush(consumer);
         let Some(c) = self.conns.get(consumer).filter(|c| c.closing.is_none()) else {
             return;
@@ -369,7 +369,8 @@ impl Broker {
         }
     }
 
-    fn stall_water(&self) -> usize {
+    #[inline]
+    pub fn stall_water(&self) -> usize {
         STALL_WATER.min(self.cfg.max_pending / 2)
     }
 

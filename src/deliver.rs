@@ -267,6 +267,7 @@ impl Broker {
     /// auto-unsubscribe limit).
     #[inline]
     fn deliver_to(&mut self, from: usize, acc: usize, id: SubId, m: &Msg, head: &MsgHead) -> bool {
+        let water = self.stall_water();
         let Some(sub) = self.accounts[acc].sublist.get_mut(id) else {
             return false;
         };
@@ -315,6 +316,12 @@ impl Broker {
         out.extend_from_slice(b"\r\n");
         c.counters.out_msgs += 1;
         c.counters.out_bytes += payload.len() as u64;
+        // The dirty list (as `queued_for`, inline: `c` is at hand).
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(t);
+        }
+        let over_water = c.pending() > water;
         self.queued += payload.len() + 64;
         self.stats.out_msgs += 1;
         self.stats.out_bytes += payload.len() as u64;
@@ -327,7 +334,9 @@ impl Broker {
             );
             self.trace_out(t, &head);
         }
-        self.queued_for(from, t);
+        if over_water {
+            self.over_water(from, t);
+        }
         true
     }
 }
