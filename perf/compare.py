@@ -51,6 +51,8 @@ SCENARIOS: dict[str, dict] = {
               title="d. 10 pub, 100 sub, 1000 B"),
     "e": dict(kind="pubsub", np=10, ns=1000, ms=1000, n=10_000, quick=dict(n=1_000),
               title="e. 10 pub, 1000 sub, 1000 B"),
+    "route": dict(kind="route", np=1, ns=1, ms=128, n=1_000_000, quick=dict(n=100_000),
+                  title="route: pub on A, sub on B (2-node cluster), 128 B"),
     "idle": dict(kind="idle", title="idle server"),
     "conns": dict(kind="conns", c=10_000, quick=dict(c=2_000), title="10k idle conns"),
     "latency": dict(kind="latency", rate=5000, secs=5, ms=128, quick=dict(secs=2),
@@ -82,6 +84,7 @@ GROUPS = {
 FIGURES = {
     "rate": ("msgs/sec", False),
     "cpu": ("server CPU ns/msg", True),
+    "cpu2": ("CPU ns/msg, both servers", True),
     "hwm": ("server peak RSS MiB", True),
     "idle_rss": ("RSS MiB", True),
     "accept_ms": ("accept time ms", True),
@@ -95,6 +98,7 @@ FIGURES = {
 }
 KIND_FIGURES = {
     "pubsub": ["rate", "cpu", "hwm"],
+    "route": ["rate", "cpu2"],
     "subjects": ["rate", "cpu", "sub_ms", "hwm"],
     "idle": ["idle_rss"],
     "conns": ["accept_ms", "held_rss", "cpu_conn"],
@@ -166,12 +170,12 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 class Server:
-    def __init__(self, binary: str, logdir: str, tag: str):
+    def __init__(self, binary: str, logdir: str, tag: str, extra: list[str] | None = None):
         self.port = free_port()
         self.log_path = os.path.join(logdir, f"{tag}-{self.port}.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [binary, "-a", "127.0.0.1", "-p", str(self.port)],
+            [binary, "-a", "127.0.0.1", "-p", str(self.port)] + (extra or []),
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -258,6 +262,37 @@ def bench_args(spec: dict, url: str) -> list[str]:
     if kind == "latency":
         return ["latency", "-s", url, "-rate", str(spec["rate"]), "-d", str(spec["secs"]), "-ms", str(spec["ms"])]
     return []
+
+
+def cpu_ns(pid: int) -> int:
+    """utime+stime of a process in ns (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def route_run(spec: dict, binary: str, logdir: str, label: str, bench: str) -> dict[str, float]:
+    """Two nodes of `binary` in a cluster; publishers on A, subscribers on B."""
+    ca, cb = free_port(), free_port()
+    a = Server(binary, logdir, label + "-A", ["--cluster", f"nats://127.0.0.1:{ca}", "--cluster_name", "bench"])
+    b = None
+    try:
+        b = Server(binary, logdir, label + "-B", ["--cluster", f"nats://127.0.0.1:{cb}", "--cluster_name", "bench",
+                                                  "--routes", f"nats://127.0.0.1:{ca}"])
+        before = cpu_ns(a.pid) + cpu_ns(b.pid)
+        out = run_bench(bench, ["-s", a.url, "-sub_s", b.url, "-np", str(spec["np"]), "-ns", str(spec["ns"]),
+                                "-n", str(spec["n"]), "-ms", str(spec["ms"]), "foo"], timeout=600)
+        after = cpu_ns(a.pid) + cpu_ns(b.pid)
+        for srv in (a, b):
+            if not srv.alive():
+                raise RunError(f"server died during the run: {srv.log_tail()}")
+        m = grab(r"^Pub/Sub stats: ([\d,]+) msgs/sec", out, "Pub/Sub stats")
+        t = grab(r"^Totals: published=(\d+) delivered=(\d+)", out, "Totals")
+        return {"rate": num(m.group(1)), "cpu2": (after - before) / max(1, int(t.group(2)))}
+    finally:
+        a.stop()
+        if b:
+            b.stop()
 
 
 def one_run(spec: dict, server: Server, bench: str) -> dict[str, float]:
@@ -457,10 +492,13 @@ def main() -> int:
                     t0 = time.monotonic()
                     server = None
                     try:
-                        server = Server(binary, logdir, label)
-                        r = one_run(spec, server, bench)
-                        if not server.alive():
-                            raise RunError(f"server died during the run: {server.log_tail()}")
+                        if spec["kind"] == "route":
+                            r = route_run(spec, binary, logdir, label, bench)
+                        else:
+                            server = Server(binary, logdir, label)
+                            r = one_run(spec, server, bench)
+                            if not server.alive():
+                                raise RunError(f"server died during the run: {server.log_tail()}")
                         results[name][label].append(r)
                         summary = ", ".join(f"{FIGURES[f][0]} {fmt(v)}" for f, v in r.items())
                     except RunError as e:

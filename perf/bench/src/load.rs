@@ -42,7 +42,10 @@ pub struct SubSpec {
 }
 
 pub struct LoadCfg {
+    /// Where publishers connect.
     pub addr: SocketAddr,
+    /// Where subscribers connect (another node of a cluster, or the same server).
+    pub sub_addr: SocketAddr,
     /// Messages per publisher (global index ranges are consecutive).
     pub pub_counts: Vec<u64>,
     pub size: usize,
@@ -75,13 +78,39 @@ struct SubConn {
     queued: bool,
 }
 
+/// Publishers and subscribers on different servers of a cluster: interest crosses the route
+/// asynchronously. A probe subject subscribed (after the real subscriptions) on the
+/// subscribers' server is published from the publishers' server until it arrives; routes keep
+/// interest updates in order, so by then the real subscriptions are known there too.
+fn wait_for_route(pub_addr: &SocketAddr, sub_addr: &SocketAddr, timeout: Duration) -> Result<(), String> {
+    let probe = format!("_BENCH.probe.{}", std::process::id());
+    let mut sub = proto::dial(sub_addr)?;
+    let mut sp = proto::handshake(&mut sub, format!("SUB {probe} 1\r\n").as_bytes(), Duration::from_secs(30))?;
+    let mut publ = proto::dial(pub_addr)?;
+    let mut pp = proto::handshake(&mut publ, b"", Duration::from_secs(30))?;
+    sub.set_read_timeout(Some(Duration::from_millis(100))).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        publ.write_all(format!("PUB {probe} 0\r\n\r\nPING\r\n").as_bytes()).map_err(|e| e.to_string())?;
+        pp = proto::wait_pong(&mut publ, pp, Duration::from_secs(10))?;
+        if let Ok(n) = std::io::Read::read(&mut sub, &mut buf) {
+            sp.feed_count(&buf[..n])?;
+            if sp.msgs > 0 {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!("no route from {pub_addr} to {sub_addr}: probe not delivered within {timeout:?}"))
+}
+
 pub fn run(cfg: LoadCfg) -> Result<LoadResult, String> {
     let t_setup = Instant::now();
     // --- subscribers: connect all, pipeline the handshakes, then wait PONGs.
     let mut std_subs: Vec<TcpStream> = Vec::with_capacity(cfg.subs.len());
     let mut parsers = Vec::with_capacity(cfg.subs.len());
     for (i, spec) in cfg.subs.iter().enumerate() {
-        let mut s = proto::dial(&cfg.addr).map_err(|e| format!("subscriber #{}: {e}", i + 1))?;
+        let mut s = proto::dial(&cfg.sub_addr).map_err(|e| format!("subscriber #{}: {e}", i + 1))?;
         // big SUB sets are written in chunks inside handshake(); small ones are pipelined here
         if spec.subs.len() > (1 << 20) {
             let p = proto::handshake(&mut s, &spec.subs, Duration::from_secs(600))
@@ -102,6 +131,9 @@ pub fn run(cfg: LoadCfg) -> Result<LoadResult, String> {
                 .map_err(|e| format!("subscriber #{}: {e}", i + 1))?;
             parsers[i] = Some(p);
         }
+    }
+    if cfg.sub_addr != cfg.addr {
+        wait_for_route(&cfg.addr, &cfg.sub_addr, cfg.timeout)?;
     }
     let now = Instant::now();
     let nthreads = cfg.sub_threads.max(1).min(std_subs.len().max(1));

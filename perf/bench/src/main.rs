@@ -24,6 +24,7 @@ Flags take a value and may be written -np 10, --np 10 or -np=10.
 
 COMMON:
   -s URL         server (default nats://127.0.0.1:4222)
+  -sub_s URL     subscribers connect here instead (another node of a cluster: measures a route)
   -pid PID       server process: print its utime+stime consumed during the load
                  phase as `Server CPU: <ns> ns during load` (from /proc/PID/stat)
   -h, --help     this text
@@ -189,8 +190,12 @@ fn print_load(r: &load::LoadResult, csv: Option<String>, pid: Option<u32>) -> Re
 }
 
 fn cmd_pubsub(argv: &[String]) -> Result<(), String> {
-    let a = Args::parse(argv, &["s", "np", "ns", "n", "ms", "csv", "pid", "timeout", "st"])?;
+    let a = Args::parse(argv, &["s", "sub_s", "np", "ns", "n", "ms", "csv", "pid", "timeout", "st"])?;
     let addr = proto::parse_url(&a.str("s", "nats://127.0.0.1:4222"))?;
+    let sub_addr = match a.flags.get("sub_s") {
+        Some(u) => proto::parse_url(u)?,
+        None => addr,
+    };
     let np: usize = a.num("np", 1)?;
     let ns: usize = a.num("ns", 0)?;
     let n: u64 = a.num("n", 100_000)?;
@@ -203,6 +208,7 @@ fn cmd_pubsub(argv: &[String]) -> Result<(), String> {
     println!("Starting benchmark [msgs={n}, msgsize={ms}, pubs={np}, subs={ns}]");
     let cfg = load::LoadCfg {
         addr,
+        sub_addr,
         pub_counts: split_counts(n, np),
         size: ms,
         kind: load::PubKind::Fixed(subj.clone().into_bytes()),
@@ -263,6 +269,7 @@ fn cmd_subjects(argv: &[String]) -> Result<(), String> {
     println!("Starting subjects benchmark [subjects={k}, sub conns={nc}, msgs={n}, msgsize={ms}, pubs={np}]");
     let cfg = load::LoadCfg {
         addr,
+        sub_addr: addr,
         pub_counts: split_counts(n, np),
         size: ms,
         kind: load::PubKind::Spread { prefix: prefix.into_bytes(), k },
