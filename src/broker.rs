@@ -478,7 +478,9 @@ impl Broker {
     /// PINGs an idle connection; too many unanswered PINGs make it stale.
     fn ping_timer(&mut self, t: usize) {
         let c = &mut self.conns[t];
-        let idle_for = self.now.saturating_duration_since(c.last_activity);
+        let idle_for = self
+            .now
+            .saturating_duration_since(c.last_activity.max(c.last_ping_in));
         // Like nats-server, the first PING always goes out: it measures the round trip.
         let need_rtt = c
             .last_ping_sent

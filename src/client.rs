@@ -170,7 +170,7 @@ impl Broker {
             Op::Unsub { sid, max } => self.on_unsub(t, sid, max),
             Op::Ping => {
                 let c = &mut self.conns[t];
-                c.last_activity = self.now;
+                c.last_ping_in = self.now;
                 // Like nats-server: a client's first PING after CONNECT gets a fresh INFO
                 // first if the cluster's URLs changed since it connected.
                 let first = c.connected && !c.ponged;

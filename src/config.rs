@@ -98,6 +98,11 @@ impl Auth {
     pub fn required(&self) -> bool {
         !self.users.is_empty() || self.token.is_some()
     }
+
+    /// What INFO says: with a no_auth_user, clients need not authenticate (nats-server).
+    pub fn advertised(&self) -> bool {
+        self.required() && self.no_auth_user.is_none()
+    }
 }
 
 /// A route to dial: `nats-route://[user:pass@]host:port` (or `nats://`).
@@ -198,7 +203,8 @@ pub struct Config {
     /// Account names besides `$G`, in the order the config file defines them.
     pub accounts: Vec<String>,
     /// Monitoring HTTP listener (`-m`, `http`), if enabled.
-    pub http_host: String,
+    /// None: the client listen host, as nats-server.
+    pub http_host: Option<String>,
     pub http_port: Option<u16>,
     pub lame_duck_duration: Duration,
     pub lame_duck_grace: Duration,
@@ -229,7 +235,7 @@ impl Default for Config {
             max_pings_out: DEFAULT_MAX_PINGS_OUT,
             auth: Auth::default(),
             accounts: Vec::new(),
-            http_host: "0.0.0.0".to_string(),
+            http_host: None,
             http_port: None,
             lame_duck_duration: DEFAULT_LAME_DUCK_DURATION,
             lame_duck_grace: DEFAULT_LAME_DUCK_GRACE,
@@ -245,6 +251,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Where the monitoring port listens.
+    pub fn http_host(&self) -> &str {
+        self.http_host.as_deref().unwrap_or(&self.host)
+    }
+
     pub fn auth_timeout(&self) -> Duration {
         self.auth.timeout.unwrap_or(DEFAULT_AUTH_TIMEOUT)
     }

@@ -230,7 +230,7 @@ fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> 
             "http" => {
                 let (h, p) = host_port(item, key)?;
                 if let Some(h) = h {
-                    cfg.http_host = h;
+                    cfg.http_host = Some(h);
                 }
                 cfg.http_port = Some(port(item, key, p)?.max(0) as u16);
             }

@@ -181,8 +181,10 @@ pub struct Conn {
     pub last_ping_sent: Option<Instant>,
     /// Round trip: accept to CONNECT at first, then PING to PONG.
     pub rtt: std::time::Duration,
-    /// Last inbound message, subscription change or PING: activity that makes a PING moot.
+    /// Last CONNECT, message in or out, or subscription change (nats-server's `last`).
     pub last_activity: Instant,
+    /// Last PING from the peer: like activity, it makes our own PING moot.
+    pub last_ping_in: Instant,
     /// The time of this connection's live entry in the timer heap.
     pub timer_at: Option<Instant>,
     /// This producer is paused until a consumer it fed drains (or the stall times out).
@@ -231,6 +233,7 @@ impl Conn {
             last_ping_sent: None,
             rtt: std::time::Duration::ZERO,
             last_activity: now,
+            last_ping_in: now,
             timer_at: None,
             stalled: false,
             counters: Counters::default(),
@@ -251,9 +254,6 @@ impl Conn {
                 Ok(n) => return ReadOutcome::Data(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return ReadOutcome::Closed(CloseReason::ClientClosed)
-                }
                 Err(_) => return ReadOutcome::Closed(CloseReason::ReadError),
             }
         }

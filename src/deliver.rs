@@ -316,6 +316,7 @@ impl Broker {
         out.extend_from_slice(b"\r\n");
         c.counters.out_msgs += 1;
         c.counters.out_bytes += payload.len() as u64;
+        c.last_activity = self.now;
         // The dirty list (as `queued_for`, inline: `c` is at hand).
         if !c.dirty {
             c.dirty = true;

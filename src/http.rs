@@ -99,7 +99,19 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let http11 = match version {
         "HTTP/1.1" => true,
         "HTTP/1.0" => false,
-        _ => return Parsed::Bad(505),
+        // A well-formed version we do not speak is 505; anything else is malformed (400).
+        v if v
+            .strip_prefix("HTTP/")
+            .and_then(|n| n.split_once('.'))
+            .is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+            }) =>
+        {
+            return Parsed::Bad(505)
+        }
+        _ => return Parsed::Bad(400),
     };
     if method.is_empty() || !target.starts_with('/') {
         return Parsed::Bad(400);
@@ -202,6 +214,19 @@ pub fn write_response(out: &mut Vec<u8>, r: &Response, keep_alive: bool, head_on
     }
 }
 
+/// How far `fill` read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Until WouldBlock: nothing more until the next readiness event.
+    Drained,
+    /// Stopped at the buffer limit: more may be waiting in the socket.
+    Limited,
+}
+
+/// Responses buffered for one connection before its requests are left unread (a client
+/// that pipelines without reading cannot grow our memory).
+pub const OUT_LIMIT: usize = 1024 * 1024;
+
 /// One monitoring connection.
 pub struct HttpConn {
     pub sock: TcpStream,
@@ -228,20 +253,20 @@ impl HttpConn {
         }
     }
 
-    /// Reads what is available; false when the peer closed or failed. Stops taking bytes
-    /// past the request limit (the parser then answers 431).
-    pub fn fill(&mut self) -> bool {
+    /// Reads what is available, stopping past the request limit (the socket may then hold
+    /// more: read again once buffered requests are answered). `Err` when the peer closed.
+    pub fn fill(&mut self) -> Result<Fill, ()> {
         let mut buf = [0u8; 4096];
         loop {
             if self.inbuf.len() > MAX_REQUEST + 4 {
-                return true;
+                return Ok(Fill::Limited);
             }
             match self.sock.read(&mut buf) {
-                Ok(0) => return false,
+                Ok(0) => return Err(()),
                 Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+                Err(_) => return Err(()),
             }
         }
     }
@@ -331,6 +356,9 @@ mod tests {
         assert_eq!(req("GET / HTTP/1.1\r\n"), Parsed::Incomplete);
         assert_eq!(req("GET /\r\n\r\n"), Parsed::Bad(400));
         assert_eq!(req("GET / HTTP/2.0\r\n\r\n"), Parsed::Bad(505));
+        assert_eq!(req("GET / HTTP/1\r\n\r\n"), Parsed::Bad(400));
+        assert_eq!(req("GET / FOO/1.1\r\n\r\n"), Parsed::Bad(400));
+        assert_eq!(req("GET / HTTP/x.y\r\n\r\n"), Parsed::Bad(400));
         assert_eq!(req("GET x HTTP/1.1\r\n\r\n"), Parsed::Bad(400));
         assert_eq!(req("GET / HTTP/1.1\r\nnocolon\r\n\r\n"), Parsed::Bad(400));
         assert_eq!(

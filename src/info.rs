@@ -35,7 +35,7 @@ pub fn client_info(b: &Broker, cid: u64, addr: SocketAddr) -> String {
         .str("host", &b.ident.host)
         .uint("port", b.ident.port as u64)
         .bool("headers", true);
-    if b.cfg.auth.required() {
+    if b.cfg.auth.advertised() {
         o.bool("auth_required", true);
     }
     o.uint("max_payload", b.cfg.max_payload as u64)

@@ -47,16 +47,14 @@ pub struct ConnInfo {
     pub subs: Vec<(String, String, String, u64, u64)>,
 }
 
-/// Wall-clock time of a loop instant.
-fn wall(at: Instant, now: Instant, wall_now: SystemTime) -> SystemTime {
-    wall_now
-        .checked_sub(now.saturating_duration_since(at))
-        .unwrap_or(wall_now)
+/// Wall-clock time of a loop instant of connection `c`: its start plus the loop time since,
+/// so it is never before the start.
+fn wall(c: &Conn, at: Instant) -> SystemTime {
+    c.started_wall + at.saturating_duration_since(c.started)
 }
 
 /// Takes a snapshot of a connection for /connz.
 pub fn snapshot(b: &Broker, c: &Conn, with_subs: bool) -> ConnInfo {
-    let wall_now = SystemTime::now();
     let acc = &b.accounts[c.account];
     let mut subs = Vec::new();
     if with_subs {
@@ -84,7 +82,7 @@ pub fn snapshot(b: &Broker, c: &Conn, with_subs: bool) -> ConnInfo {
         ip: c.addr.ip().to_string(),
         port: c.addr.port(),
         start: c.started_wall,
-        last_activity: wall(c.last_activity, b.now, wall_now),
+        last_activity: wall(c, c.last_activity),
         stop: None,
         reason: None,
         rtt: c.rtt,
@@ -242,8 +240,9 @@ fn json_response(compact: String) -> Response {
     Response::new(200, "application/json", pretty(&compact))
 }
 
+/// A 400 with nats-server's message (its error bodies have no newline).
 fn bad(msg: String) -> Response {
-    Response::text(400, &msg)
+    Response::new(400, "text/plain; charset=utf-8", msg)
 }
 
 /// Go's strconv.ParseBool.
@@ -287,7 +286,7 @@ pub fn respond(m: &mut Monitor, b: &Broker, req: &Request) -> Response {
     };
     // Counted before answering, so /varz includes itself, as in nats-server.
     *m.req_stats.entry(key).or_default() += 1;
-    let result = match key {
+    let mut result = match key {
         "/" => Ok(index()),
         "/varz" => Ok(json_response(varz(m, b))),
         "/connz" => connz(b, req),
@@ -301,6 +300,13 @@ pub fn respond(m: &mut Monitor, b: &Broker, req: &Request) -> Response {
         "/accountz" => accountz(b, req),
         _ => Ok(metrics(m, b)),
     };
+    // JSONP, as nats-server: `?callback=f` wraps the JSON in `f(...)`.
+    if let (Ok(r), Some(cb)) = (&mut result, req.param("callback").filter(|c| !c.is_empty())) {
+        if r.content_type == "application/json" {
+            r.body = format!("{cb}({})", r.body);
+            r.content_type = "application/javascript";
+        }
+    }
     result.unwrap_or_else(|e| e)
 }
 
@@ -348,7 +354,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
         .str("go", crate::config::BUILT_WITH)
         .str("host", &b.ident.host)
         .uint("port", b.ident.port as u64);
-    if cfg.auth.required() {
+    if cfg.auth.advertised() {
         o.bool("auth_required", true);
     }
     if b.cluster.is_some() && !cfg.cluster.as_ref().is_some_and(|c| c.no_advertise) {
@@ -360,7 +366,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
     }
     o.uint("ping_interval", cfg.ping_interval.as_nanos() as u64)
         .uint("ping_max", cfg.max_pings_out as u64)
-        .str("http_host", &cfg.http_host)
+        .str("http_host", cfg.http_host())
         .uint("http_port", cfg.http_port.unwrap_or(0) as u64)
         .str("http_base_path", "")
         .uint("https_port", 0)
@@ -419,9 +425,9 @@ fn sort_key(sort: &str, closed: bool) -> Result<(&str, bool), String> {
         "stop" if closed => true,
         "reason" if closed => false,
         "stop" | "reason" => {
-            return Err(format!("Sort by {sort} only valid on closed connections"))
+            return Err(format!("sort by {sort} only valid on closed connections"))
         }
-        _ => return Err(format!("Invalid sorting option: {sort}")),
+        _ => return Err(format!("invalid sorting option: {sort}")),
     };
     Ok((sort, desc))
 }
@@ -436,7 +442,8 @@ fn compare(a: &ConnInfo, b: &ConnInfo, sort: &str) -> std::cmp::Ordering {
         "bytes_from" => a.in_bytes.cmp(&b.in_bytes),
         "last" => a.last_activity.cmp(&b.last_activity),
         "idle" => b.last_activity.cmp(&a.last_activity),
-        "uptime" => b.start.cmp(&a.start),
+        // nats-server lists the newest connection first.
+        "uptime" => a.start.cmp(&b.start),
         "stop" => a.stop.cmp(&b.stop),
         "reason" => a.reason.cmp(&b.reason),
         _ => a.cid.cmp(&b.cid),
@@ -495,11 +502,12 @@ fn connz(b: &Broker, req: &Request) -> Result<Response, Response> {
     if closed {
         list.extend(b.closed.iter().cloned());
     }
-    list.retain(|c| {
-        cid.is_none_or(|id| c.cid == id)
-            && (user.is_empty() || c.user == user)
-            && (acc.is_empty() || c.account == acc)
-    });
+    // As nats-server: the account filter narrows the total, the cid and user filters do
+    // not, and a cid query has a limit of one.
+    list.retain(|c| acc.is_empty() || c.account == acc);
+    let total = list.len();
+    let limit = if cid.is_some() { 1 } else { limit };
+    list.retain(|c| cid.is_none_or(|id| c.cid == id) && (user.is_empty() || c.user == user));
     list.sort_by(|x, y| {
         if desc {
             compare(y, x, sort)
@@ -507,7 +515,6 @@ fn connz(b: &Broker, req: &Request) -> Result<Response, Response> {
             compare(x, y, sort)
         }
     });
-    let total = list.len();
     let page: Vec<&ConnInfo> = list.iter().skip(offset).take(limit).collect();
     let now = SystemTime::now();
     let mut s = String::new();
@@ -553,9 +560,7 @@ fn write_conn(
         o.str("reason", reason);
     }
     let end = c.stop.unwrap_or(now);
-    if !c.rtt.is_zero() {
-        o.str("rtt", &go_duration(c.rtt));
-    }
+    o.str("rtt", &go_duration(c.rtt));
     o.str(
         "uptime",
         &uptime(end.duration_since(c.start).unwrap_or_default()),
@@ -594,7 +599,9 @@ fn write_conn(
                 if i > 0 {
                     arr.push(',');
                 }
-                write_sub(&mut arr, None, subject, queue, sid, *msgs, *max, c.cid);
+                // nats-server names the account in the details of closed connections.
+                let account = c.stop.map(|_| c.account.as_str());
+                write_sub(&mut arr, account, subject, queue, sid, *msgs, *max, c.cid);
             }
             arr.push(']');
             o.raw("subscriptions_list_detail", &arr);
@@ -766,7 +773,7 @@ fn accountz(b: &Broker, req: &Request) -> Result<Response, Response> {
         }
         Some(name) => {
             let Some(i) = b.accounts.iter().position(|a| a.name == name) else {
-                return Err(bad(format!("Error account not found: {name}")));
+                return Err(bad(format!("Account {name} does not exist")));
             };
             let a = &b.accounts[i];
             let clients = b

@@ -430,7 +430,7 @@ impl Broker {
             Op::Connect(arg) => self.on_route_connect(t, arg),
             Op::Info(arg) => self.on_route_info(t, arg),
             Op::Ping => {
-                self.conns[t].last_activity = self.now;
+                self.conns[t].last_ping_in = self.now;
                 self.queue(t, proto::PONG);
             }
             Op::Pong => {

@@ -118,7 +118,7 @@ impl Server {
         log_info!("Listening for client connections on {}", bound);
         let http = match cfg.http_port {
             Some(port) => {
-                let addr = listen_addr(&cfg.http_host, port as i32)?;
+                let addr = listen_addr(cfg.http_host(), port as i32)?;
                 let mut listener = TcpListener::bind(addr)?;
                 poll.registry()
                     .register(&mut listener, HTTP_LISTENER, Interest::READABLE)?;
@@ -382,18 +382,30 @@ impl Server {
         let Some(c) = h.conns.get_mut(key) else {
             return;
         };
-        if !c.fill() {
-            return self.close_http(key);
-        }
-        while let Some(next) = c.next_request(broker.now) {
-            let (resp, head_only) = match next {
-                Ok(req) => (
-                    monitor::respond(&mut h.monitor, broker, &req),
-                    req.method == "HEAD",
-                ),
-                Err(status) => (http::Response::text(status, "bad request"), false),
+        // Answer buffered requests, then read more if the socket may hold more: it is
+        // edge-triggered, so bytes left unread now would never be announced again.
+        loop {
+            let Ok(fill) = c.fill() else {
+                return self.close_http(key);
             };
-            http::write_response(&mut c.out, &resp, !c.closing, head_only);
+            let mut answered = false;
+            while c.out.len() < http::OUT_LIMIT {
+                let Some(next) = c.next_request(broker.now) else {
+                    break;
+                };
+                let (resp, head_only) = match next {
+                    Ok(req) => (
+                        monitor::respond(&mut h.monitor, broker, &req),
+                        req.method == "HEAD",
+                    ),
+                    Err(status) => (http::Response::text(status, "bad request"), false),
+                };
+                http::write_response(&mut c.out, &resp, !c.closing, head_only);
+                answered = true;
+            }
+            if fill == http::Fill::Drained || !answered || c.out.len() >= http::OUT_LIMIT {
+                break;
+            }
         }
         match c.flush() {
             Ok(true) if c.closing => self.close_http(key),

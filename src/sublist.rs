@@ -324,13 +324,15 @@ impl Sublist {
             return m.clone();
         }
         let mut result = Matches::default();
-        if let Some(m) = self.literal.get(subject) {
-            result.extend_from(m);
-        }
         let mut toks: Vec<&[u8]> = Vec::with_capacity(16);
         toks.extend(subject.split(|&b| b == b'.'));
         if !toks.iter().any(|t| t.is_empty()) {
-            match_level(&self.wild, &toks, &mut result);
+            match_level(
+                &self.wild,
+                &toks,
+                &mut result,
+                self.literal.get(subject).map(|m| &**m),
+            );
         }
         let result = if result.is_empty() {
             self.empty.clone()
@@ -406,32 +408,41 @@ fn remove_wild(
     moved
 }
 
-/// Adds to `out` every wildcard subscription matching the tokens.
-fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches) {
-    let mut level = level;
+/// Adds to `out` every subscription matching the tokens, in nats-server's order (which is
+/// the order one connection with overlapping subscriptions receives its copies): at each
+/// level `>` first, then the `*` branch, then down the literal token; at the end the literal
+/// node, then the last level's `*`. `literal` (the top-level call only) is the literal map's
+/// entry for the whole subject, which stands where nats-server's literal node would be.
+fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option<&Matches>) {
+    let mut level = Some(level);
+    let mut node: Option<&Node> = None;
+    let mut pwc: Option<&Node> = None;
     for (i, t) in toks.iter().enumerate() {
-        let last = i + 1 == toks.len();
-        if let Some(f) = &level.fwc {
-            out.extend_from(&f.subs);
-        }
-        if let Some(p) = &level.pwc {
-            if last {
-                out.extend_from(&p.subs);
-            } else if let Some(next) = &p.next {
-                match_level(next, &toks[i + 1..], out);
+        let Some(l) = level else {
+            // The trie ends here; only the literal subject itself lies further down.
+            if let Some(lit) = literal {
+                out.extend_from(lit);
             }
-        }
-        let Some(n) = level.nodes.get(*t) else {
             return;
         };
-        if last {
-            out.extend_from(&n.subs);
-        } else {
-            match &n.next {
-                Some(next) => level = next,
-                None => return,
-            }
+        if let Some(f) = &l.fwc {
+            out.extend_from(&f.subs);
         }
+        pwc = l.pwc.as_deref();
+        if let Some(next) = pwc.and_then(|p| p.next.as_deref()) {
+            match_level(next, &toks[i + 1..], out, None);
+        }
+        node = l.nodes.get(*t);
+        level = node.and_then(|n| n.next.as_deref());
+    }
+    if let Some(n) = node {
+        out.extend_from(&n.subs);
+    }
+    if let Some(lit) = literal {
+        out.extend_from(lit);
+    }
+    if let Some(p) = pwc {
+        out.extend_from(&p.subs);
     }
 }
 
@@ -484,6 +495,22 @@ mod tests {
         assert_eq!(ids(&sl.matches(b"foo..bar")), Vec::<SubId>::new());
         // Publishing to a wildcard subject reaches subscriptions to that very token.
         assert_eq!(ids(&sl.matches(b"foo.*")), vec![b, c, e]);
+    }
+
+    /// One connection's overlapping subscriptions get their copies in nats-server's order.
+    #[test]
+    fn match_order_is_nats_servers() {
+        let mut sl = Sublist::new();
+        let lit = add(&mut sl, "foo");
+        let fwc = add(&mut sl, ">");
+        let pwc = add(&mut sl, "*");
+        assert_eq!(sl.matches(b"foo").plain, vec![fwc, lit, pwc]);
+        let a = add(&mut sl, "a.b.c");
+        let b = add(&mut sl, "a.*.c");
+        let c = add(&mut sl, "a.>");
+        let d = add(&mut sl, "*.b.*");
+        // Traced through nats-server's matchLevel: root `>`, root `*` branch, then under `a`.
+        assert_eq!(sl.matches(b"a.b.c").plain, vec![fwc, d, c, b, a]);
     }
 
     #[test]
