@@ -221,6 +221,8 @@ pub enum Fill {
     Drained,
     /// Stopped at the buffer limit: more may be waiting in the socket.
     Limited,
+    /// The peer closed, or the socket failed.
+    Closed,
 }
 
 /// Responses buffered for one connection before its requests are left unread (a client
@@ -254,19 +256,19 @@ impl HttpConn {
     }
 
     /// Reads what is available, stopping past the request limit (the socket may then hold
-    /// more: read again once buffered requests are answered). `Err` when the peer closed.
-    pub fn fill(&mut self) -> Result<Fill, ()> {
+    /// more: read again once buffered requests are answered).
+    pub fn fill(&mut self) -> Fill {
         let mut buf = [0u8; 4096];
         loop {
             if self.inbuf.len() > MAX_REQUEST + 4 {
-                return Ok(Fill::Limited);
+                return Fill::Limited;
             }
             match self.sock.read(&mut buf) {
-                Ok(0) => return Err(()),
+                Ok(0) => return Fill::Closed,
                 Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Fill::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(()),
+                Err(_) => return Fill::Closed,
             }
         }
     }

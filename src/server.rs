@@ -385,9 +385,10 @@ impl Server {
         // Answer buffered requests, then read more if the socket may hold more: it is
         // edge-triggered, so bytes left unread now would never be announced again.
         loop {
-            let Ok(fill) = c.fill() else {
+            let fill = c.fill();
+            if fill == http::Fill::Closed {
                 return self.close_http(key);
-            };
+            }
             let mut answered = false;
             while c.out.len() < http::OUT_LIMIT {
                 let Some(next) = c.next_request(broker.now) else {
