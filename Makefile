@@ -5,7 +5,7 @@ CARGO ?= cargo
 TERN_BIN ?= $(CURDIR)/target/release/tern
 PYTHON ?= python3
 
-.PHONY: run build test unit proto clients lint fmt clippy fuzz static bench compare flamegraph clean
+.PHONY: run build test lint fmt fuzz static bench compare flamegraph clean
 
 run: build
 	$(TERN_BIN)
@@ -44,6 +44,14 @@ compare: build bench
 flamegraph: bench
 	$(CARGO) build --profile profiling
 	TERN_BIN=$(CURDIR)/target/profiling/tern perf/flamegraph.sh $(SCENARIO)
+
+# A statically linked binary (glibc, crt-static), built for size and stripped; prints its
+# size. It resolves IP addresses, localhost and /etc/hosts only (see src/resolve.rs).
+STATIC_TARGET ?= x86_64-unknown-linux-gnu
+static:
+	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" $(CARGO) build --profile static --no-default-features --target $(STATIC_TARGET)
+	@file target/$(STATIC_TARGET)/static/tern
+	@ls -l target/$(STATIC_TARGET)/static/tern | awk '{printf "static binary: %s bytes (%.2f MiB)\n", $$5, $$5/1048576}'
 
 lint:
 	$(CARGO) fmt --check

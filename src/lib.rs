@@ -28,6 +28,7 @@ pub mod parser;
 pub mod perms;
 pub mod proto;
 pub mod reload;
+pub mod resolve;
 pub mod route;
 pub mod server;
 pub mod signals;

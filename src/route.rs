@@ -30,7 +30,7 @@ use crate::sublist::{Sub, SubId};
 use log::{debug, error, info};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Delay between attempts to dial a configured route.
@@ -269,10 +269,7 @@ impl Broker {
         if cl.self_urls.contains(&d.url.host_port()) || self.already_routed(&d.url) {
             return;
         }
-        let addr = (d.url.host.as_str(), d.url.port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next());
+        let addr = crate::resolve::resolve(&d.url.host, d.url.port).ok();
         let sock = match addr.map(TcpStream::connect) {
             Some(Ok(sock)) => sock,
             other => {

@@ -28,7 +28,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -79,13 +79,7 @@ pub struct Server {
 /// port, `-1` meaning any free port.
 fn listen_addr(host: &str, port: i32) -> io::Result<SocketAddr> {
     let port = if port < 0 { 0 } else { port as u16 };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (host, port).to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("cannot resolve {host}"),
-        )
-    })
+    crate::resolve::resolve(host, port)
 }
 
 impl Server {
