@@ -38,6 +38,7 @@ pub enum CloseReason {
     ServerShutdown,
     NoRespondersHeaders,
     DuplicateRoute,
+    DuplicateServerName,
     ClusterNameConflict,
 }
 
@@ -61,6 +62,7 @@ impl CloseReason {
             CloseReason::ServerShutdown => "Server Shutdown",
             CloseReason::NoRespondersHeaders => "No Responders Requires Headers",
             CloseReason::DuplicateRoute => "Duplicate Route",
+            CloseReason::DuplicateServerName => "Duplicate Server Name",
             CloseReason::ClusterNameConflict => "Cluster Name Conflict",
         }
     }

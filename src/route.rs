@@ -411,7 +411,10 @@ impl Broker {
         if cl.dynamic {
             o.bool("cluster_dynamic", true);
         }
-        o.strs("connect_urls", &self.ident.client_urls);
+        // nats-server does not hand its client URLs to the cluster when told not to advertise.
+        if !cc.is_some_and(|c| c.no_advertise) {
+            o.strs("connect_urls", &self.ident.client_urls);
+        }
         if lame_duck {
             o.bool("ldm", true);
         }
@@ -563,6 +566,14 @@ impl Broker {
             return;
         }
         let r = self.conns[t].route.as_ref().expect("route");
+        // Server names must be unique in a cluster; the accepting side refuses (nats-server).
+        if !r.info_received && r.dialled.is_none() && info.name == self.ident.name {
+            self.log_error(
+                t,
+                &format!("Remote server has a duplicate name: {:?}", info.name),
+            );
+            return self.close(t, CloseReason::DuplicateServerName);
+        }
         if r.info_received {
             if info.id != r.remote_id {
                 return self.gossiped(info);
