@@ -506,6 +506,15 @@ impl Broker {
         self.queue(t, proto::PING);
     }
 
+    /// A PONG answers our PINGs: none are outstanding, and the round trip is measured.
+    pub fn on_pong(&mut self, t: usize) {
+        let c = &mut self.conns[t];
+        c.pings_out = 0;
+        if let Some(at) = c.last_ping_sent {
+            c.rtt = self.now.saturating_duration_since(at);
+        }
+    }
+
     /// Frees every connection marked closing this pass.
     pub fn reap(&mut self) {
         while let Some(t) = self.closing.pop() {

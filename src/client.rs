@@ -187,13 +187,7 @@ impl Broker {
                 self.trace_out(t, "PONG");
                 self.queue(t, proto::PONG);
             }
-            Op::Pong => {
-                let c = &mut self.conns[t];
-                c.pings_out = 0;
-                if let Some(at) = c.last_ping_sent {
-                    c.rtt = self.now.saturating_duration_since(at);
-                }
-            }
+            Op::Pong => self.on_pong(t),
             Op::Ok => {}
             Op::Info(arg) => {
                 // A client has no business sending INFO, but nats-server only checks it is JSON.

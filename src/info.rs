@@ -22,19 +22,24 @@ pub fn new_server_id() -> String {
     id
 }
 
-/// The INFO line for a new client connection.
-pub fn client_info(b: &Broker, cid: u64, addr: SocketAddr) -> String {
-    let mut s = String::with_capacity(384);
-    s.push_str("INFO ");
-    let mut o = Obj::new(&mut s);
+/// The fields that open both INFO and /varz: who this server is and where clients reach it.
+pub fn write_identity(o: &mut Obj, b: &Broker) {
     o.str("server_id", &b.ident.id)
         .str("server_name", &b.ident.name)
         .str("version", crate::config::VERSION)
         .int("proto", 1)
         .str("go", crate::config::BUILT_WITH)
         .str("host", &b.ident.host)
-        .uint("port", b.ident.port as u64)
-        .bool("headers", true);
+        .uint("port", b.ident.port as u64);
+}
+
+/// The INFO line for a new client connection.
+pub fn client_info(b: &Broker, cid: u64, addr: SocketAddr) -> String {
+    let mut s = String::with_capacity(384);
+    s.push_str("INFO ");
+    let mut o = Obj::new(&mut s);
+    write_identity(&mut o, b);
+    o.bool("headers", true);
     if b.cfg.auth.advertised() {
         o.bool("auth_required", true);
     }

@@ -347,13 +347,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
     let (clients, routes) = counts(b);
     let mut s = String::new();
     let mut o = Obj::new(&mut s);
-    o.str("server_id", &b.ident.id)
-        .str("server_name", &b.ident.name)
-        .str("version", crate::config::VERSION)
-        .int("proto", 1)
-        .str("go", crate::config::BUILT_WITH)
-        .str("host", &b.ident.host)
-        .uint("port", b.ident.port as u64);
+    crate::info::write_identity(&mut o, b);
     if cfg.auth.advertised() {
         o.bool("auth_required", true);
     }

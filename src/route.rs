@@ -433,13 +433,7 @@ impl Broker {
                 self.conns[t].last_ping_in = self.now;
                 self.queue(t, proto::PONG);
             }
-            Op::Pong => {
-                let c = &mut self.conns[t];
-                c.pings_out = 0;
-                if let Some(at) = c.last_ping_sent {
-                    c.rtt = self.now.saturating_duration_since(at);
-                }
-            }
+            Op::Pong => self.on_pong(t),
             Op::RouteSub {
                 account,
                 subject,
