@@ -453,7 +453,7 @@ def main() -> int:
     names = list(dict.fromkeys(names))
     pairs = a.pairs or (1 if a.quick else 5)
 
-    tern = repo_path(os.environ.get("TERN_BIN", "target/release/tern"))
+    tern = repo_path(os.environ.get("TERN_BIN", "target/x86_64-unknown-linux-gnu/release/tern"))
     nats = repo_path(os.environ.get("NATS_SERVER", "/usr/sbin/nats-server"))
     bench = repo_path(os.environ.get("TERN_BENCH", "perf/bench/target/release/tern-bench"))
     for label, path in (("TERN_BIN", tern), ("NATS_SERVER", nats), ("tern-bench", bench)):
@@ -523,7 +523,7 @@ def main() -> int:
     # -------- markdown
     md: list[str] = []
     cmd = " ".join(shlex.quote(x) for x in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
-    env = f"TERN_BIN={shlex.quote(os.environ.get('TERN_BIN', 'target/release/tern'))} "
+    env = f"TERN_BIN={shlex.quote(os.environ.get('TERN_BIN', 'target/x86_64-unknown-linux-gnu/release/tern'))} "
     if "NATS_SERVER" in os.environ:
         env += f"NATS_SERVER={shlex.quote(os.environ['NATS_SERVER'])} "
     md.append("# tern vs nats-server")
