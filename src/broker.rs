@@ -10,7 +10,9 @@
 //! (auth timeout, next PING, write deadline). Stale entries are skipped when popped, so moving
 //! a deadline never needs a heap search.
 
-use crate::config::{Config, GLOBAL_ACCOUNT, STALL_MAX, STALL_WATER, SYSTEM_ACCOUNT};
+use crate::config::{
+    Config, FIRST_PING_INTERVAL, GLOBAL_ACCOUNT, STALL_MAX, STALL_WATER, SYSTEM_ACCOUNT,
+};
 use crate::conn::{CloseReason, Conn, Kind};
 use crate::proto::{self, WireErr};
 use crate::sublist::{SubId, Sublist};
@@ -478,6 +480,13 @@ impl Broker {
     /// PINGs an idle connection; too many unanswered PINGs make it stale.
     fn ping_timer(&mut self, t: usize) {
         let c = &mut self.conns[t];
+        // A quiet connection gives its write buffer back (see OUT_KEEP).
+        if c.pending() == 0
+            && self.now.saturating_duration_since(c.last_write)
+                >= self.cfg.ping_interval.min(FIRST_PING_INTERVAL)
+        {
+            c.drop_output();
+        }
         let idle_for = self
             .now
             .saturating_duration_since(c.last_activity.max(c.last_ping_in));

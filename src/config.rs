@@ -46,10 +46,11 @@ pub const STALL_WATER: usize = 1024 * 1024;
 /// A stall never lasts longer than this, so a consumer that never reads cannot block its
 /// producers; it is cut off by max_pending or the write deadline instead.
 pub const STALL_MAX: Duration = Duration::from_millis(250);
-/// A drained write buffer keeps its capacity up to this size (reallocating and faulting in
-/// fresh pages for every burst cost more than the copies themselves); larger ones are freed.
-/// Below glibc's mmap threshold, so kept buffers are recycled heap memory.
-pub const OUT_KEEP: usize = 128 * 1024;
+/// A drained write buffer keeps its capacity up to this size while its connection is busy
+/// (reallocating and faulting in fresh pages for every burst cost more than the copies
+/// themselves); larger ones are freed at once. A buffer is given back when its connection
+/// has been quiet for a ping interval.
+pub const OUT_KEEP: usize = 2 * 1024 * 1024;
 /// Once this many bytes were queued since the last flush, dirty connections are written
 /// between reads instead of at the end of the pass, so one pass of a wide fan-out cannot
 /// pile up (fan-out × input) bytes in user space. Each subscriber still gets large writes.
