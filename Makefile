@@ -22,6 +22,9 @@ build:
 test: build
 	$(CARGO) test --release
 	TERN_BIN=$(TERN_BIN) $(PYTHON) -m unittest discover -s proto-tests/clients -t proto-tests/clients -v
+	$(CARGO) test --release --manifest-path $(BENCH_MANIFEST)
+	$(CARGO) build --release --manifest-path $(BENCH_MANIFEST)
+	TERN_BIN=$(TERN_BIN) perf/smoke.sh
 
 # Fuzz the parser and the protocol handling (nightly + cargo-fuzz). New inputs go to a
 # scratch corpus; the committed seeds in proto-tests/fuzz/corpus are only read.
