@@ -431,7 +431,9 @@ impl Broker {
     /// Tells a requester nobody is listening: a 503 status on its own reply subscription.
     fn no_responders(&mut self, t: usize, reply: &[u8]) {
         let sublist = &mut self.accounts[self.conns[t].account].sublist;
-        let matches = sublist.matches(reply);
+        let Some(matches) = sublist.lookup(reply) else {
+            return;
+        };
         let Some(sub) = matches
             .plain
             .iter()

@@ -88,10 +88,9 @@ impl Broker {
         } else {
             self.conns[from].account
         };
-        let matches = self.accounts[acc].sublist.matches(m.subject);
-        if matches.is_empty() {
+        let Some(matches) = self.accounts[acc].sublist.lookup(m.subject) else {
             return false;
-        }
+        };
         let mut head = std::mem::take(&mut self.msg_head);
         head.build(m);
         let mut delivered = false;
@@ -361,6 +360,7 @@ mod tests {
             hdr_size: hdr,
             hdr_len,
             size,
+            len: payload.len(),
             payload,
         }
     }

@@ -45,6 +45,8 @@ pub struct Msg<'a> {
     pub hdr_len: usize,
     /// The total size as written, echoed back in MSG headers.
     pub size: &'a [u8],
+    /// The total size, parsed.
+    pub len: usize,
     /// Headers plus body, without the trailing `\r\n`.
     pub payload: &'a [u8],
 }
@@ -212,11 +214,60 @@ fn split_args<'a>(arg: &'a [u8], out: &mut [&'a [u8]]) -> usize {
     n
 }
 
+/// The common case, `PUB <subject> [reply] <size>\r\n` spelled exactly so (upper case,
+/// single spaces, CRLF), complete up to its line end and within limits. Anything else is
+/// `None` and goes to the general parser, which also gives every error its exact reaction.
+#[inline(always)]
+fn fast_pub<'a>(buf: &'a [u8], lim: &Limits) -> Option<Parsed<'a>> {
+    let nl = 4 + memchr(b'\n', &buf[4..])?;
+    let line = buf[4..nl].strip_suffix(b"\r")?;
+    if line.len() > lim.max_control_line || memchr(b'\t', line).is_some() {
+        return None;
+    }
+    let s1 = memchr(b' ', line)?;
+    let (subject, rest) = (&line[..s1], &line[s1 + 1..]);
+    let (reply, size) = match memchr(b' ', rest) {
+        Some(s2) => (&rest[..s2], &rest[s2 + 1..]),
+        None => (&rest[..0], rest),
+    };
+    let total = parse_size(size);
+    if subject.is_empty()
+        || (reply.is_empty() && rest.len() != size.len())
+        || total < 0
+        || total as u64 > lim.max_payload as u64
+    {
+        return None;
+    }
+    let msg = Msg {
+        account: b"",
+        subject,
+        reply,
+        queues: b"",
+        hdr_size: None,
+        hdr_len: 0,
+        size,
+        len: total as usize,
+        payload: &size[..0],
+    };
+    Some(with_payload(buf, nl + 1, msg))
+}
+
 /// Parses the frame at the start of `buf`.
+#[inline(always)]
 pub fn parse<'a>(buf: &'a [u8], lim: &Limits) -> Parsed<'a> {
     if buf.is_empty() {
         return Parsed::Incomplete(1);
     }
+    if lim.peer == Peer::Client && buf.starts_with(b"PUB ") {
+        if let Some(p) = fast_pub(buf, lim) {
+            return p;
+        }
+    }
+    parse_general(buf, lim)
+}
+
+/// Every frame, every error: the parser proper (`parse` only adds the PUB fast path).
+fn parse_general<'a>(buf: &'a [u8], lim: &Limits) -> Parsed<'a> {
     let (verb, wlen) = match verb(buf, lim.peer) {
         Spelled::Verb(v, n) => (v, n),
         Spelled::Partial => return Parsed::Incomplete(buf.len() + 1),
@@ -359,6 +410,7 @@ fn client_pub<'a>(arg: &'a [u8], lim: &Limits, hpub: bool) -> Result<Msg<'a>, Fa
         hdr_size: hdr.filter(|_| hdr_len > 0),
         hdr_len: hdr_len as usize,
         size,
+        len: total as usize,
         payload: &size[..0],
     })
 }
@@ -374,6 +426,7 @@ fn client_hmsg() -> Msg<'static> {
         hdr_size: None,
         hdr_len: 0,
         size: b"0",
+        len: 0,
         payload: b"",
     }
 }
@@ -417,6 +470,7 @@ fn route_msg(arg: &[u8], headers: bool) -> Result<Msg<'_>, Failure> {
         hdr_size: hdr.filter(|_| hdr_len > 0),
         hdr_len: hdr_len as usize,
         size,
+        len: total as usize,
         payload: &size[..0],
     })
 }
@@ -472,9 +526,9 @@ fn route_interest(verb: Verb, arg: &[u8], line_len: usize) -> Parsed<'_> {
 }
 
 /// Completes a message frame: the payload of the declared size, then `\r\n`.
+#[inline(always)]
 fn with_payload<'a>(buf: &'a [u8], line_len: usize, mut msg: Msg<'a>) -> Parsed<'a> {
-    let size = parse_size(msg.size) as usize;
-    let end = line_len + size;
+    let end = line_len + msg.len;
     // nats-server checks the terminator byte by byte, so a wrong byte after the payload is
     // an error at once, without waiting for the rest.
     match buf.get(end) {
@@ -532,6 +586,7 @@ mod tests {
             hdr_size: None,
             hdr_len: 0,
             size,
+            len: payload.len(),
             payload,
         })
     }
@@ -558,6 +613,7 @@ mod tests {
                     hdr_size: Some(b"7"),
                     hdr_len: 7,
                     size: b"9",
+                    len: 9,
                     payload: b"HDR\r\n\r\nxx"
                 }),
                 Op::Sub {
@@ -807,6 +863,52 @@ mod tests {
             Op::Pub(m) => assert_eq!((m.hdr_len, m.payload), (2, &b"abc"[..])),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The PUB fast path gives exactly what the general parser gives, on PUB-shaped input
+    /// with every kind of odd spacing, size, terminator and limit.
+    #[test]
+    fn fast_pub_agrees_with_the_general_parser() {
+        let subjects: [&[u8]; 4] = [b"foo", b"a.b.c", b"", b"foo.*"];
+        let seps: [&[u8]; 4] = [b" ", b" ", b"  ", b"\t"];
+        let replies: [&[u8]; 4] = [b"", b"", b"_INBOX.1", b"r"];
+        let sizes: [&[u8]; 6] = [b"5", b"0", b"005", b"1234567890", b"-1", b"99"];
+        let ends: [&[u8]; 4] = [b"\r\n", b"\r\n", b"\n", b""];
+        let payloads: [&[u8]; 4] = [b"hello\r\n", b"\r\n", b"hel", b"helloXY"];
+        let small = Limits {
+            max_control_line: 12,
+            max_payload: 4,
+            ..CLIENT
+        };
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut taken = 0;
+        for _ in 0..100_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let pick = |k: u32, n: usize| ((seed >> (k * 6)) % n as u64) as usize;
+            let mut buf = b"PUB ".to_vec();
+            buf.extend_from_slice(subjects[pick(0, 4)]);
+            buf.extend_from_slice(seps[pick(1, 4)]);
+            let reply = replies[pick(2, 4)];
+            if !reply.is_empty() {
+                buf.extend_from_slice(reply);
+                buf.extend_from_slice(seps[pick(3, 4)]);
+            }
+            buf.extend_from_slice(sizes[pick(4, 6)]);
+            buf.extend_from_slice(ends[pick(5, 4)]);
+            buf.extend_from_slice(payloads[pick(6, 4)]);
+            for lim in [&CLIENT, &small] {
+                assert_eq!(
+                    parse(&buf, lim),
+                    parse_general(&buf, lim),
+                    "{:?}",
+                    String::from_utf8_lossy(&buf)
+                );
+                taken += usize::from(fast_pub(&buf, lim).is_some());
+            }
+        }
+        assert!(taken > 10_000, "the fast path was taken only {taken} times");
     }
 
     /// Arbitrary bytes never panic and never ask for less than they have.

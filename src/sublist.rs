@@ -312,16 +312,19 @@ impl Sublist {
 
     /// Everything `subject` reaches. Literal subjects only; an empty token matches nothing.
     pub fn matches(&mut self, subject: &[u8]) -> Rc<Matches> {
+        self.lookup(subject).unwrap_or_else(|| self.empty.clone())
+    }
+
+    /// `matches`, or `None` when nothing matches (the publish path: no reference counting
+    /// for subjects nobody listens to).
+    pub fn lookup(&mut self, subject: &[u8]) -> Option<Rc<Matches>> {
         self.stats.matches += 1;
         if self.wild_count == 0 {
-            return match self.literal.get(subject) {
-                Some(m) => m.clone(),
-                None => self.empty.clone(),
-            };
+            return self.literal.get(subject).cloned();
         }
         if let Some(m) = self.cache.get(subject) {
             self.stats.cache_hits += 1;
-            return m.clone();
+            return (!m.is_empty()).then(|| m.clone());
         }
         let mut result = Matches::default();
         let mut toks: Vec<&[u8]> = Vec::with_capacity(16);
@@ -347,7 +350,7 @@ impl Sublist {
             });
         }
         self.cache.insert(subject.into(), result.clone());
-        result
+        (!result.is_empty()).then_some(result)
     }
 }
 
