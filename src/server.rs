@@ -77,6 +77,17 @@ pub struct Server {
 
 /// Resolves the listen address the way nats-server does: host (IPv4, IPv6 or a name) and
 /// port, `-1` meaning any free port.
+/// Binds a listener with the deepest accept queue the system allows. mio (like std) asks
+/// for 128, which a burst of connects overflows (the dropped SYNs come back a second later);
+/// nats-server asks for somaxconn. Listening again only raises the backlog.
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind(addr)?;
+    // SAFETY: listen on a socket we own; the kernel caps the backlog at somaxconn.
+    unsafe { libc::listen(listener.as_raw_fd(), 65535) };
+    Ok(listener)
+}
+
 fn listen_addr(host: &str, port: i32) -> io::Result<SocketAddr> {
     let port = if port < 0 { 0 } else { port as u16 };
     crate::resolve::resolve(host, port)
@@ -87,7 +98,7 @@ impl Server {
         let signals = Signals::new()?;
         let poll = Poll::new()?;
         let addr = listen_addr(&cfg.host, cfg.port)?;
-        let mut listener = TcpListener::bind(addr)?;
+        let mut listener = bind_listener(addr)?;
         let bound = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -113,7 +124,7 @@ impl Server {
         let http = match cfg.http_port {
             Some(port) => {
                 let addr = listen_addr(cfg.http_host(), port as i32)?;
-                let mut listener = TcpListener::bind(addr)?;
+                let mut listener = bind_listener(addr)?;
                 poll.registry()
                     .register(&mut listener, HTTP_LISTENER, Interest::READABLE)?;
                 log_info!("Starting http monitor on {}", listener.local_addr()?);
@@ -128,7 +139,7 @@ impl Server {
         let route_listener = match &cfg.cluster {
             Some(cc) => {
                 let addr = listen_addr(&cc.host, cc.port)?;
-                let mut listener = TcpListener::bind(addr)?;
+                let mut listener = bind_listener(addr)?;
                 poll.registry()
                     .register(&mut listener, ROUTE_LISTENER, Interest::READABLE)?;
                 log_info!(
