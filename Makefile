@@ -47,6 +47,7 @@ bench:
 
 compare: build bench
 	TERN_BIN=$(TERN_BIN) $(PYTHON) perf/compare.py $(COMPARE_ARGS) --out $(COMPARE_OUT)
+	@printf '\n' >> $(COMPARE_OUT); cat perf/PROFILE.md >> $(COMPARE_OUT)
 
 flamegraph: bench
 	$(CARGO) build --profile profiling
