@@ -3,11 +3,12 @@
 //! `deliver` asks the subject index what the subject reaches (one hash lookup when cached),
 //! then for every plain subscription and one member of every queue group appends
 //! `MSG <subject> <sid> [reply] <size>\r\n<payload>\r\n` to that connection's write buffer.
-//! The parts of that line that do not depend on the subscriber are built once per message
-//! (`MsgHead`); each subscriber adds its sid. Nothing is written to sockets here: touched
-//! connections sit on the dirty list and are flushed at the end of the loop pass (or sooner,
-//! see `FLUSH_AT`). The output-side limits are enforced here too (`Broker::queued_for`:
-//! max_pending, and the producer stall when a consumer falls behind).
+//! The line is built once per message and sid (`MsgHead`: consecutive subscribers usually
+//! share a sid, as clients number subscriptions from 1), so a delivery is one append of line,
+//! payload and CRLF. Nothing is written to sockets here: touched connections sit on the
+//! dirty list and are flushed at the end of the loop pass (or sooner, see `FLUSH_AT`). The
+//! output-side limits are enforced here too (`Broker::queued_for`: max_pending, and the
+//! producer stall when a consumer falls behind).
 //!
 //! With clustering on, subscriptions owned by routes stand for remote interest: each route
 //! gets one `RMSG` per message, naming the queue groups it was picked for (see route.rs).
@@ -29,6 +30,12 @@ pub struct MsgHead {
     /// `MSG <subject> ` and `[reply ]<body size>\r\n`; the payload is then the body only.
     plain_prefix: Vec<u8>,
     plain_suffix: Vec<u8>,
+    /// The whole line for one subscriber, `prefix sid suffix`, kept for the next one: clients
+    /// number their subscriptions from 1, so consecutive subscribers often share a sid, and
+    /// then their line is one copy. `line_sid`/`line_plain` say what it was built for.
+    line: Vec<u8>,
+    line_sid: Vec<u8>,
+    line_plain: bool,
 }
 
 impl MsgHead {
@@ -57,6 +64,7 @@ impl MsgHead {
         } else {
             b"MSG "
         };
+        self.line.clear();
         head(&mut self.prefix, verb, m);
         tail(&mut self.suffix, m.hdr_size, m.size, m);
         if m.hdr_size.is_some() {
@@ -70,6 +78,28 @@ impl MsgHead {
                 m,
             );
         }
+    }
+
+    /// The MSG/HMSG line for a subscriber with this sid (`plain`: one that gets the body
+    /// only), built on the first use of that sid.
+    #[inline]
+    fn line(&mut self, sid: &[u8], plain: bool) -> &[u8] {
+        if self.line.is_empty() || self.line_sid != sid || self.line_plain != plain {
+            let (prefix, suffix) = if plain {
+                (&self.plain_prefix, &self.plain_suffix)
+            } else {
+                (&self.prefix, &self.suffix)
+            };
+            self.line.clear();
+            self.line.extend_from_slice(prefix);
+            self.line.extend_from_slice(sid);
+            self.line.push(b' ');
+            self.line.extend_from_slice(suffix);
+            self.line_sid.clear();
+            self.line_sid.extend_from_slice(sid);
+            self.line_plain = plain;
+        }
+        &self.line
     }
 }
 
@@ -99,7 +129,7 @@ impl Broker {
                 // Never from one route to another: the cluster is a one-hop full mesh.
                 Some(rt) if !from_route => self.add_route_target(rt, None),
                 Some(_) => {}
-                None => delivered |= self.deliver_to(from, acc, id, m, &head),
+                None => delivered |= self.deliver_to(from, acc, id, m, &mut head),
             }
         }
         for group in &matches.groups {
@@ -112,13 +142,13 @@ impl Broker {
                         .copied()
                         .filter(|&id| self.route_of(acc, id).is_none())
                         .collect();
-                    delivered |= self.deliver_one_of(from, acc, &local, m, &head);
+                    delivered |= self.deliver_one_of(from, acc, &local, m, &mut head);
                 }
             } else if clustered {
                 delivered |=
-                    self.deliver_weighted(from, acc, &group.name, &group.members, m, &head);
+                    self.deliver_weighted(from, acc, &group.name, &group.members, m, &mut head);
             } else {
-                delivered |= self.deliver_one_of(from, acc, &group.members, m, &head);
+                delivered |= self.deliver_one_of(from, acc, &group.members, m, &mut head);
             }
         }
         drop(matches);
@@ -141,7 +171,7 @@ impl Broker {
         acc: usize,
         members: &[SubId],
         m: &Msg,
-        head: &MsgHead,
+        head: &mut MsgHead,
     ) -> bool {
         let n = members.len();
         let start = if n > 1 {
@@ -167,7 +197,7 @@ impl Broker {
         name: &[u8],
         members: &[SubId],
         m: &Msg,
-        head: &MsgHead,
+        head: &mut MsgHead,
     ) -> bool {
         let weight = |b: &Broker, id: SubId| match b.route_of(acc, id) {
             Some(_) => b.accounts[acc]
@@ -265,7 +295,14 @@ impl Broker {
     /// take it (echo off for its own messages, denied by its permissions, closing, or past its
     /// auto-unsubscribe limit).
     #[inline]
-    fn deliver_to(&mut self, from: usize, acc: usize, id: SubId, m: &Msg, head: &MsgHead) -> bool {
+    fn deliver_to(
+        &mut self,
+        from: usize,
+        acc: usize,
+        id: SubId,
+        m: &Msg,
+        head: &mut MsgHead,
+    ) -> bool {
         let water = self.stall_water();
         let Some(sub) = self.accounts[acc].sublist.get_mut(id) else {
             return false;
@@ -296,23 +333,14 @@ impl Broker {
             self.unsub_later.push(id);
         }
         // A subscriber that did not ask for headers gets the body only, as a MSG.
-        let (prefix, suffix, payload) = if m.hdr_size.is_some() && !c.opts.headers {
-            (
-                &head.plain_prefix,
-                &head.plain_suffix,
-                &m.payload[m.hdr_len..],
-            )
+        let plain = m.hdr_size.is_some() && !c.opts.headers;
+        let payload = if plain {
+            &m.payload[m.hdr_len..]
         } else {
-            (&head.prefix, &head.suffix, m.payload)
+            m.payload
         };
-        let out = &mut c.out;
-        out.reserve(prefix.len() + sub.sid.len() + suffix.len() + payload.len() + 3);
-        out.extend_from_slice(prefix);
-        out.extend_from_slice(&sub.sid);
-        out.push(b' ');
-        out.extend_from_slice(suffix);
-        out.extend_from_slice(payload);
-        out.extend_from_slice(b"\r\n");
+        let line = head.line(&sub.sid, plain);
+        append_msg(&mut c.out, line, payload);
         c.counters.out_msgs += 1;
         c.counters.out_bytes += payload.len() as u64;
         c.last_activity = self.now;
@@ -338,6 +366,26 @@ impl Broker {
             self.over_water(from, t);
         }
         true
+    }
+}
+
+/// Appends `line`, `payload` and CRLF to `out` with one capacity check: the copy every
+/// delivery makes, so it is the hot path's inner loop (three `extend_from_slice` calls cost
+/// three checks and three out-of-line calls).
+#[inline]
+fn append_msg(out: &mut Vec<u8>, line: &[u8], payload: &[u8]) {
+    let n = line.len() + payload.len() + 2;
+    out.reserve(n);
+    let len = out.len();
+    // SAFETY: `reserve` made room for `n` more bytes after `len`; the two copies and the
+    // CRLF fill exactly those bytes, from slices that are not part of `out`, before the
+    // length is moved over them.
+    unsafe {
+        let dst = out.as_mut_ptr().add(len);
+        std::ptr::copy_nonoverlapping(line.as_ptr(), dst, line.len());
+        std::ptr::copy_nonoverlapping(payload.as_ptr(), dst.add(line.len()), payload.len());
+        dst.add(n - 2).cast::<[u8; 2]>().write_unaligned(*b"\r\n");
+        out.set_len(len + n);
     }
 }
 
@@ -388,5 +436,22 @@ mod tests {
             (&h.plain_prefix[..], &h.plain_suffix[..]),
             (&b"MSG foo.bar "[..], &b"_INBOX.1 2\r\n"[..])
         );
+    }
+
+    #[test]
+    fn lines_follow_sid_and_plain() {
+        let mut h = MsgHead::default();
+        let m = msg(b"r", Some(b"12"), 12, b"14", b"NATS/1.0\r\n\r\nhi");
+        h.build(&m);
+        assert_eq!(h.line(b"1", false), b"HMSG foo.bar 1 r 12 14\r\n");
+        assert_eq!(h.line(b"1", false), b"HMSG foo.bar 1 r 12 14\r\n");
+        assert_eq!(h.line(b"22", false), b"HMSG foo.bar 22 r 12 14\r\n");
+        assert_eq!(h.line(b"22", true), b"MSG foo.bar 22 r 2\r\n");
+        // A new message never reuses the previous message's line.
+        h.build(&msg(b"", None, 0, b"1", b"x"));
+        assert_eq!(h.line(b"22", false), b"MSG foo.bar 22 1\r\n");
+        let mut out = b"PONG\r\n".to_vec();
+        append_msg(&mut out, h.line(b"22", false), b"x");
+        assert_eq!(out, b"PONG\r\nMSG foo.bar 22 1\r\nx\r\n");
     }
 }
