@@ -22,4 +22,5 @@ mod parsing;
 mod permissions;
 mod pings;
 mod pubsub;
+mod runs;
 mod slow_consumer;

@@ -103,6 +103,8 @@ pub struct Broker {
     pub route_targets: Vec<(usize, Vec<u8>)>,
     /// Auto-unsubscribes reached during a fan-out, applied after it.
     pub unsub_later: Vec<SubId>,
+    /// Payload ranges of the PUB run being gathered (`client::process`), kept for its capacity.
+    pub run: Vec<std::ops::Range<usize>>,
     pub next_cid: u64,
     /// Client connections open (closing ones included until freed).
     pub clients: usize,
@@ -132,6 +134,7 @@ impl Broker {
             msg_head: Default::default(),
             route_targets: Vec::new(),
             unsub_later: Vec::new(),
+            run: Vec::new(),
             next_cid: 1,
             clients: 0,
             rng: crate::hash::random_seed(),

@@ -8,6 +8,7 @@
 
 use crate::broker::Broker;
 use crate::conn::{CloseReason, Conn, Credentials, Kind};
+use crate::deliver::Run;
 use crate::info;
 use crate::json::{self, JsonError, Value};
 use crate::parser::{self, Failure, Limits, Msg, Op, Parsed, Peer};
@@ -18,6 +19,7 @@ use log::{debug, error, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::net::SocketAddr;
+use std::ops::Range;
 
 impl Broker {
     /// Takes in a newly accepted client: registers it, sends INFO, arms its timers, and
@@ -93,6 +95,18 @@ impl Broker {
 
     /// Parses and acts on bytes from client `t`; returns how many were used.
     pub fn process(&mut self, t: usize, data: &[u8]) -> usize {
+        let mut run = Vec::new();
+        std::mem::swap(&mut run, &mut self.run);
+        let used = self.process_frames(t, data, &mut run);
+        run.clear();
+        self.run = run;
+        used
+    }
+
+    /// `process`, gathering consecutive PUBs that differ only in their payloads into a run
+    /// (`deliver::Run`) that is delivered as one before anything else is done.
+    fn process_frames(&mut self, t: usize, data: &[u8], run: &mut Vec<Range<usize>>) -> usize {
+        let mut first: Option<Msg> = None;
         let mut pos = 0;
         while pos < data.len() {
             let c = &self.conns[t];
@@ -131,6 +145,32 @@ impl Broker {
             };
             match parser::parse(&data[pos..], &lim) {
                 Parsed::Frame(op, n) => {
+                    let pub_run = match &op {
+                        Op::Pub(m) if m.reply.is_empty() && peer == Peer::Client => {
+                            self.runs_allowed(t).then_some(*m)
+                        }
+                        _ => None,
+                    };
+                    if let Some(m) = pub_run {
+                        if first.is_some_and(|f| !same_run(&f, &m)) {
+                            self.end_run(t, &mut first, data, run);
+                            if self.conns[t].stalled || self.conns[t].closing.is_some() {
+                                self.conns[t].need = 0;
+                                break;
+                            }
+                        }
+                        self.count_pub(t, &m);
+                        let start = m.payload.as_ptr() as usize - data.as_ptr() as usize;
+                        run.push(start..start + m.payload.len());
+                        first.get_or_insert(m);
+                        pos += n;
+                        continue;
+                    }
+                    self.end_run(t, &mut first, data, run);
+                    if self.conns[t].stalled || self.conns[t].closing.is_some() {
+                        self.conns[t].need = 0;
+                        break;
+                    }
                     if self.trace {
                         self.trace_in(t, &data[pos..pos + n], &op);
                     }
@@ -150,12 +190,47 @@ impl Broker {
                     break;
                 }
                 Parsed::Fail(f) => {
+                    self.end_run(t, &mut first, data, run);
                     self.parse_failure(t, f, &data[pos..]);
                     return data.len();
                 }
             }
         }
+        self.end_run(t, &mut first, data, run);
         pos
+    }
+
+    /// Whether client `t`'s PUBs may be gathered into runs: only when nothing is done per
+    /// message besides counting and delivering (no +OK, subject checks, permissions, trace,
+    /// routes).
+    fn runs_allowed(&self, t: usize) -> bool {
+        let c = &self.conns[t];
+        !self.trace
+            && self.cluster.is_none()
+            && !c.opts.verbose
+            && !c.opts.pedantic
+            && c.perms.is_none()
+    }
+
+    /// Delivers the run gathered so far, if any.
+    fn end_run(
+        &mut self,
+        t: usize,
+        first: &mut Option<Msg>,
+        data: &[u8],
+        run: &mut Vec<Range<usize>>,
+    ) {
+        if let Some(m) = first.take() {
+            self.deliver_run(
+                t,
+                &m,
+                &Run {
+                    data,
+                    payloads: run,
+                },
+            );
+            run.clear();
+        }
     }
 
     fn client_op(&mut self, t: usize, op: Op) {
@@ -372,16 +447,22 @@ impl Broker {
         self.conns[t].account = account;
     }
 
-    fn on_pub(&mut self, t: usize, m: &Msg) {
-        let now = self.now;
+    /// A client's published message, counted.
+    fn count_pub(&mut self, t: usize, m: &Msg) {
         let c = &mut self.conns[t];
         c.counters.in_msgs += 1;
         c.counters.in_bytes += m.payload.len() as u64;
-        c.last_activity = now;
-        let (pedantic, verbose, no_responders) =
-            (c.opts.pedantic, c.opts.verbose, c.opts.no_responders);
+        c.last_activity = self.now;
         self.stats.in_msgs += 1;
         self.stats.in_bytes += m.payload.len() as u64;
+    }
+
+    fn on_pub(&mut self, t: usize, m: &Msg) {
+        let now = self.now;
+        self.count_pub(t, m);
+        let c = &self.conns[t];
+        let (pedantic, verbose, no_responders) =
+            (c.opts.pedantic, c.opts.verbose, c.opts.no_responders);
         // An empty subject only comes from a client's HMSG, which nats-server does not check.
         if pedantic && !m.subject.is_empty() && !sublist::valid_literal_subject(m.subject) {
             self.send_err(
@@ -580,4 +661,10 @@ fn apply_connect(
         v.get_str(key)?;
     }
     Ok(())
+}
+
+/// Whether `m` may join a run that started with `first`: the same MSG line (subject, sizes;
+/// runs have no reply), so only the payload differs.
+fn same_run(first: &Msg, m: &Msg) -> bool {
+    first.subject == m.subject && first.size == m.size && first.hdr_size == m.hdr_size
 }

@@ -5,19 +5,31 @@
 //! `MSG <subject> <sid> [reply] <size>\r\n<payload>\r\n` to that connection's write buffer.
 //! The line is built once per message and sid (`MsgHead`: consecutive subscribers usually
 //! share a sid, as clients number subscriptions from 1), so a delivery is one append of line,
-//! payload and CRLF. Nothing is written to sockets here: touched connections sit on the
-//! dirty list and are flushed at the end of the loop pass (or sooner, see `FLUSH_AT`). The
-//! output-side limits are enforced here too (`Broker::queued_for`: max_pending, and the
-//! producer stall when a consumer falls behind).
+//! payload and CRLF. A run of same-shaped messages (`Run`) is delivered to each subscriber in
+//! one go where that cannot change what any connection sees. Nothing is written to sockets
+//! here: touched connections sit on the dirty list and are flushed at the end of the loop pass
+//! (or sooner, see `FLUSH_AT`). The output-side limits are enforced here too
+//! (`Broker::queued_for`: max_pending, and the producer stall when a consumer falls behind).
 //!
 //! With clustering on, subscriptions owned by routes stand for remote interest: each route
 //! gets one `RMSG` per message, naming the queue groups it was picked for (see route.rs).
+
+use std::ops::Range;
 
 use crate::broker::Broker;
 use crate::conn::Kind;
 use crate::parser::Msg;
 use crate::proto;
 use crate::sublist::SubId;
+
+/// Consecutive messages of one publisher that differ only in their payloads: same subject,
+/// no reply, same sizes. Delivering them together puts each subscriber's share in its buffer
+/// in one go (`Broker::deliver_run`); the message frames are in `data`, their payloads at
+/// `payloads`.
+pub struct Run<'a> {
+    pub data: &'a [u8],
+    pub payloads: &'a [Range<usize>],
+}
 
 /// The subscriber-independent parts of one message's MSG/HMSG line, built once.
 #[derive(Default)]
@@ -182,6 +194,13 @@ impl Broker {
         (0..n).any(|i| self.deliver_to(from, acc, members[(start + i) % n], m, head))
     }
 
+    /// Whether subscription `id` is its connection's only one.
+    fn sole_subscription(&self, acc: usize, id: SubId) -> bool {
+        let conn = self.accounts[acc].sublist.get(id).map(|s| s.conn);
+        conn.and_then(|t| self.conns.get(t))
+            .is_some_and(|c| c.subs.len() == 1)
+    }
+
     /// The route owning subscription `id`, if a route owns it.
     fn route_of(&self, acc: usize, id: SubId) -> Option<usize> {
         let t = self.accounts[acc].sublist.get(id)?.conn;
@@ -303,6 +322,71 @@ impl Broker {
         m: &Msg,
         head: &mut MsgHead,
     ) -> bool {
+        self.deliver_run_to(from, acc, id, m, None, head)
+    }
+
+    /// Delivers a run of messages that differ only in their payloads (see `Run`), as
+    /// `deliver` would one by one. A run of one is just `deliver`.
+    pub fn deliver_run(&mut self, from: usize, m: &Msg, run: &Run) {
+        let one = |r: &Range<usize>| Msg {
+            payload: &run.data[r.clone()],
+            ..*m
+        };
+        if run.payloads.len() == 1 || self.cluster.is_some() {
+            for r in run.payloads {
+                self.deliver(from, &one(r));
+            }
+            return;
+        }
+        let acc = self.conns[from].account;
+        let Some(matches) = self.accounts[acc].sublist.lookup(m.subject) else {
+            return;
+        };
+        let mut head = std::mem::take(&mut self.msg_head);
+        head.build(m);
+        // A connection with one subscription takes the run in one go. The others take it
+        // message by message, as `deliver` gives it, so a connection whose subscriptions
+        // overlap sees the same interleaving as from nats-server.
+        let mut others = !matches.groups.is_empty();
+        for &id in &matches.plain {
+            if self.sole_subscription(acc, id) {
+                self.deliver_run_to(from, acc, id, m, Some(run), &mut head);
+            } else {
+                others = true;
+            }
+        }
+        for r in run.payloads.iter().filter(|_| others) {
+            let m = one(r);
+            for &id in &matches.plain {
+                if !self.sole_subscription(acc, id) {
+                    self.deliver_to(from, acc, id, &m, &mut head);
+                }
+            }
+            for group in &matches.groups {
+                self.deliver_one_of(from, acc, &group.members, &m, &mut head);
+            }
+        }
+        drop(matches);
+        self.msg_head = head;
+        if !self.unsub_later.is_empty() {
+            self.apply_unsubs(acc);
+        }
+    }
+
+    /// `deliver_to` for `m` alone or, given a run, for each of its payloads in turn (`m` is
+    /// then the run's first message). A run is appended in one go: the checks are made once,
+    /// and the copies read the run's frames while they are in the CPU's cache and write one
+    /// stretch of the subscriber's buffer (message by message, a wide fan-out writes a little
+    /// into every subscriber's buffer in turn, each time from cold memory).
+    fn deliver_run_to(
+        &mut self,
+        from: usize,
+        acc: usize,
+        id: SubId,
+        m: &Msg,
+        run: Option<&Run>,
+        head: &mut MsgHead,
+    ) -> bool {
         let water = self.stall_water();
         let Some(sub) = self.accounts[acc].sublist.get_mut(id) else {
             return false;
@@ -323,7 +407,20 @@ impl Broker {
                 p.saw_reply(m.reply, self.now);
             }
         }
-        sub.delivered += 1;
+        if let Some(run) = run.filter(|_| sub.max > 0) {
+            // Auto-unsubscribe counts each message: one at a time.
+            let mut any = false;
+            for r in run.payloads {
+                let one = Msg {
+                    payload: &run.data[r.clone()],
+                    ..*m
+                };
+                any |= self.deliver_run_to(from, acc, id, &one, None, head);
+            }
+            return any;
+        }
+        let n = run.map_or(1, |r| r.payloads.len());
+        sub.delivered += n as u64;
         if sub.max > 0 && sub.delivered >= sub.max {
             // A message past the limit is dropped; at the limit the subscription is removed
             // once this fan-out is over.
@@ -340,9 +437,20 @@ impl Broker {
             m.payload
         };
         let line = head.line(&sub.sid, plain);
-        append_msg(&mut c.out, line, payload);
-        c.counters.out_msgs += 1;
-        c.counters.out_bytes += payload.len() as u64;
+        match run {
+            None => append_msg(&mut c.out, line, payload),
+            Some(run) => {
+                // Same sizes throughout: one reservation for the whole run.
+                c.out.reserve(n * (line.len() + payload.len() + 2));
+                let skip = m.payload.len() - payload.len();
+                for r in run.payloads {
+                    append_msg(&mut c.out, line, &run.data[r.start + skip..r.end]);
+                }
+            }
+        }
+        let n64 = n as u64;
+        c.counters.out_msgs += n64;
+        c.counters.out_bytes += payload.len() as u64 * n64;
         c.last_activity = self.now;
         // The dirty list (as `queued_for`, inline: `c` is at hand).
         if !c.dirty {
@@ -350,9 +458,9 @@ impl Broker {
             self.dirty.push(t);
         }
         let over_water = c.pending() > water;
-        self.queued += payload.len() + 64;
-        self.stats.out_msgs += 1;
-        self.stats.out_bytes += payload.len() as u64;
+        self.queued += (payload.len() + 64) * n;
+        self.stats.out_msgs += n64;
+        self.stats.out_bytes += payload.len() as u64 * n64;
         if self.trace {
             let head = format!(
                 "MSG {} {} {}",

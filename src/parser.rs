@@ -32,7 +32,7 @@ pub struct Limits {
 }
 
 /// A message frame: PUB, HPUB (client) or RMSG, HMSG (route).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Msg<'a> {
     /// Route messages name their account; empty for clients.
     pub account: &'a [u8],
