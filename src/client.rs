@@ -151,25 +151,23 @@ impl Broker {
                         }
                         _ => None,
                     };
-                    if let Some(m) = pub_run {
-                        if first.is_some_and(|f| !same_run(&f, &m)) {
-                            self.end_run(t, &mut first, data, run);
-                            if self.conns[t].stalled || self.conns[t].closing.is_some() {
-                                self.conns[t].need = 0;
-                                break;
-                            }
+                    // A frame that does not continue the run ends it (delivers it) first.
+                    let continues = |f: Msg| pub_run.is_some_and(|m| same_run(&f, &m));
+                    if first.is_some_and(|f| !continues(f)) {
+                        self.end_run(t, &mut first, data, run);
+                        if self.conns[t].stalled || self.conns[t].closing.is_some() {
+                            // A consumer is behind: the rest waits, carried by the caller.
+                            self.conns[t].need = 0;
+                            break;
                         }
+                    }
+                    if let Some(m) = pub_run {
                         self.count_pub(t, &m);
                         let start = m.payload.as_ptr() as usize - data.as_ptr() as usize;
                         run.push(start..start + m.payload.len());
                         first.get_or_insert(m);
                         pos += n;
                         continue;
-                    }
-                    self.end_run(t, &mut first, data, run);
-                    if self.conns[t].stalled || self.conns[t].closing.is_some() {
-                        self.conns[t].need = 0;
-                        break;
                     }
                     if self.trace {
                         self.trace_in(t, &data[pos..pos + n], &op);

@@ -31,6 +31,19 @@ pub struct Run<'a> {
     pub payloads: &'a [Range<usize>],
 }
 
+impl<'a> Run<'a> {
+    /// The run's message with the payload at `r`: `first` (any of them) with that payload.
+    fn message<'m>(&self, first: &Msg<'m>, r: &Range<usize>) -> Msg<'m>
+    where
+        'a: 'm,
+    {
+        Msg {
+            payload: &self.data[r.clone()],
+            ..*first
+        }
+    }
+}
+
 /// The subscriber-independent parts of one message's MSG/HMSG line, built once.
 #[derive(Default)]
 pub struct MsgHead {
@@ -328,13 +341,9 @@ impl Broker {
     /// Delivers a run of messages that differ only in their payloads (see `Run`), as
     /// `deliver` would one by one. A run of one is just `deliver`.
     pub fn deliver_run(&mut self, from: usize, m: &Msg, run: &Run) {
-        let one = |r: &Range<usize>| Msg {
-            payload: &run.data[r.clone()],
-            ..*m
-        };
         if run.payloads.len() == 1 || self.cluster.is_some() {
             for r in run.payloads {
-                self.deliver(from, &one(r));
+                self.deliver(from, &run.message(m, r));
             }
             return;
         }
@@ -356,7 +365,7 @@ impl Broker {
             }
         }
         for r in run.payloads.iter().filter(|_| others) {
-            let m = one(r);
+            let m = run.message(m, r);
             for &id in &matches.plain {
                 if !self.sole_subscription(acc, id) {
                     self.deliver_to(from, acc, id, &m, &mut head);
@@ -411,11 +420,7 @@ impl Broker {
             // Auto-unsubscribe counts each message: one at a time.
             let mut any = false;
             for r in run.payloads {
-                let one = Msg {
-                    payload: &run.data[r.clone()],
-                    ..*m
-                };
-                any |= self.deliver_run_to(from, acc, id, &one, None, head);
+                any |= self.deliver_run_to(from, acc, id, &run.message(m, r), None, head);
             }
             return any;
         }
