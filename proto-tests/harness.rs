@@ -196,49 +196,38 @@ impl Server {
 
     /// Start `bin` (tern or the reference) on a free loopback port.
     pub fn start_with(bin: &Path, conf: Option<&str>, args: &[&str]) -> Server {
-        let mut last_log = String::new();
-        for _attempt in 0..4 {
-            let port = free_port();
-            let conf_file = conf.map(write_config);
-            let mut full: Vec<String> = vec![
-                "-a".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-            ];
-            if let Some(c) = &conf_file {
-                full.push("-c".into());
-                full.push(c.path.to_string_lossy().into_owned());
-            }
-            full.extend(args.iter().map(|s| s.to_string()));
-            let (mut child, log) = spawn_logged(bin, &full);
-            if wait_accepting(&mut child, &format!("127.0.0.1:{}", port), DEADLINE) {
-                return Server {
-                    child,
-                    port,
-                    bin: bin.to_path_buf(),
-                    log_path: log.path.clone(),
-                    _log: log,
-                    _conf: conf_file,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            last_log = log.read();
-            // Probably lost a race for the port: try again with another one.
-        }
-        panic!(
-            "server {} {:?} did not start; log:\n{}",
-            bin.display(),
-            args,
-            last_log
-        );
+        Server::start_until(bin, conf, args, |child, port| {
+            wait_accepting(child, &format!("127.0.0.1:{}", port), DEADLINE)
+        })
     }
 
     /// Like `start_with`, but readiness is seen in /proc/net/tcp{,6} (the client port and every
     /// port in `also` listening) instead of by connecting, so the server never sees a probe
     /// connection (which would show in its connection counters and closed-connection list).
     pub fn start_quiet(bin: &Path, conf: Option<&str>, args: &[&str], also: &[u16]) -> Server {
+        Server::start_until(bin, conf, args, |child, port| {
+            let end = Instant::now() + DEADLINE * 2;
+            while Instant::now() < end {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false;
+                }
+                if is_listening(port) && also.iter().all(|p| is_listening(*p)) {
+                    return true;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            false
+        })
+    }
+
+    /// Starts `bin -a 127.0.0.1 -p <free port> [-c conf] args...` until `ready` says it is up,
+    /// with a fresh port for each of four attempts (a port can be lost to a race).
+    fn start_until(
+        bin: &Path,
+        conf: Option<&str>,
+        args: &[&str],
+        ready: impl Fn(&mut Child, u16) -> bool,
+    ) -> Server {
         let mut last_log = String::new();
         for _attempt in 0..4 {
             let port = free_port();
@@ -255,19 +244,7 @@ impl Server {
             }
             full.extend(args.iter().map(|s| s.to_string()));
             let (mut child, log) = spawn_logged(bin, &full);
-            let end = Instant::now() + DEADLINE * 2;
-            let mut ready = false;
-            while Instant::now() < end {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if is_listening(port) && also.iter().all(|p| is_listening(*p)) {
-                    ready = true;
-                    break;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            if ready {
+            if ready(&mut child, port) {
                 return Server {
                     child,
                     port,
