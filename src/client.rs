@@ -137,6 +137,10 @@ impl Broker {
                 c.connected = true;
                 c.auth_deadline = None;
             }
+            // An accepted route must begin with CONNECT (route.rs).
+            if peer == Peer::Route && !self.route_may_send(t, data[pos]) {
+                return data.len();
+            }
             let lim = Limits {
                 peer,
                 max_control_line: self.cfg.max_control_line,
@@ -285,7 +289,11 @@ impl Broker {
         let snippet = String::from_utf8_lossy(&at[..at.len().min(32)]).into_owned();
         match f {
             Failure::UnknownOp => {
-                self.log_error(t, &format!("Client parser ERROR, proto='{snippet:?}...'"));
+                let who = match self.conns[t].kind {
+                    Kind::Client => "Client",
+                    Kind::Route => "Router",
+                };
+                self.log_error(t, &format!("{who} parser ERROR, proto='{snippet:?}...'"));
                 self.send_err(t, proto::ERR_UNKNOWN_OP, CloseReason::ProtocolViolation);
             }
             Failure::MaxControlLine => {
