@@ -251,14 +251,17 @@ impl Broker {
             let why = format!("dial tcp {}: connect: {}", c.addr, os_error(&e));
             return self.dial_failed(c.dial, &why);
         }
-        self.dial_done(&c.dial);
         let state = RouteState {
-            dialled: Some(c.dial.url),
+            dialled: Some(c.dial.url.clone()),
             explicit: c.dial.explicit,
             attempts: c.dial.attempts,
             ..RouteState::default()
         };
-        self.add_route(c.sock, c.addr, state);
+        if self.add_route(c.sock, c.addr, state).is_some() {
+            self.dial_done(&c.dial);
+        } else {
+            self.dial_failed(c.dial, "cannot register the connection");
+        }
     }
 
     fn dial_done(&mut self, d: &Dial) {
