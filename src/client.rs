@@ -185,7 +185,7 @@ impl Broker {
     /// Whether the frame that starts with byte `first` may be acted on. With authentication
     /// on, anything before CONNECT is a violation (nats-server decides on the first byte),
     /// unless no_auth_user makes the client that user; an accepted route must always begin
-    /// with CONNECT (route.rs). False: the connection was refused.
+    /// with CONNECT (route/). False: the connection was refused.
     fn may_act(&mut self, t: usize, peer: Peer, first: u8) -> bool {
         if peer == Peer::Route {
             return self.route_may_send(t, first);

@@ -12,7 +12,7 @@
 //! (`Broker::queued_for`: max_pending, and the producer stall when a consumer falls behind).
 //!
 //! With clustering on, subscriptions owned by routes stand for remote interest: each route
-//! gets one `RMSG` per message, naming the queue groups it was picked for (see route.rs).
+//! gets one `RMSG` per message, naming the queue groups it was picked for (see route/interest.rs).
 
 use std::ops::Range;
 

@@ -172,12 +172,12 @@ impl Broker {
                 }
             }
         }
-        if let Some(r) = &cl.dialer.resolver {
-            debug!("Looking up route host {}", d.url.host);
-            if let Err(e) = r.submit(d) {
-                let why = format!("lookup {}: the resolver thread is gone", e.url.host);
-                self.dial_failed(e, &why);
-            }
+        let Some(r) = &cl.dialer.resolver else { return };
+        debug!("Looking up route host {}", d.url.host);
+        if let Err(d) = r.submit(d) {
+            cl.dialer.resolver = None; // the next lookup starts a new thread
+            let why = format!("lookup {}: the resolver thread is gone", d.url.host);
+            self.dial_failed(d, &why);
         }
     }
 
