@@ -2062,3 +2062,7 @@ fn raw_route_protocol_tern_dials_a_fake_peer() {
     );
     assert_serves(&t);
 }
+
+// Hostile peers on the cluster port; dialling that must not hurt the loop.
+#[path = "cluster_guard.rs"]
+mod guard;

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod accept_backoff;
 mod accounts;
 mod auth;
 mod cli;

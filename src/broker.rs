@@ -22,7 +22,7 @@ pub struct Account {
     pub name: String,
     pub sublist: Sublist,
     /// Local interest as routes see it: `subject` or `subject queue` -> number of local
-    /// subscriptions (kept only when clustering is on; see route.rs).
+    /// subscriptions (kept only when clustering is on; see route/interest.rs).
     pub interest: crate::hash::FastMap<Box<[u8]>, u32>,
 }
 use log::{debug, error, info};

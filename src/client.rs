@@ -113,29 +113,13 @@ impl Broker {
             if c.closing.is_some() {
                 return data.len();
             }
-            // With authentication on, anything before CONNECT is a violation (nats-server
-            // decides on the first byte).
             let peer = if c.kind == Kind::Route {
                 Peer::Route
             } else {
                 Peer::Client
             };
-            if peer == Peer::Client
-                && !c.connected
-                && self.cfg.auth.required()
-                && !matches!(data[pos], b'C' | b'c')
-            {
-                // With no_auth_user set, such a client simply becomes that user.
-                let no_auth = self.cfg.auth.no_auth_user.as_ref();
-                let user =
-                    no_auth.and_then(|n| self.cfg.auth.users.iter().position(|u| &u.name == n));
-                if user.is_none() || !self.bind_user(t, user) {
-                    self.auth_violation(t);
-                    return data.len();
-                }
-                let c = &mut self.conns[t];
-                c.connected = true;
-                c.auth_deadline = None;
+            if !self.may_act(t, peer, data[pos]) {
+                return data.len();
             }
             let lim = Limits {
                 peer,
@@ -196,6 +180,29 @@ impl Broker {
         }
         self.end_run(t, &mut first, data, run);
         pos
+    }
+
+    /// Whether the frame that starts with byte `first` may be acted on. With authentication
+    /// on, anything before CONNECT is a violation (nats-server decides on the first byte),
+    /// unless no_auth_user makes the client that user; an accepted route must always begin
+    /// with CONNECT (route/). False: the connection was refused.
+    fn may_act(&mut self, t: usize, peer: Peer, first: u8) -> bool {
+        if peer == Peer::Route {
+            return self.route_may_send(t, first);
+        }
+        if self.conns[t].connected || !self.cfg.auth.required() || matches!(first, b'C' | b'c') {
+            return true;
+        }
+        let no_auth = self.cfg.auth.no_auth_user.as_ref();
+        let user = no_auth.and_then(|n| self.cfg.auth.users.iter().position(|u| &u.name == n));
+        if user.is_none() || !self.bind_user(t, user) {
+            self.auth_violation(t);
+            return false;
+        }
+        let c = &mut self.conns[t];
+        c.connected = true;
+        c.auth_deadline = None;
+        true
     }
 
     /// Whether client `t`'s PUBs may be gathered into runs: only when nothing is done per
@@ -285,7 +292,11 @@ impl Broker {
         let snippet = String::from_utf8_lossy(&at[..at.len().min(32)]).into_owned();
         match f {
             Failure::UnknownOp => {
-                self.log_error(t, &format!("Client parser ERROR, proto='{snippet:?}...'"));
+                let who = match self.conns[t].kind {
+                    Kind::Client => "Client",
+                    Kind::Route => "Router",
+                };
+                self.log_error(t, &format!("{who} parser ERROR, proto='{snippet:?}...'"));
                 self.send_err(t, proto::ERR_UNKNOWN_OP, CloseReason::ProtocolViolation);
             }
             Failure::MaxControlLine => {

@@ -12,7 +12,7 @@
 //! (`Broker::queued_for`: max_pending, and the producer stall when a consumer falls behind).
 //!
 //! With clustering on, subscriptions owned by routes stand for remote interest: each route
-//! gets one `RMSG` per message, naming the queue groups it was picked for (see route.rs).
+//! gets one `RMSG` per message, naming the queue groups it was picked for (see route/interest.rs).
 
 use std::ops::Range;
 
@@ -232,6 +232,7 @@ impl Broker {
         head: &mut MsgHead,
     ) -> bool {
         let weight = |b: &Broker, id: SubId| match b.route_of(acc, id) {
+            Some(rt) if !b.is_registered_route(rt) => 0,
             Some(_) => b.accounts[acc]
                 .sublist
                 .get(id)
@@ -258,10 +259,11 @@ impl Broker {
         for i in 0..n {
             let id = members[(start + i) % n];
             match self.route_of(acc, id) {
-                Some(rt) => {
+                Some(rt) if self.is_registered_route(rt) => {
                     self.add_route_target(rt, Some(name));
                     return true;
                 }
+                Some(_) => {}
                 None if self.deliver_to(from, acc, id, m, head) => return true,
                 None => {}
             }
@@ -269,7 +271,12 @@ impl Broker {
         false
     }
 
+    /// Route `rt` gets the message (with queue group `queue` picked there), if registered:
+    /// a connection on the cluster port that has not completed the handshake gets nothing.
     fn add_route_target(&mut self, rt: usize, queue: Option<&[u8]>) {
+        if !self.is_registered_route(rt) {
+            return;
+        }
         let target = match self.route_targets.iter_mut().position(|(t, _)| *t == rt) {
             Some(i) => &mut self.route_targets[i].1,
             None => {

@@ -8,8 +8,10 @@
 //!   fan-out of a message to subscribers and routes; `sublist`: the subject index;
 //! - `route`: clustering (route connections, gossip, interest propagation);
 //! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`:
-//!   settings; `logger`, `signals`, `hash`: support.
+//!   settings; `logger`, `signals`, `hash`: support; `worker`: helper threads for calls the
+//!   loop must not wait on (DNS); `accept`: backing off when accepting fails.
 
+pub mod accept;
 pub mod broker;
 pub mod client;
 pub mod conf;
@@ -34,3 +36,4 @@ pub mod server;
 pub mod signals;
 pub mod sublist;
 pub mod timefmt;
+pub mod worker;

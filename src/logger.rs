@@ -129,3 +129,37 @@ impl Log for Logger {
 
     fn flush(&self) {}
 }
+
+/// An OS error as Go words it in nats-server's log lines ("connection refused", "too many
+/// open files"): the C library's text without Rust's "(os error N)", first letter lowered.
+pub fn os_error(e: &io::Error) -> String {
+    let text = match e.raw_os_error() {
+        Some(code) => {
+            let full = io::Error::from_raw_os_error(code).to_string();
+            match full.rfind(" (os error ") {
+                Some(i) => full[..i].to_string(),
+                None => full,
+            }
+        }
+        None => e.to_string(),
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_read_as_in_go() {
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(os_error(&refused), "connection refused");
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        assert_eq!(os_error(&emfile), "too many open files");
+        assert_eq!(os_error(&io::Error::other("No waker")), "no waker");
+    }
+}

@@ -7,9 +7,10 @@
 //! total length needed before it is worth calling again, so a split payload is never
 //! rescanned. The caller keeps the unconsumed tail; that is the only copy a split frame costs.
 //!
-//! Limits are enforced here, where bytes arrive: the control-line limit applies to an
-//! incomplete line too (a client cannot grow memory by never sending `\r\n`), and
-//! max_payload is checked as soon as the PUB line is complete, before its payload is read.
+//! Limits are enforced here, where bytes arrive, for clients and routes alike: the
+//! control-line limit applies to an incomplete line too (a peer cannot grow memory by never
+//! sending `\r\n`), and max_payload is checked as soon as a PUB/HPUB/RMSG/HMSG line is
+//! complete, before its payload is read.
 //! Byte-level behaviour follows nats-server 2.9's parser.go (see PROTOCOL-NOTES.md).
 
 use memchr::memchr;
@@ -291,13 +292,12 @@ fn parse_general<'a>(buf: &'a [u8], lim: &Limits) -> Parsed<'a> {
             start += 1;
         }
     }
-    let check_line = lim.peer == Peer::Client;
     let Some(nl) = memchr(b'\n', &buf[start..]).map(|i| start + i) else {
         let mut pending = buf.len() - start;
         if buf.last() == Some(&b'\r') {
             pending -= 1;
         }
-        if check_line && pending > lim.max_control_line {
+        if pending > lim.max_control_line {
             return Parsed::Fail(Failure::MaxControlLine);
         }
         return Parsed::Incomplete(buf.len() + 1);
@@ -309,7 +309,7 @@ fn parse_general<'a>(buf: &'a [u8], lim: &Limits) -> Parsed<'a> {
     }
     // PING, PONG and +OK ignore what follows them, so only their incomplete lines are held
     // to the limit (to bound memory; nats-server drops those bytes as they come).
-    if check_line && has_args(verb) && arg.len() > lim.max_control_line {
+    if has_args(verb) && arg.len() > lim.max_control_line {
         return Parsed::Fail(Failure::MaxControlLine);
     }
     let frame = |op| Parsed::Frame(op, line_len);
@@ -353,7 +353,7 @@ fn parse_general<'a>(buf: &'a [u8], lim: &Limits) -> Parsed<'a> {
                 Verb::Pub => client_pub(arg, lim, false),
                 Verb::Hpub => client_pub(arg, lim, true),
                 Verb::Hmsg if lim.peer == Peer::Client => Ok(client_hmsg()),
-                _ => route_msg(arg, verb == Verb::Hmsg),
+                _ => route_msg(arg, lim, verb == Verb::Hmsg),
             };
             match msg {
                 Ok(msg) => with_payload(buf, line_len, msg),
@@ -434,7 +434,7 @@ fn client_hmsg() -> Msg<'static> {
 /// RMSG `<account> <subject> [reply] <size>`, or with queue targets
 /// `<account> <subject> + <reply> <q...> <size>` / `<account> <subject> | <q...> <size>`;
 /// HMSG has `<hdr_len>` before the size.
-fn route_msg(arg: &[u8], headers: bool) -> Result<Msg<'_>, Failure> {
+fn route_msg<'a>(arg: &'a [u8], lim: &Limits, headers: bool) -> Result<Msg<'a>, Failure> {
     const MAX: usize = 64;
     let mut a = [&b""[..]; MAX];
     let n = split_args(arg, &mut a);
@@ -461,6 +461,11 @@ fn route_msg(arg: &[u8], headers: bool) -> Result<Msg<'_>, Failure> {
     };
     if total < 0 || hdr_len < 0 || hdr_len > total {
         return Err(Failure::BadArgs("processRoutedMsgArgs Bad or Missing Size"));
+    }
+    // nats-server 2.9 sets no payload limit on routes; a peer could then declare 999999999
+    // bytes and have that much buffered. Routes get the clients' limit instead.
+    if total as u64 > lim.max_payload as u64 {
+        return Err(Failure::MaxPayload);
     }
     Ok(Msg {
         account: a[0],
@@ -801,15 +806,36 @@ mod tests {
             Parsed::Fail(Failure::MaxControlLine)
         );
         assert_eq!(parse(b"SUB aaaaaaaaaa", &small), Parsed::Incomplete(15));
-        // Routes are not held to the client control-line limit.
+        // Routes are held to the same limits (nats-server 2.9 exempts them).
         let route = Limits {
-            max_control_line: 10,
-            ..ROUTE
+            peer: Peer::Route,
+            ..small
         };
-        assert!(matches!(
+        assert_eq!(
             parse(b"RS+ $G aaaaaaaaaaaaaaaaaaaaaaaa\r\n", &route),
-            Parsed::Frame(..)
-        ));
+            Parsed::Fail(Failure::MaxControlLine)
+        );
+        assert_eq!(
+            parse(b"RS+ $G aaaaaaaaaaaaaaaaaaaaaaaa", &route),
+            Parsed::Fail(Failure::MaxControlLine)
+        );
+        assert_eq!(
+            parse(b"RMSG $G a 6\r\n", &route),
+            Parsed::Fail(Failure::MaxPayload)
+        );
+        assert_eq!(
+            parse(b"HMSG $G a 1 6\r\n", &route),
+            Parsed::Fail(Failure::MaxPayload)
+        );
+        assert_eq!(parse(b"RMSG $G a 5\r\n", &route), Parsed::Incomplete(20));
+        let huge = Limits {
+            peer: Peer::Route,
+            ..CLIENT
+        };
+        assert_eq!(
+            parse(b"RMSG $G a 999999999\r\n", &huge),
+            Parsed::Fail(Failure::MaxPayload)
+        );
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //!    interest only for those left with unsent bytes);
 //! 5. free the connections marked closing.
 //!
-//! Signals arrive through a signalfd registered with the same poll.
+//! Signals arrive through a signalfd registered with the same poll; helper threads (DNS
+//! lookups for routes) wake it through a `mio::Waker`.
 
+use crate::accept::Backoff;
 use crate::broker::{Broker, Identity};
 use crate::config::{Config, FLUSH_AT, READS_PER_PASS, READ_CHUNK};
 use crate::conn::{CloseReason, Conn, Kind, ReadOutcome};
@@ -25,16 +27,19 @@ use crate::route;
 use crate::signals::{Signal, Signals};
 use log::{debug, error, info as log_info, warn};
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const HTTP_LISTENER: Token = Token(usize::MAX - 3);
 const ROUTE_LISTENER: Token = Token(usize::MAX - 4);
+/// Helper threads have results (`worker.rs`).
+const WAKER: Token = Token(usize::MAX - 5);
 /// Monitoring connections use tokens from here up; NATS connections (slab keys) stay below.
 const HTTP_BASE: usize = usize::MAX / 2;
 
@@ -70,8 +75,9 @@ pub struct Server {
     flags: Flags,
     /// Lame-duck mode: clients still to close, and when to close the next one.
     lame_duck: Option<LameDuck>,
-    /// Accepting failed for lack of descriptors; try again at this time.
-    accept_retry: Option<Instant>,
+    /// Accepting failed (out of descriptors): the listeners rest a while (`accept.rs`).
+    accept_backoff: Backoff,
+    route_backoff: Backoff,
     stopping: bool,
 }
 
@@ -152,8 +158,10 @@ impl Server {
         };
         let registry = poll.registry().try_clone()?;
         let mut broker = Broker::new(cfg, ident, registry);
+        // One waker per Poll, shared by every helper thread (`worker.rs`).
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         if let Some(l) = &route_listener {
-            broker.start_cluster(l.local_addr()?.port());
+            broker.start_cluster(l.local_addr()?.port(), waker);
         }
         Ok(Server {
             poll,
@@ -166,7 +174,8 @@ impl Server {
             route_listener,
             flags,
             lame_duck: None,
-            accept_retry: None,
+            accept_backoff: Backoff::new("Client"),
+            route_backoff: Backoff::new("Route"),
             stopping: false,
         })
     }
@@ -193,7 +202,11 @@ impl Server {
                     SIGNALS => self.on_signals(),
                     HTTP_LISTENER => self.accept_http(),
                     ROUTE_LISTENER => self.accept_routes(),
+                    WAKER => self.broker.route_lookups_done(),
                     Token(t) if t >= HTTP_BASE => self.on_http(t - HTTP_BASE),
+                    Token(t) if t >= route::DIAL_BASE => {
+                        self.broker.on_dial_event(t - route::DIAL_BASE)
+                    }
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read(t);
@@ -230,7 +243,8 @@ impl Server {
             }
         }
         let lame_duck = self.lame_duck.as_ref().map(|l| l.next_at);
-        for r in [self.accept_retry, lame_duck, self.broker.next_dial()]
+        let (accept, routes) = (self.accept_backoff.retry_at, self.route_backoff.retry_at);
+        for r in [accept, routes, lame_duck, self.broker.next_dial()]
             .into_iter()
             .flatten()
         {
@@ -245,9 +259,11 @@ impl Server {
         for t in again {
             self.read(t);
         }
-        if self.accept_retry.is_some_and(|r| r <= self.broker.now) {
-            self.accept_retry = None;
+        if self.accept_backoff.due(self.broker.now) {
             self.accept();
+        }
+        if self.route_backoff.due(self.broker.now) {
+            self.accept_routes();
         }
         self.expire_http();
         self.lame_duck_step();
@@ -259,23 +275,22 @@ impl Server {
     }
 
     fn accept(&mut self) {
+        if !self.accept_backoff.begin(self.broker.now) {
+            return;
+        }
         loop {
             let Some(listener) = &self.listener else {
                 return;
             };
             match listener.accept() {
                 Ok((sock, addr)) => {
+                    self.accept_backoff.accepted();
                     self.broker.add_client(sock, addr);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    error!("Error accepting client connection: {e}");
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) {
-                        self.accept_retry = Some(self.broker.now + Duration::from_millis(100));
+                    let local = listener.local_addr().ok();
+                    if self.accept_backoff.failed(&e, local, self.broker.now) {
                         return;
                     }
                 }
@@ -333,17 +348,24 @@ impl Server {
         let Some(l) = &self.route_listener else {
             return;
         };
+        if !self.route_backoff.begin(self.broker.now) {
+            return;
+        }
         loop {
             match l.accept() {
                 Ok((sock, addr)) => {
+                    self.route_backoff.accepted();
                     self.broker
                         .add_route(sock, addr, route::RouteState::default());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    error!("Error accepting route connection: {e}");
-                    return;
+                    if self
+                        .route_backoff
+                        .failed(&e, l.local_addr().ok(), self.broker.now)
+                    {
+                        return;
+                    }
                 }
             }
         }

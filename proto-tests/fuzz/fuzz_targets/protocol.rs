@@ -1,17 +1,27 @@
-//! A connection's protocol handling: two real client connections on a broker (no loop) are
-//! fed the input, cut into reads of arbitrary sizes and interleaved between them, through the
-//! same `ingest` path the loop uses. Then the pass ends as in the loop (timers, flush, reap),
-//! and closing both must leave no subscription and no connection behind.
+//! A connection's protocol handling: two real connections on a broker (no loop) are fed the
+//! input, cut into reads of arbitrary sizes and interleaved between them, through the same
+//! `ingest` path the loop uses. Then the pass ends as in the loop (timers, flush, reap), and
+//! closing both must leave no subscription and no connection behind.
+//!
+//! The seed's first byte picks the setup: bit 0 turns client authentication on; bit 1 makes
+//! the second connection a route (clustering on), accepted on the cluster port, or dialled by
+//! us with bit 3; bit 2 turns cluster authorization on. After every read:
+//! - no connection holds more input than its limits allow (max_control_line, max_payload:
+//!   a declared size cannot pin memory the peer did not send);
+//! - a route that is not registered was sent no message and holds no interest.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use tern::broker::{Broker, Identity};
-use tern::config::{Config, User};
+use tern::config::{ClusterConfig, Config, RouteUrl, User, READ_CHUNK};
+use tern::route::RouteState;
 
 struct World {
     broker: Broker,
     listener: TcpListener,
+    waker: Arc<mio::Waker>,
     _poll: mio::Poll,
 }
 
@@ -34,19 +44,97 @@ fn world() -> World {
         client_urls: vec!["127.0.0.1:4222".into()],
     };
     let broker = Broker::new(cfg, ident, poll.registry().try_clone().expect("registry"));
-    World { broker, listener, _poll: poll }
+    let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(usize::MAX)).expect("waker"));
+    World {
+        broker,
+        listener,
+        waker,
+        _poll: poll,
+    }
 }
 
 thread_local! {
     static WORLD: RefCell<World> = RefCell::new(world());
 }
 
-fn client(w: &mut World) -> (usize, TcpStream) {
+fn accept(w: &mut World) -> (mio::net::TcpStream, std::net::SocketAddr, TcpStream) {
     let peer = TcpStream::connect(w.listener.local_addr().expect("addr")).expect("connect");
     let (sock, addr) = w.listener.accept().expect("accept");
     sock.set_nonblocking(true).expect("nonblocking");
-    let t = w.broker.add_client(mio::net::TcpStream::from_std(sock), addr).expect("add");
-    (t, peer)
+    (mio::net::TcpStream::from_std(sock), addr, peer)
+}
+
+fn client(w: &mut World) -> (usize, TcpStream) {
+    let (sock, addr, peer) = accept(w);
+    (w.broker.add_client(sock, addr).expect("add"), peer)
+}
+
+/// A route connection: accepted on the cluster port, or one we dialled.
+fn route(w: &mut World, dialled: bool) -> (usize, TcpStream) {
+    let (sock, addr, peer) = accept(w);
+    let state = RouteState {
+        dialled: dialled.then(|| RouteUrl {
+            host: "127.0.0.1".into(),
+            port: 1,
+            user: None,
+            pass: None,
+        }),
+        explicit: dialled,
+        ..RouteState::default()
+    };
+    (w.broker.add_route(sock, addr, state).expect("add"), peer)
+}
+
+/// The settings the seed byte asks for (see the module comment).
+fn configure(w: &mut World, bits: u8) {
+    let b = &mut w.broker;
+    b.cfg.auth.users = if bits & 1 == 1 {
+        vec![User {
+            name: "u".into(),
+            password: "p".into(),
+            ..User::default()
+        }]
+    } else {
+        Vec::new()
+    };
+    let clustered = bits & 2 == 2;
+    b.cfg.cluster = clustered.then(|| ClusterConfig {
+        name: Some("fuzz".into()),
+        host: "127.0.0.1".into(),
+        user: (bits & 4 == 4).then(|| "r".into()),
+        pass: (bits & 4 == 4).then(|| "s".into()),
+        ..ClusterConfig::default()
+    });
+    b.cluster = None;
+    if clustered {
+        b.start_cluster(6222, w.waker.clone());
+    }
+}
+
+/// The invariants that must hold after every read (see the module comment).
+fn check(b: &Broker) {
+    let bound = READ_CHUNK + b.cfg.max_payload + b.cfg.max_control_line + 256;
+    for (_, c) in b.conns.iter() {
+        assert!(
+            c.inbuf.len() <= bound,
+            "{} holds {} bytes of input",
+            c.label(),
+            c.inbuf.len()
+        );
+        if let Some(r) = c.route.as_ref().filter(|r| !r.registered) {
+            assert_eq!(
+                c.counters.out_msgs,
+                0,
+                "{}: message to an unregistered route",
+                c.label()
+            );
+            assert!(
+                r.subs.is_empty(),
+                "{}: interest from an unregistered route",
+                c.label()
+            );
+        }
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -56,14 +144,13 @@ fuzz_target!(|data: &[u8]| {
     let (seed, input) = data.split_at(2);
     WORLD.with(|w| {
         let w = &mut *w.borrow_mut();
-        // One bit of the seed turns authentication on.
-        w.broker.cfg.auth.users = if seed[0] & 1 == 1 {
-            vec![User { name: "u".into(), password: "p".into(), ..User::default() }]
-        } else {
-            Vec::new()
-        };
+        configure(w, seed[0]);
         let (a, _pa) = client(w);
-        let (b, _pb) = client(w);
+        let (b, _pb) = if w.broker.cluster.is_some() {
+            route(w, seed[0] & 8 == 8)
+        } else {
+            client(w)
+        };
         let mut x = u64::from(seed[0]) << 8 | u64::from(seed[1]) | 1;
         let mut rest = input;
         while !rest.is_empty() {
@@ -73,6 +160,7 @@ fuzz_target!(|data: &[u8]| {
             let n = (1 + (x % 64) as usize).min(rest.len());
             let t = if x & 0x100 == 0 { a } else { b };
             w.broker.ingest(t, &rest[..n]);
+            check(&w.broker);
             rest = &rest[n..];
             if x & 0x200 == 0 {
                 w.broker.now = std::time::Instant::now();
@@ -82,10 +170,18 @@ fuzz_target!(|data: &[u8]| {
                 w.broker.reap();
             }
         }
+        // Closed routes are not dialled again: this broker has no loop to dial them.
+        if let Some(cl) = &mut w.broker.cluster {
+            cl.stopping = true;
+        }
         w.broker.close_all();
         w.broker.wake.clear(); // the loop would read these producers again; there is none here
         assert_eq!(w.broker.conns.len(), 0);
-        assert_eq!(w.broker.sub_count(), 0, "subscriptions outlived their connections");
+        assert_eq!(
+            w.broker.sub_count(),
+            0,
+            "subscriptions outlived their connections"
+        );
         assert_eq!(w.broker.clients, 0);
     });
 });

@@ -1,0 +1,115 @@
+//! What the loop does when accepting a connection fails: back off, as nats-server does.
+//!
+//! Out of file descriptors (or kernel memory), `accept` fails again at once for as long as
+//! that lasts, and every connection that arrives meanwhile makes the listener readable again.
+//! nats-server's accept loop sleeps 10 ms, doubling up to 1 s, and logs one line per sleep:
+//! `Temporary Client Accept Error(accept tcp 0.0.0.0:4222: accept4: too many open files),
+//! sleeping 10ms`. The loop cannot sleep, so a listener that failed is left alone (its
+//! readiness ignored) until the delay has passed, then tried again: one line per try, however
+//! many connections knock. A successful accept resets the delay.
+
+use crate::logger::os_error;
+use log::error;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// nats-server's ACCEPT_MIN_SLEEP and ACCEPT_MAX_SLEEP.
+const MIN_DELAY: Duration = Duration::from_millis(10);
+const MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// One listener's backoff.
+#[derive(Debug)]
+pub struct Backoff {
+    /// Who accepts, as nats-server names it in the log line ("Client", "Route").
+    name: &'static str,
+    delay: Duration,
+    /// The listener is left alone until then.
+    pub retry_at: Option<Instant>,
+}
+
+impl Backoff {
+    pub fn new(name: &'static str) -> Backoff {
+        Backoff {
+            name,
+            delay: MIN_DELAY,
+            retry_at: None,
+        }
+    }
+
+    /// Whether the listener may be accepted from now (false while backing off).
+    pub fn begin(&mut self, now: Instant) -> bool {
+        if self.retry_at.is_some_and(|at| at > now) {
+            return false;
+        }
+        self.retry_at = None;
+        true
+    }
+
+    /// Whether the time to try again has come.
+    pub fn due(&self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn accepted(&mut self) {
+        self.delay = MIN_DELAY;
+    }
+
+    /// `accept` on the listener at `local` failed with `e`: true when accepting should stop
+    /// until `retry_at` (false: the error concerned one connection only, go on).
+    pub fn failed(&mut self, e: &io::Error, local: Option<SocketAddr>, now: Instant) -> bool {
+        match e.kind() {
+            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => return false,
+            _ => {}
+        }
+        let what = match local {
+            Some(a) => format!("accept tcp {a}: accept4: {}", os_error(e)),
+            None => format!("accept tcp: accept4: {}", os_error(e)),
+        };
+        // The errors Go calls temporary get its "Temporary" line; any other error backs off
+        // too (nats-server would retry at once, but a loop must not spin on it).
+        let temporary = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if temporary {
+            error!(
+                "Temporary {} Accept Error({what}), sleeping {}ms",
+                self.name,
+                self.delay.as_millis()
+            );
+        } else {
+            error!("{} Accept error: {what}", self.name);
+        }
+        self.retry_at = Some(now + self.delay);
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_up_to_a_second_and_reset_on_success() {
+        let mut b = Backoff::new("Client");
+        let now = Instant::now();
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            assert!(b.begin(now + Duration::from_secs(100)));
+            assert!(b.failed(&emfile, None, now));
+            delays.push(b.retry_at.unwrap() - now);
+            assert!(!b.begin(now) && !b.due(now));
+        }
+        let ms: Vec<u128> = delays.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert!(b.due(now + Duration::from_secs(1)));
+        b.accepted();
+        assert!(b.failed(&emfile, None, now));
+        assert_eq!(b.retry_at, Some(now + MIN_DELAY));
+        let aborted = io::Error::from_raw_os_error(libc::ECONNABORTED);
+        assert!(!b.failed(&aborted, None, now));
+    }
+}
