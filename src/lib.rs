@@ -7,14 +7,15 @@
 //! - `parser`: the I/O-free protocol parser; `client`: what client frames do; `deliver`: the
 //!   fan-out of a message to subscribers and routes; `sublist`: the subject index;
 //! - `route`: clustering (route connections, gossip, interest propagation);
-//! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`:
-//!   settings; `logger`, `signals`, `hash`: support.
+//! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`,
+//!   `config_values`: settings; `logger`, `signals`, `hash`: support.
 
 pub mod broker;
 pub mod client;
 pub mod conf;
 pub mod config;
 pub mod config_file;
+pub mod config_values;
 pub mod conn;
 pub mod deliver;
 pub mod hash;
