@@ -1,301 +1,53 @@
 //! The hasher of every map keyed by what clients send (subjects, sids, permission caches,
-//! route interest): SipHash-1-3 with a 128-bit key drawn once per process from getrandom.
+//! route interest), and the process's random seed.
 //!
 //! Those maps must not degrade into lists when a hostile client picks its keys: with a weak
 //! mix, keys that collide for every seed can be computed offline (the multiply-rotate hash
-//! this replaces had them; see the tests), and n colliding subjects cost O(n) per insert,
-//! stalling the loop for everyone. SipHash is a keyed PRF: without the key no collision can
-//! be found. 1-3 rounds is what std's `RandomState` and Redis use. It is written here (std's
-//! `SipHasher13` is unstable and `RandomState` hides its keys); it is std's algorithm, and a
-//! test checks it against std's with the same key.
+//! tern used before had them; see the tests), and n colliding subjects cost O(n) per insert,
+//! stalling the loop for everyone. std's `RandomState` is SipHash-1-3, a keyed PRF, with its
+//! key from the OS (getrandom) and different for every map: no collision can be found
+//! without the key. A SipHash-1-3 written here (this file's git history) measured the same
+//! on lookups, so tern keeps std's rather than owning hashing code.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
-pub type FastMap<K, V> = HashMap<K, V, Seeded>;
+pub type FastMap<K, V> = HashMap<K, V, RandomState>;
 
 pub fn new_map<K, V>() -> FastMap<K, V> {
-    HashMap::with_hasher(Seeded::default())
-}
-
-/// `n` bytes from getrandom, or (should the kernel refuse) the clock and pid.
-fn entropy<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    // SAFETY: getrandom writes at most N bytes into the array we own.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), N, libc::GRND_NONBLOCK) };
-    if n != N as isize {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let s = t ^ ((std::process::id() as u64) << 32);
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = (s.rotate_left(8 * i as u32) as u8) ^ (i as u8).wrapping_mul(0x9d);
-        }
-    }
-    b
+    HashMap::default()
 }
 
 /// A per-process random number (seeds the loop's cheap RNG); never zero.
 pub fn random_seed() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
-    *SEED.get_or_init(|| u64::from_le_bytes(entropy::<8>()) | 1)
-}
-
-/// The process's SipHash key.
-fn sip_key() -> (u64, u64) {
-    static KEY: OnceLock<(u64, u64)> = OnceLock::new();
-    *KEY.get_or_init(|| {
-        let b = entropy::<16>();
-        let half = |r: std::ops::Range<usize>| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[r]);
-            u64::from_le_bytes(w)
-        };
-        (half(0..8), half(8..16))
+    *SEED.get_or_init(|| {
+        let mut s = 0u64;
+        // SAFETY: getrandom writes at most 8 bytes into the u64 we own.
+        let n = unsafe { libc::getrandom((&mut s as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
+        if n != 8 {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            s = t ^ ((std::process::id() as u64) << 32);
+        }
+        s | 1
     })
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Seeded {
-    k0: u64,
-    k1: u64,
-}
-
-impl Default for Seeded {
-    fn default() -> Seeded {
-        let (k0, k1) = sip_key();
-        Seeded { k0, k1 }
-    }
-}
-
-impl BuildHasher for Seeded {
-    type Hasher = Sip13;
-    #[inline]
-    fn build_hasher(&self) -> Sip13 {
-        Sip13::new(self.k0, self.k1)
-    }
-}
-
-/// SipHash-1-3 (one compression round per 8-byte word, three finalization rounds).
-pub struct Sip13 {
-    v: [u64; 4],
-    /// Bytes of an unfinished word (little-endian), how many, and the total length.
-    tail: u64,
-    ntail: usize,
-    len: usize,
-}
-
-/// Up to 8 bytes as a little-endian word. Short tails are read as 4 + 2 + 1 bytes (as std
-/// does): a variable-length copy would be a call to memcpy, on the path of every lookup.
-#[inline(always)]
-fn load(b: &[u8]) -> u64 {
-    let n = b.len();
-    if let Some(w) = b.first_chunk::<8>() {
-        return u64::from_le_bytes(*w);
-    }
-    let (mut out, mut i) = (0u64, 0);
-    if let Some(w) = b.first_chunk::<4>() {
-        (out, i) = (u64::from(u32::from_le_bytes(*w)), 4);
-    }
-    if let Some(w) = b[i..].first_chunk::<2>() {
-        out |= u64::from(u16::from_le_bytes(*w)) << (8 * i);
-        i += 2;
-    }
-    if i < n {
-        out |= u64::from(b[i]) << (8 * i);
-    }
-    out
-}
-
-impl Sip13 {
-    #[inline]
-    fn new(k0: u64, k1: u64) -> Sip13 {
-        Sip13 {
-            v: [
-                k0 ^ 0x736f_6d65_7073_6575,
-                k1 ^ 0x646f_7261_6e64_6f6d,
-                k0 ^ 0x6c79_6765_6e65_7261,
-                k1 ^ 0x7465_6462_7974_6573,
-            ],
-            tail: 0,
-            ntail: 0,
-            len: 0,
-        }
-    }
-
-    #[inline(always)]
-    fn round(&mut self) {
-        let [mut v0, mut v1, mut v2, mut v3] = self.v;
-        v0 = v0.wrapping_add(v1);
-        v1 = v1.rotate_left(13) ^ v0;
-        v0 = v0.rotate_left(32);
-        v2 = v2.wrapping_add(v3);
-        v3 = v3.rotate_left(16) ^ v2;
-        v0 = v0.wrapping_add(v3);
-        v3 = v3.rotate_left(21) ^ v0;
-        v2 = v2.wrapping_add(v1);
-        v1 = v1.rotate_left(17) ^ v2;
-        v2 = v2.rotate_left(32);
-        self.v = [v0, v1, v2, v3];
-    }
-
-    #[inline(always)]
-    fn compress(&mut self, m: u64) {
-        self.v[3] ^= m;
-        self.round();
-        self.v[0] ^= m;
-    }
-
-    /// An integer: one whole word when no bytes are pending (map keys write their length
-    /// first, so this is the common case), else the same bytes through `write`.
-    #[inline]
-    fn word(&mut self, n: u64) {
-        if self.ntail == 0 {
-            self.len += 8;
-            self.compress(n);
-        } else {
-            self.write(&n.to_le_bytes());
-        }
-    }
-}
-
-impl Hasher for Sip13 {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        self.len += bytes.len();
-        let mut rest = bytes;
-        if self.ntail != 0 {
-            let take = (8 - self.ntail).min(rest.len());
-            self.tail |= load(&rest[..take]) << (8 * self.ntail);
-            self.ntail += take;
-            rest = &rest[take..];
-            if self.ntail < 8 {
-                return;
-            }
-            self.compress(self.tail);
-            (self.tail, self.ntail) = (0, 0);
-        }
-        let mut words = rest.chunks_exact(8);
-        for w in &mut words {
-            self.compress(load(w));
-        }
-        let rem = words.remainder();
-        (self.tail, self.ntail) = (load(rem), rem.len());
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.word(n);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.word(n as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        let mut s = Sip13 {
-            v: self.v,
-            tail: 0,
-            ntail: 0,
-            len: 0,
-        };
-        let b = ((self.len as u64 & 0xff) << 56) | self.tail;
-        s.compress(b);
-        s.v[2] ^= 0xff;
-        s.round();
-        s.round();
-        s.round();
-        s.v[0] ^ s.v[1] ^ s.v[2] ^ s.v[3]
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
     use std::time::Instant;
 
-    fn hash_of(b: &impl BuildHasher, key: &[u8]) -> u64 {
-        b.hash_one(key)
-    }
-
-    /// SipHash-2-4 from the same key setup, round and finalization: the paper's vectors.
-    fn sip24(k0: u64, k1: u64, msg: &[u8]) -> u64 {
-        let mut s = Sip13::new(k0, k1);
-        let c = |s: &mut Sip13, m: u64| {
-            s.v[3] ^= m;
-            s.round();
-            s.round();
-            s.v[0] ^= m;
-        };
-        let mut words = msg.chunks_exact(8);
-        for w in &mut words {
-            c(&mut s, load(w));
-        }
-        c(&mut s, ((msg.len() as u64) << 56) | load(words.remainder()));
-        s.v[2] ^= 0xff;
-        for _ in 0..4 {
-            s.round();
-        }
-        s.v[0] ^ s.v[1] ^ s.v[2] ^ s.v[3]
-    }
-
-    #[test]
-    fn siphash_reference_vectors() {
-        // Key 00..0f; messages 00..(n-1) (Aumasson & Bernstein, SipHash, appendix A).
-        let (k0, k1) = (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908);
-        let msg: Vec<u8> = (0..15).collect();
-        assert_eq!(sip24(k0, k1, &msg), 0xa129_ca61_49be_45e5);
-        assert_eq!(sip24(k0, k1, &[]), 0x726f_db47_dd0e_0e31);
-    }
-
-    #[test]
-    fn same_as_std_siphash13() {
-        // std's DefaultHasher::new() is SipHash-1-3 with a zero key; every way a map key is
-        // fed (length prefix, split writes, str terminator) must give the same hash.
-        #[allow(clippy::type_complexity)]
-        let feeds: &[&dyn Fn(&mut dyn Hasher)] = &[
-            &|h| h.write(b""),
-            &|h| h.write(b"foo.bar"),
-            &|h| h.write(b"0123456789abcdef0123"),
-            &|h| {
-                h.write(b"abc");
-                h.write(b"defghij");
-                h.write(b"klmnopqrstuvwxyz");
-            },
-            &|h| {
-                h.write_usize(7);
-                h.write(b"foo.bar");
-            },
-            &|h| {
-                h.write(b"x");
-                h.write_u64(u64::MAX);
-                h.write_u8(0xff);
-            },
-        ];
-        for (i, feed) in feeds.iter().enumerate() {
-            let mut ours = Sip13::new(0, 0);
-            #[allow(deprecated)]
-            let mut std = std::collections::hash_map::DefaultHasher::new();
-            feed(&mut ours);
-            feed(&mut std);
-            assert_eq!(ours.finish(), std.finish(), "feed {i}");
-        }
-        for key in ["", "a", "foo.bar.baz", "_INBOX.abcdefghijklmnopqrstuv.1234"] {
-            let ours = Seeded { k0: 0, k1: 0 };
-            let std =
-                std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(
-                );
-            assert_eq!(ours.hash_one(key), std.hash_one(key), "{key:?}");
-            assert_eq!(
-                hash_of(&ours, key.as_bytes()),
-                hash_of(&std, key.as_bytes())
-            );
-        }
+    fn load(bytes: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(w)
     }
 
     /// The hash this module used before: `h = (rotl(h, 23) ^ word) * K`, then fmix64.
@@ -354,7 +106,7 @@ mod tests {
             .collect()
     }
 
-    /// Keys of the same count and length, with random bytes.
+    /// Keys of the same count and length, of random letters.
     fn random_keys(k: u32) -> Vec<Box<[u8]>> {
         let mut x = random_seed();
         (0..1u32 << k)
@@ -373,7 +125,7 @@ mod tests {
 
     fn distinct(b: &impl BuildHasher, keys: &[Box<[u8]>], shift: u32) -> usize {
         let set: std::collections::HashSet<u64> =
-            keys.iter().map(|k| hash_of(b, k) >> shift).collect();
+            keys.iter().map(|k| b.hash_one(&k[..]) >> shift).collect();
         set.len()
     }
 
@@ -383,10 +135,11 @@ mod tests {
         for seed in [1, 0x1234_5678_9abc_def1, random_seed()] {
             assert_eq!(distinct(&OldSeeded(seed), &keys, 0), 1, "seed {seed:#x}");
         }
-        let new = Seeded::default();
-        assert_eq!(distinct(&new, &keys, 0), keys.len());
+        let map: FastMap<(), ()> = new_map();
+        let new = map.hasher();
+        assert_eq!(distinct(new, &keys, 0), keys.len());
         // Top 12 bits as 4096 buckets: a random function fills ~63% of them.
-        let buckets = distinct(&new, &keys, 52);
+        let buckets = distinct(new, &keys, 52);
         assert!(buckets > 2400, "{buckets} of 4096 buckets used");
     }
 
@@ -431,7 +184,7 @@ mod tests {
         let (rnd_eq, rnd_t) = insert_cost(new_map(), &random);
         println!(
             "insert {n} colliding subjects: old hash {old_eq} key comparisons, {old_t:?}; \
-             SipHash-1-3 {new_eq} comparisons, {new_t:?}; {n} random subjects: {rnd_eq}, {rnd_t:?}"
+             FastMap {new_eq} comparisons, {new_t:?}; {n} random subjects: {rnd_eq}, {rnd_t:?}"
         );
         // Old: every insert compares with every key before it. New: as random keys (a key
         // is compared only on a 7-bit tag match, well under once per insert).
@@ -442,7 +195,7 @@ mod tests {
     #[test]
     #[ignore = "figures: cargo test --release --lib hash_flood_figures -- --ignored --nocapture"]
     fn hash_flood_figures() {
-        for k in [10, 12, 14, 16] {
+        for k in [10, 12, 14] {
             let (keys, random) = (colliding(k), random_keys(k));
             let (old_eq, old_t) =
                 insert_cost(HashMap::with_hasher(OldSeeded(random_seed())), &keys);
@@ -450,7 +203,7 @@ mod tests {
             let (rnd_eq, rnd_t) = insert_cost(new_map(), &random);
             println!(
                 "n={:>6} ({} B keys): old hash {old_eq:>11} comparisons {old_t:>12.2?} | \
-                 SipHash-1-3 {new_eq:>4} comparisons {new_t:>9.2?} | random keys {rnd_eq:>4} {rnd_t:>9.2?}",
+                 FastMap {new_eq:>4} comparisons {new_t:>9.2?} | random keys {rnd_eq:>4} {rnd_t:>9.2?}",
                 keys.len(),
                 16 * k
             );
@@ -471,9 +224,12 @@ mod tests {
     }
 
     #[test]
-    fn keys_differ_per_process_not_per_map() {
-        let (a, b) = (Seeded::default(), Seeded::default());
-        assert_eq!(a.hash_one(b"foo"), b.hash_one(b"foo"));
-        assert_ne!((a.k0, a.k1), (0, 0));
+    fn every_map_has_its_own_key() {
+        // Keys come from the OS; no two maps (let alone processes) hash a subject alike.
+        let (a, b): (FastMap<(), ()>, FastMap<(), ()>) = (new_map(), new_map());
+        assert_ne!(
+            a.hasher().hash_one(b"foo.bar"),
+            b.hasher().hash_one(b"foo.bar")
+        );
     }
 }
