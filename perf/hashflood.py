@@ -55,8 +55,16 @@ def start(binary):
     sys.exit(f"{binary} did not start")
 
 
-def subscribe_time(port, subjects, timeout=600):
-    """Seconds from the first SUB to the PONG after the last one (one connection)."""
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (/proc ticks: 10 ms)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def subscribe_time(port, subjects, pid, timeout=600):
+    """Seconds from the first SUB to the PONG after the last one (one connection), and the
+    server CPU seconds spent meanwhile."""
     s = socket.create_connection(("127.0.0.1", port))
     s.settimeout(timeout)
     buf = b""
@@ -66,7 +74,7 @@ def subscribe_time(port, subjects, timeout=600):
     buf = b""
     while b"PONG\r\n" not in buf:
         buf += s.recv(65536)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds(pid)
     batch = []
     for i, subj in enumerate(subjects):
         batch.append(b"SUB " + subj + b" " + str(i + 1).encode() + b"\r\n")
@@ -80,11 +88,11 @@ def subscribe_time(port, subjects, timeout=600):
         if not d:
             break
         buf += d
-    t = time.perf_counter() - t0
+    t, cpu = time.perf_counter() - t0, cpu_seconds(pid) - c0
     s.close()
     if b"PONG\r\n" not in buf:
         sys.exit(f"no PONG after the SUBs: {buf[:200]!r}")
-    return t
+    return t, cpu
 
 
 def main():
@@ -97,7 +105,8 @@ def main():
     if not a.bins and os.path.exists("/usr/sbin/nats-server"):
         bins.append("/usr/sbin/nats-server")
     rng = random.Random(1)
-    print("| server | subjects | colliding: subscribe ms | random: subscribe ms | ratio |")
+    print("| server | subjects | colliding: subscribe ms (server CPU ms) "
+          "| random: subscribe ms (server CPU ms) | ratio |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for k in (int(x) for x in a.k.split(",")):
         coll, rand = colliding(k), random_subjects(k, rng)
@@ -107,13 +116,13 @@ def main():
             for subjects in (coll, rand):
                 proc, port = start(b)
                 try:
-                    times.append(subscribe_time(port, subjects))
+                    times.append(subscribe_time(port, subjects, proc.pid))
                 finally:
                     proc.kill()
                     proc.wait()
-            tc, tr = times
-            print(f"| {b} | {len(coll):,} x {16 * k} B | {tc * 1e3:,.1f} | {tr * 1e3:,.1f} "
-                  f"| {tc / tr:.1f} |", flush=True)
+            (tc, cc), (tr, cr) = times
+            print(f"| {b} | {len(coll):,} x {16 * k} B | {tc * 1e3:,.1f} ({cc * 1e3:,.0f}) "
+                  f"| {tr * 1e3:,.1f} ({cr * 1e3:,.0f}) | {tc / tr:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
