@@ -26,14 +26,15 @@ test: build
 	$(CARGO) build --release --manifest-path $(BENCH_MANIFEST)
 	TERN_BIN=$(TERN_BIN) perf/smoke.sh
 
-# Fuzz the parser and the protocol handling (nightly + cargo-fuzz). New inputs go to a
-# scratch corpus; the committed seeds in proto-tests/fuzz/corpus are only read.
+# Fuzz the parser, the protocol handling and the config reader (nightly + cargo-fuzz). New
+# inputs go to a scratch corpus; the committed seeds in proto-tests/fuzz/corpus are only read.
 FUZZ_SECONDS ?= 600
 FUZZ_WORK ?= /tmp/tern-fuzz
 fuzz:
-	mkdir -p $(FUZZ_WORK)/parser $(FUZZ_WORK)/protocol
+	mkdir -p $(FUZZ_WORK)/parser $(FUZZ_WORK)/protocol $(FUZZ_WORK)/config
 	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz parser $(FUZZ_WORK)/parser proto-tests/fuzz/corpus/parser -- -max_total_time=$(FUZZ_SECONDS)
 	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz protocol $(FUZZ_WORK)/protocol proto-tests/fuzz/corpus/protocol -- -max_total_time=$(FUZZ_SECONDS)
+	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz config $(FUZZ_WORK)/config proto-tests/fuzz/corpus/config -- -max_total_time=$(FUZZ_SECONDS)
 
 # perf/: the load generator (tern-bench), the side-by-side comparison with nats-server
 # (writes perf/RESULTS.md), a flamegraph of one scenario, and the static binary.

@@ -1,8 +1,10 @@
 // Lifecycle: config reload on SIGHUP (permissions change on a live connection, subscriptions
 // the new permissions forbid are dropped, a removed user is cut off, a broken file leaves the
 // running config alone), `--signal <cmd>=<pidfile>`, and lame-duck mode (INFO with "ldm":true,
-// no new connections, clients closed after the grace period, then the process exits).
-// Every test runs the same steps against tern and, when installed, nats-server.
+// no new connections, clients closed after the grace period, then the process exits), and
+// out-of-range config values refused by `-t` and by a reload without harm to the server.
+// Every test runs the same steps against tern and, when installed, nats-server, except the
+// out-of-range ones (nats-server accepts those values).
 
 use crate::harness::*;
 use std::path::PathBuf;
@@ -103,6 +105,74 @@ fn reload_of_a_broken_file_keeps_the_running_config() {
         // Same user, same permissions, same connection.
         assert!(!publish_refused(&mut c, "foo"));
         assert!(publish_refused(&mut c, "bar"));
+    }
+}
+
+/// Values that once panicked (`Duration::from_secs_f64`, `Instant + huge`) or wrapped. tern
+/// refuses them with the key's position; nats-server accepts them (and wraps), so these two
+/// tests run against tern only.
+const OUT_OF_RANGE: &[(&str, &str)] = &[
+    (
+        "authorization { user: a, password: a, timeout: 100000000000000000000.0 }\n",
+        "timeout",
+    ),
+    ("ping_interval: 9223372036854775807\n", "ping_interval"),
+    (
+        "max_pending: 9223372036854775807\nmax_payload: 9223372036854775807\n",
+        "max_payload",
+    ),
+];
+
+#[test]
+fn check_config_refuses_out_of_range_values() {
+    for (text, key) in OUT_OF_RANGE {
+        let conf = write_config(text);
+        let out = Command::new(tern_bin())
+            .args(["-t", "-c"])
+            .arg(&conf.path)
+            .output()
+            .expect("run tern -t");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        // The error names the file and position (`file:line:col: ...`) and the key.
+        let at = format!("{}:", conf.path.display());
+        assert!(
+            stderr.contains(&at) && stderr.contains(key),
+            "{text}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn reload_of_an_out_of_range_value_keeps_the_server_running() {
+    for (text, key) in OUT_OF_RANGE {
+        let conf = write_config(&perms_conf("\"foo\"", "\"foo\""));
+        let path = conf.path.to_string_lossy().into_owned();
+        let mut s = Server::start_with(&tern_bin(), None, &["-c", &path]);
+        let mut c = s.client();
+        c.send(LOGIN);
+        c.ping_pong();
+        std::fs::write(&conf.path, text).unwrap();
+        s.signal("HUP");
+        let end = Instant::now() + DEADLINE;
+        while !s.log().contains("Failed to reload server configuration") {
+            assert!(
+                s.child.try_wait().unwrap().is_none(),
+                "{text}: died:\n{}",
+                s.log()
+            );
+            assert!(Instant::now() < end, "no reload error logged:\n{}", s.log());
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert!(s.log().contains(key), "{text}: {}", s.log());
+        // The running config stays: same connection, same permissions; new clients are served.
+        assert!(!publish_refused(&mut c, "foo"));
+        assert!(publish_refused(&mut c, "bar"));
+        let mut other = s.client();
+        other.send(format!("{LOGIN}PING\r\n"));
+        other.expect("PONG\r\n");
+        thread::sleep(Duration::from_millis(100));
+        assert!(s.wait_exit(Duration::ZERO).is_none(), "{text}: exited");
     }
 }
 

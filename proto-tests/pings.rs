@@ -64,6 +64,36 @@ fn server_sends_first_ping_and_keeps_answering_client() {
     c.expect_nothing(300);
 }
 
+#[test]
+fn first_ping_waits_for_connect() {
+    // nats-server arms the short first PING (2 s + jitter) at CONNECT; before CONNECT only the
+    // full ping_interval (2 min by default) runs. A client whose CONNECT+PING goes out 3 s
+    // after INFO must read PONG first: nats.go and the Java client fail on a PING there.
+    let p = Pair::start(&[]);
+    p.check(
+        &Script::new()
+            .open(0)
+            .sleep(3000)
+            .send(0, "CONNECT {\"verbose\":false}\r\nPING\r\n"),
+        &[info("PONG\r\n")],
+    );
+}
+
+#[test]
+fn unconnected_client_is_pinged_at_ping_interval() {
+    // Without CONNECT the first PING comes after ping_interval (here 4 s), not after 2 s: a
+    // PING at 3 s gets PONG alone, and the server's PING follows about a second later.
+    let p = Pair::start_conf("ping_interval: \"4s\"\n", &[]);
+    p.check(
+        &Script::new()
+            .open(0)
+            .sleep(3000)
+            .send(0, "PING\r\n")
+            .wait_for(0, "PING\r\n"),
+        &[info("PONG\r\nPING\r\n")],
+    );
+}
+
 const STALE_CONF: &str = "ping_interval: \"1s\"\nping_max: 1\n";
 
 #[test]

@@ -26,7 +26,10 @@ impl Broker {
     /// refuses it (after INFO, as nats-server does) past max_connections.
     pub fn add_client(&mut self, mut sock: TcpStream, addr: SocketAddr) -> Option<usize> {
         let _ = sock.set_nodelay(true);
-        let first_ping = self.first_ping_at();
+        // As nats-server: until CONNECT only the full ping interval runs (a client that
+        // never sends CONNECT still goes stale); the short first PING is armed at CONNECT, so
+        // a client whose CONNECT+PING comes seconds after INFO reads its PONG first.
+        let first_ping = self.now + self.cfg.ping_interval;
         let auth_deadline = self
             .cfg
             .auth

@@ -25,7 +25,7 @@ pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 /// Unanswered PINGs tolerated before `Stale Connection`.
 pub const DEFAULT_MAX_PINGS_OUT: u32 = 2;
-/// The first PING goes out this soon after connect (plus up to 20% jitter), to measure RTT.
+/// The first PING goes out this soon after CONNECT (plus up to 20% jitter), to measure RTT.
 pub const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
 /// The first PING to a new route (nats-server: firstPingInterval).
 pub const FIRST_ROUTE_PING: Duration = Duration::from_secs(1);

@@ -7,6 +7,10 @@
 
 use crate::conf::{self, Item, Map, Value};
 use crate::config::{ClusterConfig, Config, Permissions, RouteUrl, SubjectPerm, User};
+use crate::config_values::{
+    boolean, count, duration, err, host_port, int, map, port, positive, proto_limit, seconds,
+    string, Result,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -73,111 +77,21 @@ const IGNORED: &[&str] = &[
     "server_tags",
 ];
 
-type Result<T> = std::result::Result<T, String>;
-
-fn err(item: &Item, msg: impl std::fmt::Display) -> String {
-    item.error(msg.to_string()).to_string()
-}
-
-fn string(item: &Item, key: &str) -> Result<String> {
-    match &item.value {
-        Value::Str(s) => Ok(s.clone()),
-        v => Err(err(
-            item,
-            format!("{key}: expected a string, got {}", v.type_name()),
-        )),
-    }
-}
-
-fn int(item: &Item, key: &str) -> Result<i64> {
-    item.value.as_i64().ok_or_else(|| {
-        err(
-            item,
-            format!("{key}: expected an integer, got {}", item.value.type_name()),
-        )
-    })
-}
-
-fn positive(item: &Item, key: &str) -> Result<usize> {
-    let n = int(item, key)?;
-    usize::try_from(n).map_err(|_| err(item, format!("{key}: must not be negative")))
-}
-
-fn boolean(item: &Item, key: &str) -> Result<bool> {
-    item.value.as_bool().ok_or_else(|| {
-        err(
-            item,
-            format!("{key}: expected a boolean, got {}", item.value.type_name()),
-        )
-    })
-}
-
-fn map<'a>(item: &'a Item, key: &str) -> Result<&'a Map> {
-    item.value.as_map().ok_or_else(|| {
-        err(
-            item,
-            format!("{key}: expected a map, got {}", item.value.type_name()),
-        )
-    })
-}
-
-/// A duration: a Go duration string, or (old style, with a warning) an integer of seconds.
-fn duration(item: &Item, key: &str, warnings: &mut Vec<String>) -> Result<Duration> {
-    match &item.value {
-        Value::Str(s) => {
-            conf::parse_duration(s).map_err(|e| err(item, format!("error parsing {key}: {e}")))
-        }
-        Value::Int(n) if *n >= 0 => {
-            warnings.push(err(
-                item,
-                format!("{key} should be converted to a duration"),
-            ));
-            Ok(Duration::from_secs(*n as u64))
-        }
-        v => Err(err(
-            item,
-            format!(
-                "error parsing {key}: expected a duration, got {}",
-                v.type_name()
-            ),
-        )),
-    }
-}
-
-/// `host:port`, `:port` or a bare port.
-fn host_port(item: &Item, key: &str) -> Result<(Option<String>, i64)> {
-    match &item.value {
-        Value::Int(p) => Ok((None, *p)),
-        Value::Str(s) => {
-            let (h, p) = s
-                .rsplit_once(':')
-                .ok_or_else(|| err(item, format!("{key}: expected host:port")))?;
-            let port = p
-                .parse()
-                .map_err(|_| err(item, format!("{key}: bad port {p:?}")))?;
-            let host = h.trim_start_matches('[').trim_end_matches(']');
-            Ok(((!host.is_empty()).then(|| host.to_string()), port))
-        }
-        v => Err(err(
-            item,
-            format!("{key}: expected host:port, got {}", v.type_name()),
-        )),
-    }
-}
-
-fn port(item: &Item, key: &str, n: i64) -> Result<i32> {
-    if !(-1..=65535).contains(&n) {
-        return Err(err(item, format!("{key}: invalid port {n}")));
-    }
-    Ok(n as i32)
-}
-
 /// Reads `path` onto `cfg` (which holds the defaults). Returns the warnings to log.
 pub fn load(path: &Path, cfg: &mut Config) -> Result<Vec<String>> {
     let top = conf::parse_file(path).map_err(|e| e.to_string())?;
     let mut warnings = Vec::new();
     apply(&top, cfg, &mut warnings)?;
     cfg.config_file = Some(path.display().to_string());
+    Ok(warnings)
+}
+
+/// `load` for config text (named `name` in errors; includes resolve in `base_dir`): what the
+/// fuzz target drives, since `tern -t -c` and a reload run exactly this after reading the file.
+pub fn load_text(text: &str, name: &str, base_dir: &Path, cfg: &mut Config) -> Result<Vec<String>> {
+    let top = conf::parse_str(text, name, base_dir).map_err(|e| e.to_string())?;
+    let mut warnings = Vec::new();
+    apply(&top, cfg, &mut warnings)?;
     Ok(warnings)
 }
 
@@ -208,13 +122,13 @@ fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> 
             "logtime" => cfg.logtime = boolean(item, key)?,
             "log_file" | "logfile" => cfg.log_file = Some(string(item, key)?),
             "pid_file" | "pidfile" => cfg.pid_file = Some(string(item, key)?),
-            "max_payload" => cfg.max_payload = positive(item, key)?,
-            "max_control_line" => cfg.max_control_line = positive(item, key)?,
+            "max_payload" => cfg.max_payload = proto_limit(item, key)?,
+            "max_control_line" => cfg.max_control_line = proto_limit(item, key)?,
             "max_pending" => cfg.max_pending = positive(item, key)?,
             "max_connections" | "max_conn" => cfg.max_connections = positive(item, key)?,
             "max_subscriptions" | "max_subs" => cfg.max_subs = positive(item, key)?,
             "ping_interval" => cfg.ping_interval = duration(item, key, warnings)?,
-            "ping_max" => cfg.max_pings_out = positive(item, key)? as u32,
+            "ping_max" => cfg.max_pings_out = count(item, key)?,
             "write_deadline" => cfg.write_deadline = duration(item, key, warnings)?,
             "lame_duck_duration" => {
                 let d = duration(item, key, warnings)?;
@@ -302,14 +216,7 @@ fn parse_cluster(item: &Item, warnings: &mut Vec<String>) -> Result<ClusterConfi
                     match ak.to_ascii_lowercase().as_str() {
                         "user" | "username" => c.user = Some(string(av, ak)?),
                         "pass" | "password" => c.pass = Some(string(av, ak)?),
-                        "timeout" => {
-                            let secs = av
-                                .value
-                                .as_f64()
-                                .ok_or_else(|| err(av, "timeout: expected a number of seconds"))?;
-                            c.auth_timeout = (secs.is_finite() && secs > 0.0)
-                                .then(|| Duration::from_secs_f64(secs));
-                        }
+                        "timeout" => c.auth_timeout = seconds(av, ak)?,
                         _ => {
                             return Err(err(
                                 av,
@@ -322,7 +229,7 @@ fn parse_cluster(item: &Item, warnings: &mut Vec<String>) -> Result<ClusterConfi
                 }
             }
             "no_advertise" => c.no_advertise = boolean(v, key)?,
-            "connect_retries" => c.connect_retries = positive(v, key)? as u32,
+            "connect_retries" => c.connect_retries = count(v, key)?,
             "tls" | "permissions" | "advertise" | "cluster_advertise" | "pool_size"
             | "accounts" | "compression" => {
                 return Err(err(
@@ -351,12 +258,8 @@ fn parse_authorization(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>
             "pass" | "password" => single.password = string(v, key)?,
             "token" => cfg.auth.token = Some(string(v, key)?),
             "timeout" => {
-                let secs = v
-                    .value
-                    .as_f64()
-                    .ok_or_else(|| err(v, "timeout: expected a number of seconds"))?;
-                if secs.is_finite() && secs > 0.0 {
-                    cfg.auth.timeout = Some(Duration::from_secs_f64(secs));
+                if let Some(d) = seconds(v, key)? {
+                    cfg.auth.timeout = Some(d);
                 }
             }
             "users" => users = parse_users(v, "")?,
@@ -570,10 +473,8 @@ mod tests {
     use super::*;
 
     fn load_str(text: &str) -> Result<(Config, Vec<String>)> {
-        let top = conf::parse_str(text, "test.conf", Path::new(".")).map_err(|e| e.to_string())?;
         let mut cfg = Config::default();
-        let mut warnings = Vec::new();
-        apply(&top, &mut cfg, &mut warnings)?;
+        let warnings = load_text(text, "test.conf", Path::new("."), &mut cfg)?;
         Ok((cfg, warnings))
     }
 
@@ -597,6 +498,55 @@ mod tests {
             w[0].contains("test.conf:6") && w[0].contains("write_deadline"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors_not_panics() {
+        // Each is refused with its key and position (a reload runs this in the live server).
+        for (text, key) in [
+            (
+                "authorization { user: a, password: b, timeout: 100000000000000000000.0 }",
+                "timeout",
+            ),
+            (
+                "authorization { user: a, password: b, timeout: 9223372037 }",
+                "timeout",
+            ),
+            (
+                "cluster { authorization { user: a, password: b, timeout: 100000000000000000000.5 } }",
+                "timeout",
+            ),
+            (
+                "cluster { authorization { user: a, timeout: 9999999999999.5 } }",
+                "timeout",
+            ),
+            ("ping_interval: 9223372037", "ping_interval"),
+            ("write_deadline: 9223372036854775807", "write_deadline"),
+            (
+                "lame_duck_grace_period: 9223372036854775807",
+                "lame_duck_grace_period",
+            ),
+            ("ping_interval: \"2562048h\"", "ping_interval"),
+            ("max_payload: 2147483648", "max_payload value is too big"),
+            (
+                "max_control_line: 9223372036854775807",
+                "max_control_line value is too big",
+            ),
+        ] {
+            let e = load_str(&format!("\n{text}\n")).expect_err(text);
+            assert!(e.contains("test.conf:2:") && e.contains(key), "{text}: {e}");
+        }
+        // The largest values that fit are kept; counts past u32 are clamped, not wrapped.
+        let (c, _) = load_str(
+            "ping_interval: 9223372036\nping_max: 4294967296\n\
+             authorization { user: a, password: b, timeout: 9223372036.0 }\n\
+             max_payload: 2147483647\nmax_pending: 3000000000\n",
+        )
+        .unwrap();
+        assert_eq!(c.ping_interval, Duration::from_secs(9_223_372_036));
+        assert_eq!(c.max_pings_out, u32::MAX);
+        assert_eq!(c.auth.timeout, Some(Duration::from_secs(9_223_372_036)));
+        assert_eq!(c.max_payload, i32::MAX as usize);
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! - `parser`: the I/O-free protocol parser; `client`: what client frames do; `deliver`: the
 //!   fan-out of a message to subscribers and routes; `sublist`: the subject index;
 //! - `route`: clustering (route connections, gossip, interest propagation);
-//! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`:
-//!   settings; `logger`, `signals`, `hash`: support; `worker`: helper threads for calls the
-//!   loop must not wait on (DNS); `accept`: backing off when accepting fails.
+//! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`,
+//!   `config_values`: settings; `logger`, `signals`, `hash`: support; `worker`: helper
+//!   threads for calls the loop must not wait on (DNS); `accept`: backing off when accepting
+//!   fails.
 
 pub mod accept;
 pub mod broker;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod conf;
 pub mod config;
 pub mod config_file;
+pub mod config_values;
 pub mod conn;
 pub mod deliver;
 pub mod hash;
