@@ -18,6 +18,7 @@ mod headers;
 mod lifecycle;
 mod limits;
 mod monitor;
+mod monitor_abuse;
 mod parsing;
 mod permissions;
 mod pings;
