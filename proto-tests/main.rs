@@ -19,6 +19,7 @@ mod headers;
 mod lifecycle;
 mod limits;
 mod monitor;
+mod monitor_abuse;
 mod parsing;
 mod permissions;
 mod pings;

@@ -93,8 +93,9 @@ pub struct Broker {
     stalls: Vec<Stall>,
     /// Clustering state, when `--cluster`/`cluster {}` is on.
     pub cluster: Option<crate::route::Cluster>,
-    /// The most recently closed client connections, for /connz?state=closed.
-    pub closed: std::collections::VecDeque<crate::monitor::ConnInfo>,
+    /// The most recently closed client connections, for /connz?state=closed (shared with
+    /// the /connz pages being rendered).
+    pub closed: std::collections::VecDeque<std::rc::Rc<crate::monitor::ConnInfo>>,
     /// Producers whose stall ended: the loop reads them again.
     pub wake: Vec<usize>,
     /// The current message's MSG line parts (reused per message).
@@ -562,7 +563,7 @@ impl Broker {
             if self.closed.len() >= MAX_CLOSED {
                 self.closed.pop_front();
             }
-            self.closed.push_back(info);
+            self.closed.push_back(std::rc::Rc::new(info));
         }
         for (_, id) in c.subs.drain() {
             if let Some(sub) = self.accounts[c.account].sublist.remove(id) {

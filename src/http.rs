@@ -5,15 +5,19 @@
 //! HEAD are served, bodies are refused, pipelined requests are answered in order.
 //! `HttpConn` holds one monitoring connection's buffers; a connection must send a complete
 //! request within `REQUEST_TIMEOUT` and is dropped after `IDLE_TIMEOUT` without one, so slow
-//! or stuck clients cost a few bytes and never block the loop.
+//! or stuck clients cost a few bytes and never block the loop. A body is framed by its
+//! `Content-Length` when it is complete before the head is written, otherwise chunked
+//! (HTTP/1.1) or ended by closing the connection (HTTP/1.0), as Go's net/http does.
 
 use mio::net::TcpStream;
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 /// Largest request head accepted (request line and headers).
 pub const MAX_REQUEST: usize = 8 * 1024;
-/// Monitoring connections open at once; more are refused.
+/// Monitoring connections open at once; past it, a new one takes the slot of the oldest
+/// idle one (`monitor::side`).
 pub const MAX_CONNS: usize = 256;
 /// A request must be complete this long after it started arriving.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +30,8 @@ pub struct Request {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub keep_alive: bool,
+    /// HTTP/1.1 (chunked bodies allowed), not 1.0.
+    pub http11: bool,
 }
 
 impl Request {
@@ -150,6 +156,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
             path: url_decode(path),
             query,
             keep_alive,
+            http11,
         },
         end + 4,
     )
@@ -191,24 +198,66 @@ impl Response {
     }
 }
 
-/// Appends the response bytes (headers, and the body unless `head_only`).
-pub fn write_response(out: &mut Vec<u8>, r: &Response, keep_alive: bool, head_only: bool) {
+/// How the end of a body is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Length(usize),
+    /// `Transfer-Encoding: chunked` (HTTP/1.1).
+    Chunked,
+    /// The connection closes after the body (HTTP/1.0).
+    UntilClose,
+}
+
+/// Appends a response head.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    framing: Framing,
+    keep_alive: bool,
+) {
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        r.body.len()
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n",
+        status,
+        reason(status),
+        content_type
     );
-    if r.status == 405 {
+    match framing {
+        Framing::Length(n) => {
+            let _ = write!(head, "Content-Length: {n}\r\n");
+        }
+        Framing::Chunked => head.push_str("Transfer-Encoding: chunked\r\n"),
+        Framing::UntilClose => {}
+    }
+    if status == 405 {
         head.push_str("Allow: GET, HEAD\r\n");
     }
-    head.push_str(if keep_alive {
+    head.push_str(if keep_alive && framing != Framing::UntilClose {
         "Connection: keep-alive\r\n\r\n"
     } else {
         "Connection: close\r\n\r\n"
     });
     out.extend_from_slice(head.as_bytes());
+}
+
+/// Appends one chunk of a chunked body (an empty `data` would end it: nothing is written).
+pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if !data.is_empty() {
+        let _ = write!(out, "{:x}\r\n", data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Ends a chunked body.
+pub fn end_chunks(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n\r\n");
+}
+
+/// Appends the response bytes (headers, and the body unless `head_only`).
+pub fn write_response(out: &mut Vec<u8>, r: &Response, keep_alive: bool, head_only: bool) {
+    let framing = Framing::Length(r.body.len());
+    write_head(out, r.status, r.content_type, framing, keep_alive);
     if !head_only {
         out.extend_from_slice(r.body.as_bytes());
     }
@@ -300,13 +349,26 @@ impl HttpConn {
         }
     }
 
+    /// Output not written yet.
+    pub fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
     /// Writes pending output; `Ok(true)` when all of it went.
     pub fn flush(&mut self) -> io::Result<bool> {
         while self.out_pos < self.out.len() {
             match self.sock.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A long response keeps being appended to: drop what was written, so
+                    // the buffer holds only the unsent part.
+                    if self.out_pos >= 64 * 1024 {
+                        self.out.drain(..self.out_pos);
+                        self.out_pos = 0;
+                    }
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

@@ -288,25 +288,63 @@ impl Value {
     }
 }
 
-/// Appends `s` as a JSON string literal, escaped as Go's `json.Marshal` does.
+/// The bytes `write_str` must look at: control characters, `"`, `\`, `<`, `>`, `&`, and
+/// 0xE2, the first byte of U+2028 and U+2029.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[0xE2] = true;
+    t
+};
+
+/// Appends `s` as a JSON string literal, escaped as Go's `json.Marshal` does. Runs of bytes
+/// that need no escape are copied whole (monitoring writes megabytes of these).
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let b = s.as_bytes();
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        if !SPECIAL[b[i] as usize] {
+            i += 1;
+            continue;
         }
+        let (len, esc): (usize, &str) = match b[i] {
+            b'"' => (1, "\\\""),
+            b'\\' => (1, "\\\\"),
+            b'\n' => (1, "\\n"),
+            b'\r' => (1, "\\r"),
+            b'\t' => (1, "\\t"),
+            c if c < 0x20 || c == b'<' || c == b'>' || c == b'&' => (1, ""),
+            // U+2028 and U+2029 (E2 80 A8/A9).
+            0xE2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xA8 | 0xA9)) => {
+                (3, "")
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        // Escapes start at ASCII bytes or at a lead byte: `i` is a char boundary.
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let c = s[i..].chars().next().unwrap_or('\0');
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push_str(esc);
+        }
+        i += len;
+        start = i;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -472,5 +510,48 @@ mod tests {
             s,
             r#"{"server_id":"\u003c\u0026\u003e\"\\\n\u0001","port":-1,"headers":true,"urls":["a","b"],"o":{}}"#
         );
+    }
+
+    /// The run-copying escaper agrees with escaping char by char, on every ASCII char and on
+    /// multi-byte ones next to escapes (U+2028 and U+2029 are escaped, as Go does).
+    #[test]
+    fn escapes_like_char_by_char() {
+        fn reference(s: &str) -> String {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                        let _ = write!(out, "\\u{:04x}", c as u32);
+                    }
+                    c if (c as u32) < 0x20 => {
+                        let _ = write!(out, "\\u{:04x}", c as u32);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        let mut cases: Vec<String> = (0u8..0x80).map(|b| format!("a{}é", b as char)).collect();
+        cases.extend(
+            [
+                "",
+                "plain",
+                "\u{2028}\u{2029}\u{2027}\u{202a}x",
+                "é<ü>€&\"\\",
+                "\u{e2}\u{80}",
+            ]
+            .map(String::from),
+        );
+        for s in cases {
+            let mut out = String::new();
+            write_str(&mut out, &s);
+            assert_eq!(out, reference(&s), "{s:?}");
+        }
     }
 }

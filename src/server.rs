@@ -17,10 +17,9 @@ use crate::accept::Backoff;
 use crate::broker::{Broker, Identity};
 use crate::config::{Config, FLUSH_AT, READS_PER_PASS, READ_CHUNK};
 use crate::conn::{CloseReason, Conn, Kind, ReadOutcome};
-use crate::http::{self, HttpConn};
 use crate::info;
 use crate::logger::{self, LogSettings};
-use crate::monitor::{self, Monitor};
+use crate::monitor::side::{HttpSide, HTTP_BASE};
 use crate::options::{self, Flags};
 use crate::reload;
 use crate::route;
@@ -28,7 +27,6 @@ use crate::signals::{Signal, Signals};
 use log::{debug, error, info as log_info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,8 +38,6 @@ const HTTP_LISTENER: Token = Token(usize::MAX - 3);
 const ROUTE_LISTENER: Token = Token(usize::MAX - 4);
 /// Helper threads have results (`worker.rs`).
 const WAKER: Token = Token(usize::MAX - 5);
-/// Monitoring connections use tokens from here up; NATS connections (slab keys) stay below.
-const HTTP_BASE: usize = usize::MAX / 2;
 
 /// Lame duck: no new clients; the existing ones are closed one by one, then the server exits.
 struct LameDuck {
@@ -50,13 +46,6 @@ struct LameDuck {
     interval: Duration,
     /// The grace period is over and closing has begun.
     closing: bool,
-}
-
-/// The monitoring side: its listener, its connections and the endpoints' state.
-struct HttpSide {
-    listener: TcpListener,
-    conns: Slab<HttpConn>,
-    monitor: Monitor,
 }
 
 pub struct Server {
@@ -134,11 +123,7 @@ impl Server {
                 poll.registry()
                     .register(&mut listener, HTTP_LISTENER, Interest::READABLE)?;
                 log_info!("Starting http monitor on {}", listener.local_addr()?);
-                Some(HttpSide {
-                    listener,
-                    conns: Slab::new(),
-                    monitor: Monitor::new(),
-                })
+                Some(HttpSide::new(listener))
             }
             None => None,
         };
@@ -200,10 +185,18 @@ impl Server {
                 match ev.token() {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
-                    HTTP_LISTENER => self.accept_http(),
+                    HTTP_LISTENER => {
+                        if let Some(h) = &mut self.http {
+                            h.accept(self.poll.registry(), self.broker.now);
+                        }
+                    }
                     ROUTE_LISTENER => self.accept_routes(),
                     WAKER => self.broker.route_lookups_done(),
-                    Token(t) if t >= HTTP_BASE => self.on_http(t - HTTP_BASE),
+                    Token(t) if t >= HTTP_BASE => {
+                        if let Some(h) = &mut self.http {
+                            h.on_event(t - HTTP_BASE, self.poll.registry(), &self.broker);
+                        }
+                    }
                     Token(t) if t >= route::DIAL_BASE => {
                         self.broker.on_dial_event(t - route::DIAL_BASE)
                     }
@@ -232,19 +225,19 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.pending_reads.is_empty() || !self.broker.wake.is_empty() {
+        let http = self.http.as_ref();
+        if !self.pending_reads.is_empty()
+            || !self.broker.wake.is_empty()
+            || http.is_some_and(|h| h.has_work())
+        {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
         let mut deadline = self.broker.next_deadline();
-        if let Some(h) = &self.http {
-            if let Some(d) = h.conns.iter().map(|(_, c)| c.deadline).min() {
-                deadline = Some(deadline.map_or(d, |x| x.min(d)));
-            }
-        }
         let lame_duck = self.lame_duck.as_ref().map(|l| l.next_at);
         let (accept, routes) = (self.accept_backoff.retry_at, self.route_backoff.retry_at);
-        for r in [accept, routes, lame_duck, self.broker.next_dial()]
+        let http = http.and_then(|h| h.next_deadline());
+        for r in [accept, routes, lame_duck, self.broker.next_dial(), http]
             .into_iter()
             .flatten()
         {
@@ -265,7 +258,10 @@ impl Server {
         if self.route_backoff.due(self.broker.now) {
             self.accept_routes();
         }
-        self.expire_http();
+        if let Some(h) = &mut self.http {
+            h.expire(self.poll.registry(), self.broker.now);
+            h.produce(self.poll.registry(), &self.broker);
+        }
         self.lame_duck_step();
         self.broker.run_dials();
         self.broker.check_stalls();
@@ -368,117 +364,6 @@ impl Server {
                     }
                 }
             }
-        }
-    }
-
-    fn accept_http(&mut self) {
-        let Some(h) = &mut self.http else { return };
-        loop {
-            match h.listener.accept() {
-                Ok((mut sock, _)) => {
-                    if h.conns.len() >= http::MAX_CONNS {
-                        continue; // dropped: refuses the connection
-                    }
-                    let entry = h.conns.vacant_entry();
-                    let token = Token(HTTP_BASE + entry.key());
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut sock, token, Interest::READABLE)
-                        .is_ok()
-                    {
-                        entry.insert(HttpConn::new(sock, self.broker.now));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    error!("Error accepting monitoring connection: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Reads a monitoring connection, answers every complete request, writes the answers.
-    fn on_http(&mut self, key: usize) {
-        let Server {
-            http, broker, poll, ..
-        } = self;
-        let Some(h) = http else { return };
-        let Some(c) = h.conns.get_mut(key) else {
-            return;
-        };
-        // Answer buffered requests, then read more if the socket may hold more: it is
-        // edge-triggered, so bytes left unread now would never be announced again.
-        loop {
-            let fill = c.fill();
-            if fill == http::Fill::Closed {
-                return self.close_http(key);
-            }
-            let mut answered = false;
-            while c.out.len() < http::OUT_LIMIT {
-                let Some(next) = c.next_request(broker.now) else {
-                    break;
-                };
-                let (resp, head_only) = match next {
-                    Ok(req) => (
-                        monitor::respond(&mut h.monitor, broker, &req),
-                        req.method == "HEAD",
-                    ),
-                    Err(status) => (http::Response::text(status, "bad request"), false),
-                };
-                http::write_response(&mut c.out, &resp, !c.closing, head_only);
-                answered = true;
-            }
-            if fill == http::Fill::Drained || !answered || c.out.len() >= http::OUT_LIMIT {
-                break;
-            }
-        }
-        match c.flush() {
-            Ok(true) if c.closing => self.close_http(key),
-            Ok(done) if done == c.want_write => {
-                let interest = if done {
-                    Interest::READABLE
-                } else {
-                    Interest::READABLE | Interest::WRITABLE
-                };
-                if poll
-                    .registry()
-                    .reregister(&mut c.sock, Token(HTTP_BASE + key), interest)
-                    .is_err()
-                {
-                    return self.close_http(key);
-                }
-                c.want_write = !done;
-            }
-            Ok(_) => {}
-            Err(_) => self.close_http(key),
-        }
-    }
-
-    fn close_http(&mut self, key: usize) {
-        if let Some(h) = &mut self.http {
-            if let Some(mut c) = h.conns.try_remove(key) {
-                let _ = self.poll.registry().deregister(&mut c.sock);
-            }
-        }
-    }
-
-    /// Drops monitoring connections that did not finish a request in time (slow clients).
-    fn expire_http(&mut self) {
-        let now = self.broker.now;
-        let expired: Vec<usize> = match &self.http {
-            Some(h) if !h.conns.is_empty() => h
-                .conns
-                .iter()
-                .filter(|(_, c)| c.deadline <= now)
-                .map(|(k, _)| k)
-                .collect(),
-            _ => return,
-        };
-        for key in expired {
-            self.close_http(key);
         }
     }
 
