@@ -225,3 +225,146 @@ fn slow_consumer_is_isolated() {
     let mut late = s.client();
     late.ping_pong();
 }
+
+/// Counts `MSG ` frames in a subscriber's stream until `want` arrived or `end` passed (the
+/// payloads are all `x`, so the mark cannot occur inside one).
+fn count_msgs(mut c: Client, want: usize, end: Instant) -> usize {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut tail: Vec<u8> = Vec::new();
+    let mut got = 0;
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while got < want && Instant::now() < end {
+        match c.stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                // A mark split across two reads starts in the previous read's last 3 bytes.
+                tail.extend_from_slice(&buf[..n.min(3)]);
+                got += count(&tail, b"MSG ") + count(&buf[..n], b"MSG ");
+                tail = buf[n.saturating_sub(3)..n].to_vec();
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// One subscriber that never reads must not set the pace of the others (issue 9, hole 10).
+/// The publisher sends 16 MiB, far more than the stuck subscriber's socket buffers hold, then
+/// a PING. Its PONG (all its input was processed) and every message at the three reading
+/// subscribers must arrive within the harness's generous deadline. When every stall on the
+/// stuck one paused the publisher 250 ms per 64 KiB read, that took about 45 s: the stuck
+/// one is cut off only by the write deadline (60 s here), and never by max_pending (64 MiB by
+/// default, more than is sent, so no reader can be cut off however the machine schedules it).
+#[test]
+fn stalled_subscriber_does_not_pace_the_others() {
+    const K: usize = 4096;
+    const SIZE: usize = 4096;
+    let s = Server::start_conf("write_deadline: \"60s\"\n", &[]);
+    let mut stuck = s.client();
+    stuck.send("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\n");
+    stuck.ping_pong();
+    let end = Instant::now() + DEADLINE * 2;
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = s.client();
+            c.send("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\n");
+            c.ping_pong();
+            thread::spawn(move || count_msgs(c, K, end))
+        })
+        .collect();
+    let mut publ = s.client();
+    publ.send("CONNECT {\"verbose\":false}\r\n");
+    publ.ping_pong();
+    // The writes block while the server does not read the publisher: a thread does them.
+    let mut w = publ.stream.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        use std::io::Write;
+        let mut frame = format!("PUB foo {}\r\n", SIZE).into_bytes();
+        frame.extend_from_slice(&[b'x'; SIZE]);
+        frame.extend_from_slice(b"\r\n");
+        let batch = frame.repeat(64);
+        for _ in 0..K / 64 {
+            if w.write_all(&batch).is_err() {
+                return;
+            }
+        }
+        let _ = w.write_all(b"PING\r\n");
+    });
+    let ponged = publ.read_until(end.saturating_duration_since(Instant::now()), |rx| {
+        find(rx, b"PONG\r\n").is_some()
+    });
+    let got: Vec<usize> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(
+        ponged,
+        "the publisher's PING was not answered: a stuck subscriber paces it"
+    );
+    assert_eq!(got, vec![K; 3], "messages at the reading subscribers");
+    drop(publ);
+    let _ = writer.join();
+    drop(stuck);
+}
+
+/// What the stall is for: when the only subscriber reads, only slower than the publisher
+/// publishes, the publisher is paced to it instead of burying it past max_pending (2 MiB
+/// here, a quarter of what is sent) and having it cut off as a slow consumer. (The reader
+/// pauses after each read, yet stays well above the 1 MiB/s below which a consumer stops
+/// pacing its producers (STALL_DRAIN), even when a loaded machine stretches its pauses.)
+#[test]
+fn slow_reader_alone_is_paced_not_cut() {
+    const K: usize = 2048;
+    const SIZE: usize = 4096;
+    let s = Server::start_conf("max_pending: 2MB\n", &[]);
+    let mut sub = s.client();
+    sub.send("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\n");
+    sub.ping_pong();
+    // At most 256 KiB per read, a pause after each.
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        let (mut tail, mut got, mut closed) = (Vec::new(), 0, false);
+        let end = Instant::now() + DEADLINE * 4;
+        sub.stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        while got < K && Instant::now() < end {
+            match sub.stream.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    tail.extend_from_slice(&buf[..n.min(3)]);
+                    got += count(&tail, b"MSG ") + count(&buf[..n], b"MSG ");
+                    tail = buf[n.saturating_sub(3)..n].to_vec();
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        (got, closed)
+    });
+    let mut publ = s.client();
+    publ.send("CONNECT {\"verbose\":false}\r\n");
+    let mut frame = format!("PUB foo {}\r\n", SIZE).into_bytes();
+    frame.extend_from_slice(&[b'x'; SIZE]);
+    frame.extend_from_slice(b"\r\n");
+    publ.send(frame.repeat(K));
+    await_pong(&mut publ, DEADLINE * 4);
+    let (got, closed) = reader.join().unwrap();
+    assert!(
+        !closed,
+        "the slow reader was cut off after {} messages",
+        got
+    );
+    assert_eq!(got, K);
+}
