@@ -222,9 +222,12 @@ def was_closed(s: socket.socket) -> bool:
 
 def run(server_bin: str, duration: float = 10.0, healthy: int = 10, size: int = 128,
         args: list[str] | None = None, pairs: int = 1, trickle: bool = True) -> dict:
-    """Healthy subscribers' rate with one stalled subscriber (never reads), as a ratio of
-    their rate without it, and peak RSS of the attacked run; with `trickle`, the same for a
-    subscriber that reads 320 KiB/s. Medians over `pairs` alternating runs (fresh server each)."""
+    """Healthy subscribers' rate with one stalled subscriber (never reads) as a ratio of
+    their rate without it, and the peak RSS of the attacked run; with `trickle`, the same for
+    a subscriber that reads 320 KiB/s (keys prefixed `trickle_`). Each pair is a run without
+    the laggard followed by the attacked runs (fresh server each); a pair's ratio compares
+    runs made seconds apart, which the load of a shared machine disturbs less; the figures
+    are medians over `pairs` (`ratios` lists them all)."""
     args = args or []
     kinds = ["", "stuck"] + (["trickle"] if trickle else [])
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
@@ -232,25 +235,31 @@ def run(server_bin: str, duration: float = 10.0, healthy: int = 10, size: int = 
         for k in kinds:
             runs[k].append(one_run(server_bin, args, k, healthy, size, duration))
 
-    def med(k: str, key: str):
-        vals = sorted(r[key] for r in runs[k])
-        return vals[len(vals) // 2]
+    def median(vals: list[float]) -> float:
+        vals = sorted(vals)
+        n = len(vals)
+        return vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
 
-    base = med("", "rate")
+    base = runs[""]
     out = {
         "server": server_bin,
-        "base_rate": base,
-        "base_peak_rss_mib": med("", "peak_rss_mib"),
-        "base_per_second": runs[""][0]["per_second"],
+        "pairs": pairs,
+        "base_rate": median([r["rate"] for r in base]),
+        "base_peak_rss_mib": max(r["peak_rss_mib"] for r in base),
+        "base_per_second": base[0]["per_second"],
     }
     for k in kinds[1:]:
         pre = "" if k == "stuck" else k + "_"
-        out[pre + "stalled_rate"] = med(k, "rate")
-        out[pre + "ratio"] = med(k, "rate") / base if base else 0.0
-        out[pre + "min_ratio"] = med(k, "min_rate") / base if base else 0.0
-        out[pre + "peak_rss_mib"] = med(k, "peak_rss_mib")
-        out[pre + "stalled_cut"] = all(r["stalled_cut"] for r in runs[k])
-        out[pre + "per_second"] = runs[k][0]["per_second"]
+        hit = runs[k]
+        ratios = [h["rate"] / b["rate"] if b["rate"] else 0.0 for h, b in zip(hit, base)]
+        slowest = [h["min_rate"] / b["rate"] if b["rate"] else 0.0 for h, b in zip(hit, base)]
+        out[pre + "stalled_rate"] = median([r["rate"] for r in hit])
+        out[pre + "ratio"] = median(ratios)
+        out[pre + "ratios"] = ratios
+        out[pre + "min_ratio"] = median(slowest)
+        out[pre + "peak_rss_mib"] = max(r["peak_rss_mib"] for r in hit)
+        out[pre + "stalled_cut"] = all(r["stalled_cut"] for r in hit)
+        out[pre + "per_second"] = hit[0]["per_second"]
     return out
 
 
@@ -264,14 +273,17 @@ def main() -> int:
                        os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/tern")),
         os.environ.get("NATS_SERVER", "/usr/sbin/nats-server"),
     ]
-    print("| server | laggard | healthy msgs/s alone | with the laggard | ratio | slowest sub "
-          "| peak RSS MiB (alone / with) | laggard cut |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"healthy subscribers' rate with a laggard / without, {pairs} pair(s) of 10 s runs")
+    print("| server | laggard | healthy msgs/s alone | with the laggard | ratio (median) "
+          "| ratio per pair | slowest sub | peak RSS MiB (alone / with) | laggard cut |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for b in bins:
         r = run(b, pairs=pairs)
         for kind, pre in (("never reads", ""), ("reads 320 KiB/s", "trickle_")):
             print(f"| {b} | {kind} | {r['base_rate']:,.0f} | {r[pre + 'stalled_rate']:,.0f} "
-                  f"| {r[pre + 'ratio']:.3f} | {r[pre + 'min_ratio']:.3f} "
+                  f"| {r[pre + 'ratio']:.3f} "
+                  f"| {' '.join(f'{x:.2f}' for x in r[pre + 'ratios'])} "
+                  f"| {r[pre + 'min_ratio']:.3f} "
                   f"| {r['base_peak_rss_mib']:.1f} / {r[pre + 'peak_rss_mib']:.1f} "
                   f"| {r[pre + 'stalled_cut']} |", flush=True)
             print(f"  {b} {kind}, healthy msgs/s each second: "
