@@ -225,3 +225,183 @@ fn slow_consumer_is_isolated() {
     let mut late = s.client();
     late.ping_pong();
 }
+
+/// Reads a subscriber's stream of `frame`-byte messages until `want` of them arrived or
+/// `end` passed; returns how many arrived. Bytes are counted, not parsed, so that the test's
+/// own readers stay cheap on a loaded machine (a server PING, 6 bytes, is not a message).
+fn count_msgs(mut c: Client, frame: usize, want: usize, end: Instant) -> usize {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0;
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while bytes < want * frame && Instant::now() < end {
+        match c.stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    bytes / frame
+}
+
+/// Bytes of `MSG foo 1 <size>\r\n<payload>\r\n`.
+fn frame_len(size: usize) -> usize {
+    format!("MSG foo 1 {}\r\n", size).len() + size + 2
+}
+
+/// One subscriber that never reads must not set the pace of the others (issue 9, hole 10).
+#[test]
+fn stalled_subscriber_does_not_pace_the_others() {
+    laggard_does_not_pace_the_others(false);
+}
+
+/// Nor one that reads a little (16 KiB every 50 ms) so that its socket keeps taking bytes.
+#[test]
+fn trickling_subscriber_does_not_pace_the_others() {
+    laggard_does_not_pace_the_others(true);
+}
+
+/// The publisher sends 16 MiB, far more than the laggard's socket buffers hold, then a PING.
+/// Its PONG (all its input was processed) and every message at the three reading subscribers
+/// must arrive within twice the harness's generous deadline. When every stall on the laggard
+/// paused the publisher up to 250 ms per 64 KiB read, that would take close to a minute, and
+/// the laggard was cut off only by the write deadline (60 s here); max_pending (64 MiB by
+/// default) is more than is sent, so no subscriber can be cut off however the machine
+/// schedules the test's threads.
+fn laggard_does_not_pace_the_others(trickle: bool) {
+    const K: usize = 4096;
+    const SIZE: usize = 4096;
+    let s = Server::start_conf("write_deadline: \"60s\"\n", &[]);
+    let mut lag = s.client();
+    lag.send("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\n");
+    lag.ping_pong();
+    let end = Instant::now() + DEADLINE * 2;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    // The laggard's connection stays open to the end (held here, or by its reader thread).
+    let mut held = Some(lag);
+    let trickler = trickle.then(|| {
+        let mut lag = held.take().unwrap();
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 16 * 1024];
+            lag.stream
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                match lag.stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => thread::sleep(Duration::from_millis(50)),
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+        })
+    });
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = s.client();
+            c.send("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\n");
+            c.ping_pong();
+            thread::spawn(move || count_msgs(c, frame_len(SIZE), K, end))
+        })
+        .collect();
+    let mut publ = s.client();
+    publ.send("CONNECT {\"verbose\":false}\r\n");
+    publ.ping_pong();
+    // The writes block while the server does not read the publisher: a thread does them.
+    let mut w = publ.stream.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        use std::io::Write;
+        let mut frame = format!("PUB foo {}\r\n", SIZE).into_bytes();
+        frame.extend_from_slice(&[b'x'; SIZE]);
+        frame.extend_from_slice(b"\r\n");
+        let batch = frame.repeat(64);
+        for _ in 0..K / 64 {
+            if w.write_all(&batch).is_err() {
+                return;
+            }
+        }
+        let _ = w.write_all(b"PING\r\n");
+    });
+    let ponged = publ.read_until(end.saturating_duration_since(Instant::now()), |rx| {
+        find(rx, b"PONG\r\n").is_some()
+    });
+    let got: Vec<usize> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(
+        ponged,
+        "the publisher's PING was not answered: the laggard paces it (readers got {:?} of {})",
+        got, K
+    );
+    assert_eq!(got, vec![K; 3], "messages at the reading subscribers");
+    drop(publ);
+    let _ = writer.join();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = trickler {
+        let _ = t.join();
+    }
+    drop(held);
+}
+
+/// What the stall is for: when the only subscriber reads, only slower than the publisher
+/// publishes, the publisher is paced to it instead of burying it past max_pending (2 MiB
+/// here, a quarter of what is sent) and having it cut off as a slow consumer. (The reader
+/// pauses after each read, yet stays well above the 1 MiB/s below which a consumer stops
+/// pacing its producers (STALL_DRAIN), even when a loaded machine stretches its pauses.)
+#[test]
+fn slow_reader_alone_is_paced_not_cut() {
+    const K: usize = 2048;
+    const SIZE: usize = 4096;
+    let s = Server::start_conf("max_pending: 2MB\n", &[]);
+    let mut sub = s.client();
+    sub.send("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\n");
+    sub.ping_pong();
+    // At most 256 KiB per read, a pause after each.
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        let (mut bytes, mut closed) = (0, false);
+        let end = Instant::now() + DEADLINE * 4;
+        sub.stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        while bytes < K * frame_len(SIZE) && Instant::now() < end {
+            match sub.stream.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    bytes += n;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        (bytes / frame_len(SIZE), closed)
+    });
+    let mut publ = s.client();
+    publ.send("CONNECT {\"verbose\":false}\r\n");
+    let mut frame = format!("PUB foo {}\r\n", SIZE).into_bytes();
+    frame.extend_from_slice(&[b'x'; SIZE]);
+    frame.extend_from_slice(b"\r\n");
+    publ.send(frame.repeat(K));
+    await_pong(&mut publ, DEADLINE * 4);
+    let (got, closed) = reader.join().unwrap();
+    assert!(
+        !closed,
+        "the slow reader was cut off after {} messages",
+        got
+    );
+    assert_eq!(got, K);
+}

@@ -1,5 +1,5 @@
 //! The loop's shared state and its bookkeeping: connections, the subject index, counters,
-//! the dirty list, closing, timers and producer stalls.
+//! the dirty list, closing and timers (producer stalls: stall.rs).
 //!
 //! Everything here runs on the loop thread between two polls. Handlers append output and
 //! mark connections dirty; `flush_dirty` writes each dirty connection once at the end of the
@@ -10,9 +10,7 @@
 //! (auth timeout, next PING, write deadline). Stale entries are skipped when popped, so moving
 //! a deadline never needs a heap search.
 
-use crate::config::{
-    Config, FIRST_PING_INTERVAL, GLOBAL_ACCOUNT, STALL_MAX, STALL_WATER, SYSTEM_ACCOUNT,
-};
+use crate::config::{Config, FIRST_PING_INTERVAL, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::conn::{CloseReason, Conn, Kind};
 use crate::proto::{self, WireErr};
 use crate::sublist::{SubId, Sublist};
@@ -60,15 +58,6 @@ pub struct Identity {
     pub client_urls: Vec<String>,
 }
 
-/// A producer paused because a consumer it delivered to cannot keep up.
-struct Stall {
-    producer: usize,
-    producer_cid: u64,
-    consumer: usize,
-    consumer_cid: u64,
-    until: Instant,
-}
-
 pub struct Broker {
     pub cfg: Config,
     pub ident: Identity,
@@ -90,7 +79,8 @@ pub struct Broker {
     /// Connections to free at the end of this pass.
     closing: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    stalls: Vec<Stall>,
+    /// Producers paused on a consumer (see stall.rs).
+    pub(crate) stalls: Vec<crate::stall::Stall>,
     /// Clustering state, when `--cluster`/`cluster {}` is on.
     pub cluster: Option<crate::route::Cluster>,
     /// The most recently closed client connections, for /connz?state=closed (shared with
@@ -225,43 +215,6 @@ impl Broker {
         }
     }
 
-    /// A consumer holds more unsent bytes than the water mark before the end-of-pass flush:
-    /// write now. If it is then over max_pending it is a slow consumer; if it is still over
-    /// the water mark, its producer pauses: the rest of the producer's input waits (and its
-    /// socket is not read) until the consumer drains or the stall times out. This is per
-    /// message, like nats-server's stall, so one pass cannot bury a consumer that is merely
-    /// a little behind.
-    #[cold]
-    pub fn over_water(&mut self, producer: usize, consumer: usize) {
-        self.flush(consumer);
-        let Some(c) = self.conns.get(consumer).filter(|c| c.closing.is_none()) else {
-            return;
-        };
-        if c.pending() > self.cfg.max_pending {
-            return self.slow_consumer(consumer, CloseReason::SlowConsumerPending);
-        }
-        if producer == consumer || c.pending() <= self.stall_water() {
-            return;
-        }
-        let consumer_cid = c.cid;
-        let Some(p) = self
-            .conns
-            .get_mut(producer)
-            .filter(|p| !p.stalled && p.kind == Kind::Client)
-        else {
-            return;
-        };
-        p.stalled = true;
-        let producer_cid = p.cid;
-        self.stalls.push(Stall {
-            producer,
-            producer_cid,
-            consumer,
-            consumer_cid,
-            until: self.now + STALL_MAX,
-        });
-    }
-
     pub fn slow_consumer(&mut self, t: usize, why: CloseReason) {
         let c = &mut self.conns[t];
         if c.closing.is_some() {
@@ -337,7 +290,7 @@ impl Broker {
 
     /// Writes what the socket takes, and keeps WRITABLE interest only while bytes remain.
     pub fn flush(&mut self, t: usize) {
-        let now = self.now;
+        let (now, low_water) = (self.now, self.stall_water() / 2);
         let Some(c) = self.conns.get_mut(t) else {
             return;
         };
@@ -350,6 +303,10 @@ impl Broker {
                 return;
             }
         };
+        if c.lag.is_some() && c.pending() <= low_water {
+            // A lagging consumer that caught up paces its producers again (stall.rs).
+            c.lag = None;
+        }
         if done == c.want_write {
             let interest = if done {
                 Interest::READABLE
@@ -375,45 +332,10 @@ impl Broker {
         }
     }
 
-    #[inline]
-    pub fn stall_water(&self) -> usize {
-        STALL_WATER.min(self.cfg.max_pending / 2)
-    }
-
-    /// Ends the stalls whose consumer drained (below half the water mark), went away, or
-    /// that lasted long enough; the producers are read again.
-    pub fn check_stalls(&mut self) {
-        if self.stalls.is_empty() {
-            return;
-        }
-        let now = self.now;
-        let low_water = self.stall_water() / 2;
-        let mut stalls = std::mem::take(&mut self.stalls);
-        stalls.retain(|s| {
-            let consumer_busy = match self.conns.get(s.consumer) {
-                Some(c) if c.cid == s.consumer_cid && c.closing.is_none() => {
-                    c.pending() > low_water
-                }
-                _ => false,
-            };
-            if consumer_busy && now < s.until {
-                return true;
-            }
-            if let Some(p) = self.conns.get_mut(s.producer) {
-                if p.cid == s.producer_cid {
-                    p.stalled = false;
-                    self.wake.push(s.producer);
-                }
-            }
-            false
-        });
-        self.stalls = stalls;
-    }
-
     /// The earliest thing the loop must wake up for, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let stall = self.stalls.iter().map(|s| s.until).min();
+        let stall = self.next_stall_end();
         match (timer, stall) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

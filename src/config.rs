@@ -46,6 +46,9 @@ pub const STALL_WATER: usize = 1024 * 1024;
 /// A stall never lasts longer than this, so a consumer that never reads cannot block its
 /// producers; it is cut off by max_pending or the write deadline instead.
 pub const STALL_MAX: Duration = Duration::from_millis(250);
+/// A consumer that drains less than this in a stall (1 MiB/s) stops pacing its producers
+/// (stall.rs): one subscriber that stopped reading must not set the pace of the others.
+pub const STALL_DRAIN: usize = 256 * 1024;
 /// A drained write buffer keeps its capacity up to this size while its connection is busy
 /// (reallocating and faulting in fresh pages for every burst cost more than the copies
 /// themselves); larger ones are freed at once. A buffer is given back when its connection

@@ -191,6 +191,10 @@ pub struct Conn {
     pub timer_at: Option<Instant>,
     /// This producer is paused until a consumer it fed drains (or the stall times out).
     pub stalled: bool,
+    /// Bytes the socket has taken in all (stall.rs measures a consumer's drain with it).
+    pub written: u64,
+    /// Set while this consumer, found not draining, paces no producer (stall.rs).
+    pub lag: Option<crate::stall::Lag>,
     pub counters: Counters,
 }
 
@@ -238,6 +242,8 @@ impl Conn {
             last_ping_in: now,
             timer_at: None,
             stalled: false,
+            written: 0,
+            lag: None,
             counters: Counters::default(),
         }
     }
@@ -309,6 +315,7 @@ impl Conn {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out_pos += n;
+                    self.written += n as u64;
                     self.last_write = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

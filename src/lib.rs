@@ -3,7 +3,8 @@
 //!
 //! Map of the source (see ARCHITECTURE.md):
 //! - `server`: the poll loop (accept, read, end-of-pass flush); `broker`: its shared state
-//!   (connections, counters, dirty list, timers, stalls); `conn`: one connection's buffers;
+//!   (connections, counters, dirty list, timers); `stall`: producer stalls (flow control);
+//!   `conn`: one connection's buffers;
 //! - `parser`: the I/O-free protocol parser; `client`: what client frames do; `deliver`: the
 //!   fan-out of a message to subscribers and routes; `sublist`: the subject index;
 //! - `route`: clustering (route connections, gossip, interest propagation);
@@ -36,6 +37,7 @@ pub mod resolve;
 pub mod route;
 pub mod server;
 pub mod signals;
+pub mod stall;
 pub mod sublist;
 pub mod timefmt;
 pub mod worker;
