@@ -20,6 +20,8 @@ pub mod sync;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_model;
 
 use std::fmt;
 use std::io;
