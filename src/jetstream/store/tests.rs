@@ -106,3 +106,33 @@ fn smoke_memory() {
         (5, 16, 20, 5 * (1 + 4 + 16))
     );
 }
+
+fn seg_files(d: &TempDir) -> usize {
+    std::fs::read_dir(d.0.join("stream/seg"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "seg")
+        .count()
+}
+
+#[test]
+fn compaction_deletes_dead_segments() {
+    let d = TempDir::new("compact");
+    let (mut s, _) = open(
+        &d,
+        1024,
+        StoreLimits {
+            max_msgs: 100,
+            ..StoreLimits::default()
+        },
+    );
+    for i in 0..5000u64 {
+        s.append(b"a.b", b"", &[7u8; 60], i as i64).unwrap();
+        if i % 10 == 9 {
+            flush_sync(&mut s);
+        }
+    }
+    let files = seg_files(&d);
+    // 100 messages of 96 bytes need about 10 segments of 1 KiB.
+    assert!(files <= 14, "{files} segment files");
+    s.check().unwrap();
+}
