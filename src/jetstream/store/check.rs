@@ -2,7 +2,8 @@
 //! and compared with what the index says about it. Reads the whole store; for tests.
 
 use super::file::FileStore;
-use super::index::Index;
+use super::idx;
+use super::index::{Chunk, Index};
 use super::recover::{scan, Scan};
 use super::segment::{sizer, Seg};
 
@@ -99,6 +100,9 @@ impl FileStore {
                 kept.push((seq, e.loc, name));
             }
         }
+        if s.sealed && s.clean {
+            self.check_index_file(s)?;
+        }
         if on_disk != kept {
             let n = on_disk
                 .iter()
@@ -110,6 +114,48 @@ impl FileStore {
                 on_disk.get(n),
                 kept.get(n)
             ));
+        }
+        Ok(())
+    }
+
+    /// The index file this sealed segment gets must decode to what the index holds.
+    fn check_index_file(&self, s: &Seg) -> Result<(), String> {
+        let chunks: Vec<&Chunk> = self.ix.chunks.iter().filter(|c| c.seg == s.id).collect();
+        let crc = s
+            .read(s.end.saturating_sub(4), 4.min(s.end as usize))
+            .map_err(|e| e.to_string())?;
+        let crc = if crc.len() == 4 {
+            u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
+        } else {
+            0
+        };
+        let bytes = idx::encode(s, &chunks, &self.ix, crc)
+            .ok_or(format!("segment {}: cannot be indexed", s.id))?;
+        let d = idx::decode(&bytes, &mut Index::new())
+            .ok_or(format!("segment {}: its index does not decode", s.id))?;
+        // Where a hole points does not matter (it only bounds the record before it).
+        let shape = |c: &Chunk| {
+            (
+                c.base,
+                c.ents
+                    .iter()
+                    .map(|e| if e.is_msg() { Some(e.loc) } else { None })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let want: Vec<_> = chunks
+            .iter()
+            .filter(|c| !c.ents.is_empty())
+            .map(|c| shape(c))
+            .collect();
+        let got: Vec<_> = d
+            .chunks
+            .iter()
+            .filter(|c| !c.ents.is_empty())
+            .map(shape)
+            .collect();
+        if want != got || d.gaps != s.gaps || d.mark != s.mark || d.seg_len != s.end {
+            return Err(format!("segment {}: index file round trip differs", s.id));
         }
         Ok(())
     }
