@@ -9,7 +9,7 @@ use super::index::{Chunk, Index, MAX_PAD};
 use super::limits::{self, Purged};
 use super::record::{self, decode, Rec};
 use super::recover::{self, Recovered};
-use super::segment::{find_seg, idx_path, seg_path, sizer, Seg};
+use super::segment::{find_seg, idx_path, seg_path, sizer, Seg, Window};
 use super::{FileConfig, Lost, Recovery, State, StoreError, StoreLimits, StoredMsg};
 use log::{info, warn};
 use std::cell::{Cell, RefCell};
@@ -60,7 +60,10 @@ pub struct FileStore {
     pub(super) idx_pending: Vec<(u64, u32, Vec<u8>)>,
     /// Compacted segments, deleted once a sync covers flush `.0`.
     pub(super) doomed: Vec<(u64, u32)>,
+    /// `Index::drops` when dead segments were last looked for (None: look next flush).
+    pub(super) compact_seen: Option<u64>,
     first_ts: Cell<(u64, i64)>,
+    window: RefCell<Window>,
 }
 
 /// Creates `dir` if missing; returns whether it did.
@@ -132,7 +135,9 @@ impl FileStore {
             synced_id: 0,
             idx_pending: Vec::new(),
             doomed: Vec::new(),
+            compact_seen: None,
             first_ts: Cell::new((0, 0)),
+            window: RefCell::default(),
         };
         for id in to_index {
             fs.build_index(id, 0);
@@ -194,6 +199,7 @@ impl FileStore {
         self.next_id += 1;
         self.segs.push_back(Seg::new(id));
         self.ix.push_chunk(base, id);
+        self.compact_seen = None;
     }
 
     /// Makes the active segment and its chunk ready to take sequence `seq`.
@@ -329,7 +335,11 @@ impl FileStore {
         let c = &self.ix.chunks[ci];
         let seg = self.seg(c.seg)?;
         let len = seg.record_len(c, pos) as usize;
-        match seg.read(u64::from(c.ents[pos].loc), len) {
+        match self
+            .window
+            .borrow_mut()
+            .read(seg, u64::from(c.ents[pos].loc), len)
+        {
             Ok(buf) => Some((buf, len)),
             Err(e) => {
                 warn!("store {}: reading seq {seq}: {e}", self.dir.display());

@@ -34,7 +34,16 @@ impl FileStore {
         if self.failed {
             return Err(StoreError::Failed);
         }
-        let doomed = self.dead_segments();
+        // Segments can only die when messages go, or when one is sealed.
+        let doomed = match self.compact_seen {
+            Some(drops) if drops == self.ix.drops => Vec::new(),
+            _ => self.dead_segments(),
+        };
+        let sealed_written = self
+            .segs
+            .iter()
+            .rev()
+            .any(|s| s.sealed && s.durable < s.end);
         let mark = self.pending_mark(&doomed);
         if let Some(m) = &mark {
             self.append_mark(m);
@@ -50,6 +59,8 @@ impl FileStore {
         match self.write_all(id) {
             Ok(mut target) => {
                 self.commit(id, mark, &doomed);
+                // A segment sealed and written just now may be dead: look again next time.
+                self.compact_seen = (!sealed_written).then_some(self.ix.drops);
                 let wants_sync = self.wants_sync();
                 if wants_sync {
                     // Whoever syncs this and calls `synced(id)` vouches for every earlier flush.
@@ -67,6 +78,7 @@ impl FileStore {
                     self.dir.display()
                 );
                 self.rollback();
+                self.compact_seen = None;
                 Err(StoreError::Io(e))
             }
         }
@@ -163,7 +175,9 @@ impl FileStore {
     }
 
     fn commit(&mut self, id: u64, mark: Option<Mark>, doomed: &[u32]) {
-        for s in self.segs.iter_mut().filter(|s| s.durable < s.end) {
+        // Only the segments from the previous active one on can have changed.
+        let from = self.segs.partition_point(|s| s.id < self.saved.active);
+        for s in self.segs.range_mut(from..).filter(|s| s.durable < s.end) {
             s.durable = s.end;
             s.written = id;
         }
@@ -171,24 +185,33 @@ impl FileStore {
         if let (Some(m), Some(s)) = (mark, self.segs.back_mut()) {
             s.mark.merge(&m);
         }
+        let ix = &self.ix;
         self.saved = Saved {
-            first: self.ix.first,
-            last: self.ix.last,
-            last_ts: self.ix.last_ts,
+            first: ix.first,
+            last: ix.last,
+            last_ts: ix.last_ts,
             active,
         };
         self.force_mark = false;
         self.flush_id = id;
         let sealed: Vec<u32> = self
             .segs
-            .iter()
+            .range(from..)
             .filter(|s| s.sealed && !s.has_idx)
             .map(|s| s.id)
             .collect();
         for sid in sealed {
             self.build_index(sid, id);
-            for c in self.ix.chunks.iter_mut().filter(|c| c.seg == sid) {
+            for c in self.ix.chunks.iter_mut().rev().filter(|c| c.seg == sid) {
                 c.ents.shrink_to_fit();
+            }
+        }
+        for s in self.segs.range_mut(from..) {
+            if s.sealed {
+                s.tail = Vec::new();
+                s.tail_start = s.end;
+            } else {
+                s.trim_tail(TAIL_KEEP);
             }
         }
         for &d in doomed {
@@ -199,14 +222,6 @@ impl FileStore {
         }
         self.do_erases();
         self.ix.free_zeroed(|s| s.seg == active);
-        for s in self.segs.iter_mut() {
-            if s.sealed {
-                s.tail = Vec::new();
-                s.tail_start = s.end;
-            } else {
-                s.trim_tail(TAIL_KEEP);
-            }
-        }
     }
 
     /// Overwrites the payload of removed records whose tombstones are now written.

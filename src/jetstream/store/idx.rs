@@ -32,7 +32,7 @@ use super::crc::crc32c;
 use super::index::{Chunk, Ent, Index, HOLE};
 use super::record::{get_uvarint, put_uvarint, u64_at, Mark};
 use super::segment::Seg;
-use std::collections::HashMap;
+use crate::hash::{new_map, FastMap};
 
 const MAGIC: &[u8; 4] = b"TIX1";
 const FIXED: usize = 76;
@@ -52,7 +52,8 @@ pub struct Decoded {
 /// Builds the index file of a sealed segment from its chunks (in order). `last_crc` is the CRC
 /// field of the segment's last record. None if the chunks do not tile the segment.
 pub fn encode(seg: &Seg, chunks: &[&Chunk], ix: &Index, last_crc: u32) -> Option<Vec<u8>> {
-    let mut local: HashMap<u32, u32> = HashMap::new();
+    let mut local: FastMap<u32, u32> = new_map();
+    let mut hot = (u32::MAX, 0u32);
     let mut names: Vec<&[u8]> = Vec::new();
     let mut body = Vec::new();
     let mut w = OpWriter::default();
@@ -79,13 +80,21 @@ pub fn encode(seg: &Seg, chunks: &[&Chunk], ix: &Index, last_crc: u32) -> Option
             if cursor != u64::from(e.loc) {
                 return None;
             }
-            let len = seg.record_len(c, pos);
+            // The record ends where the next one starts: the next entry, the next gap (all
+            // gaps before this record are behind `gi`), or the chunk's or segment's end.
+            let next_ent = c.ents.get(pos + 1).map_or(c.stop, |n| n.loc);
+            let next_gap = seg.gaps.get(gi).copied().unwrap_or(u32::MAX);
+            let len = seg.end.min(u64::from(next_ent.min(next_gap))) - cursor;
             let sid = e.subject();
-            let next = names.len() as u32;
-            let li = *local.entry(sid).or_insert_with(|| {
-                names.push(ix.name(sid));
-                next
-            });
+            if hot.0 != sid {
+                let next = names.len() as u32;
+                let li = *local.entry(sid).or_insert_with(|| {
+                    names.push(ix.name(sid));
+                    next
+                });
+                hot = (sid, li);
+            }
+            let li = hot.1;
             w.record(&mut body, len, li);
             cursor += len;
         }

@@ -103,6 +103,10 @@ pub struct Index {
     pub last_ts: i64,
     /// Removed one by one since the last flush (the file store's tombstones).
     pub tombs: Vec<u64>,
+    /// The subject `intern` returned last.
+    hot: u32,
+    /// Messages dropped so far, any way (tells the file store when to look for dead segments).
+    pub drops: u64,
 }
 
 impl Default for Index {
@@ -126,6 +130,8 @@ impl Index {
             last: 0,
             last_ts: 0,
             tombs: Vec::new(),
+            hot: 0,
+            drops: 0,
         }
     }
 
@@ -166,7 +172,14 @@ impl Index {
 
     /// The id of `name`, creating its entry (count 0) when new. `None` past `MAX_SUBJECTS`.
     pub fn intern(&mut self, name: &[u8]) -> Option<u32> {
+        // Publishers tend to repeat a subject: compare with the last one before hashing.
+        if let Some(s) = self.subs.get(self.hot as usize) {
+            if *s.name == *name && !name.is_empty() {
+                return Some(self.hot);
+            }
+        }
         if let Some(&sid) = self.names.get(name) {
+            self.hot = sid;
             return Some(sid);
         }
         let subj = Subj {
@@ -275,6 +288,7 @@ impl Index {
         c.live -= 1;
         self.msgs -= 1;
         self.bytes -= sz;
+        self.drops += 1;
         self.subject_dropped(sid, seq, true);
         self.tombs.push(seq);
         if seq == self.first {
@@ -318,6 +332,7 @@ impl Index {
                 self.chunks[ci].live -= 1;
                 self.msgs -= 1;
                 self.bytes -= sz;
+                self.drops += 1;
                 self.subject_dropped(sid, seq, false);
                 dropped += 1;
             }
@@ -344,6 +359,7 @@ impl Index {
         self.msgs = 0;
         self.bytes = 0;
         self.first = self.last + 1;
+        self.drops += n.max(1);
         n
     }
 

@@ -21,6 +21,8 @@ pub mod sync;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_bench;
+#[cfg(test)]
 mod tests_crash;
 #[cfg(test)]
 mod tests_model;

@@ -81,11 +81,14 @@ pub fn msg_len(subject: &[u8], hdr: &[u8], data: &[u8]) -> usize {
     MSG_OVERHEAD + subject.len() + h + data.len()
 }
 
-fn put_header(out: &mut Vec<u8>, len: usize, kind: u8, seq: u64, ts: i64) {
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.push(kind);
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&ts.to_le_bytes());
+/// The fixed header, built on the stack so it is copied in one go.
+fn header_bytes(len: usize, kind: u8, seq: u64, ts: i64) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4] = kind;
+    h[5..13].copy_from_slice(&seq.to_le_bytes());
+    h[13..21].copy_from_slice(&ts.to_le_bytes());
+    h
 }
 
 /// Appends a message record to `out`; returns its length. The caller has checked that the
@@ -101,16 +104,17 @@ pub fn encode_msg(
     let len = msg_len(subject, hdr, data);
     let start = out.len();
     out.reserve(len);
-    let kind = if hdr.is_empty() {
-        KIND_MSG
+    let mut fixed = [0u8; HEADER + 6];
+    let n = if hdr.is_empty() {
+        fixed[..HEADER].copy_from_slice(&header_bytes(len, KIND_MSG, seq, ts));
+        HEADER + 2
     } else {
-        KIND_MSG | F_HDR
+        fixed[..HEADER].copy_from_slice(&header_bytes(len, KIND_MSG | F_HDR, seq, ts));
+        fixed[HEADER + 2..].copy_from_slice(&(hdr.len() as u32).to_le_bytes());
+        HEADER + 6
     };
-    put_header(out, len, kind, seq, ts);
-    out.extend_from_slice(&(subject.len() as u16).to_le_bytes());
-    if !hdr.is_empty() {
-        out.extend_from_slice(&(hdr.len() as u32).to_le_bytes());
-    }
+    fixed[HEADER..HEADER + 2].copy_from_slice(&(subject.len() as u16).to_le_bytes());
+    out.extend_from_slice(&fixed[..n]);
     out.extend_from_slice(subject);
     out.extend_from_slice(hdr);
     out.extend_from_slice(data);
@@ -122,7 +126,7 @@ pub fn encode_msg(
 /// Appends a mark record to `out`; returns its length. `m.tombs` must be ascending.
 pub fn encode_mark(out: &mut Vec<u8>, m: &Mark) -> usize {
     let start = out.len();
-    put_header(out, 0, KIND_MARK, m.last_seq, m.last_ts);
+    out.extend_from_slice(&header_bytes(0, KIND_MARK, m.last_seq, m.last_ts));
     out.extend_from_slice(&m.floor.to_le_bytes());
     put_uvarint(out, m.tombs.len() as u64);
     let mut prev = 0;

@@ -236,3 +236,44 @@ pub fn find_seg(segs: &VecDeque<Seg>, id: u32) -> Option<&Seg> {
 pub fn sizer(segs: &VecDeque<Seg>) -> impl Fn(&Chunk, usize) -> u64 + '_ {
     move |c: &Chunk, pos: usize| find_seg(segs, c.seg).map_or(0, |s| s.record_len(c, pos) + 3)
 }
+
+/// Read-ahead for sequential reads (a consumer replaying a stream): when a read starts where
+/// the previous one ended, a whole window is read and the next records come from memory.
+/// Random reads read just their record.
+#[derive(Default)]
+pub struct Window {
+    seg: u32,
+    off: u64,
+    buf: Vec<u8>,
+    /// Where the previous read ended.
+    next: u64,
+}
+
+const WINDOW_BYTES: u64 = 64 << 10;
+
+impl Window {
+    pub fn read(&mut self, seg: &Seg, off: u64, len: usize) -> io::Result<Vec<u8>> {
+        let end = off + len as u64;
+        if self.seg != seg.id {
+            *self = Window {
+                seg: seg.id,
+                ..Window::default()
+            };
+        }
+        let hit = off >= self.off && end <= self.off + self.buf.len() as u64;
+        let sequential = off == self.next;
+        self.next = end;
+        if hit {
+            let at = (off - self.off) as usize;
+            return Ok(self.buf[at..at + len].to_vec());
+        }
+        // The tail is in memory already; only the file part is worth reading ahead.
+        if !sequential || end > seg.tail_start {
+            return seg.read(off, len);
+        }
+        let want = (len as u64).max(WINDOW_BYTES).min(seg.tail_start - off);
+        self.buf = seg.read(off, want as usize)?;
+        self.off = off;
+        Ok(self.buf[..len].to_vec())
+    }
+}

@@ -459,7 +459,6 @@ fn run(seed: u64, ops: usize, file: bool) {
             91..=95 if file => {
                 if r.chance(60) {
                     s.flush().unwrap();
-                    flushed = m.clone();
                 } else {
                     // A crash: what was not flushed never happened.
                     m = flushed.clone();
