@@ -75,7 +75,16 @@ impl FileStore {
                 found.mark, s.mark
             ));
         }
-        let on_disk: Vec<(u64, u32, &[u8])> = chunks
+        if s.sealed && s.clean {
+            self.check_index_file(s)?;
+        }
+        self.check_messages(s, &chunks, &scratch)
+    }
+
+    /// The message records read back (`found`, their subjects in `scratch`) are the ones the
+    /// index has for this segment, at the same offsets, on the same subjects.
+    fn check_messages(&self, s: &Seg, found: &[Chunk], scratch: &Index) -> Result<(), String> {
+        let on_disk: Vec<(u64, u32, &[u8])> = found
             .iter()
             .flat_map(|c| {
                 c.ents
@@ -87,7 +96,7 @@ impl FileStore {
             .map(|(seq, e)| (seq, e.loc, scratch.name(e.subject())))
             .collect();
         let mut kept = Vec::new();
-        for c in self.ix.chunks.iter().filter(|c| c.seg == id) {
+        for c in self.ix.chunks.iter().filter(|c| c.seg == s.id) {
             for (i, e) in c.ents.iter().enumerate().filter(|(_, e)| e.is_msg()) {
                 let seq = c.base + i as u64;
                 // Removed messages may name a subject id that was freed since; compare live ones.
@@ -100,19 +109,16 @@ impl FileStore {
                 kept.push((seq, e.loc, name));
             }
         }
-        if s.sealed && s.clean {
-            self.check_index_file(s)?;
-        }
         if on_disk != kept {
             let n = on_disk
                 .iter()
                 .zip(&kept)
                 .take_while(|(a, b)| a == b)
                 .count();
+            let (a, b) = (on_disk.get(n), kept.get(n));
             return Err(format!(
-                "segment {id}: message {n} reads back as {:?}, index has {:?}",
-                on_disk.get(n),
-                kept.get(n)
+                "segment {}: message {n} reads back as {a:?}, index has {b:?}",
+                s.id
             ));
         }
         Ok(())

@@ -108,6 +108,17 @@ pub fn encode(seg: &Seg, chunks: &[&Chunk], ix: &Index, last_crc: u32) -> Option
     if cursor != seg.end {
         return None;
     }
+    Some(file_bytes(seg, last_crc, (base, n_ents), &names, &body))
+}
+
+/// The whole index file around its body (layout at the top of this file).
+fn file_bytes(
+    seg: &Seg,
+    last_crc: u32,
+    (base, n_ents): (u64, u64),
+    names: &[&[u8]],
+    body: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(FIXED + body.len() + 64);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&seg.end.to_le_bytes());
@@ -122,11 +133,11 @@ pub fn encode(seg: &Seg, chunks: &[&Chunk], ix: &Index, last_crc: u32) -> Option
     out.extend_from_slice(&(names.len() as u32).to_le_bytes());
     out.extend_from_slice(&(m.tombs.len() as u32).to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    for n in &names {
+    for n in names {
         out.extend_from_slice(&(n.len() as u16).to_le_bytes());
         out.extend_from_slice(n);
     }
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     let mut prev = 0;
     for &t in &m.tombs {
         put_uvarint(&mut out, t - prev);
@@ -134,7 +145,7 @@ pub fn encode(seg: &Seg, chunks: &[&Chunk], ix: &Index, last_crc: u32) -> Option
     }
     let crc = crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Some(out)
+    out
 }
 
 /// Gathers consecutive records into runs and consecutive holes into one op.

@@ -4,6 +4,7 @@
 //!
 //! LAYOUT-PLACEHOLDER
 
+mod audit;
 mod check;
 pub mod crc;
 mod file;
@@ -207,9 +208,10 @@ pub struct Recovery {
     pub segments_scanned: usize,
 }
 
+/// Both boxed: the handle stays one pointer wide wherever the stream layer keeps it.
 pub enum Store {
-    File(FileStore),
-    Memory(MemStore),
+    File(Box<FileStore>),
+    Memory(Box<MemStore>),
 }
 
 macro_rules! each {
@@ -225,11 +227,11 @@ impl Store {
     /// Opens the file store in `cfg.dir`, creating it if missing, else recovering it.
     pub fn open_file(cfg: FileConfig, limits: StoreLimits) -> io::Result<(Store, Recovery)> {
         let (fs, rec) = FileStore::open(cfg, limits)?;
-        Ok((Store::File(fs), rec))
+        Ok((Store::File(Box::new(fs)), rec))
     }
 
     pub fn new_memory(limits: StoreLimits) -> Store {
-        Store::Memory(MemStore::new(limits))
+        Store::Memory(Box::new(MemStore::new(limits)))
     }
 
     /// Stores a message as `last_seq + 1`: readable at once, written by the next `flush`.

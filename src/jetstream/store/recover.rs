@@ -94,7 +94,7 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
         let (mut seg, mut chunks) = match loaded {
             Some(x) => {
                 r.rec.segments_indexed += 1;
-                if let Some(first) = x.1.iter().find_map(|c| first_msg(c)) {
+                if let Some(first) = x.1.iter().find_map(first_msg) {
                     sc.message(first, x.0.max_ts);
                 }
                 x
@@ -118,7 +118,7 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
                 (seg, chunks)
             }
         };
-        if let Some(m) = chunks.iter().rev().find_map(|c| last_msg(c)) {
+        if let Some(m) = chunks.iter().rev().find_map(last_msg) {
             sc.last_msg = sc.last_msg.max(m);
         }
         chunks.retain(|c| !c.ents.is_empty());

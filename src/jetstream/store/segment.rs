@@ -232,9 +232,18 @@ pub fn find_seg(segs: &VecDeque<Seg>, id: u32) -> Option<&Seg> {
 }
 
 /// nats-server's file store size of a message: its record length here plus 3 (nats-server's
-/// records carry an 8-byte hash and no kind byte: 30 bytes of framing to our 27).
-pub fn sizer(segs: &VecDeque<Seg>) -> impl Fn(&Chunk, usize) -> u64 + '_ {
-    move |c: &Chunk, pos: usize| find_seg(segs, c.seg).map_or(0, |s| s.record_len(c, pos) + 3)
+/// records carry an 8-byte hash and no kind byte: 30 bytes of framing to our 27). Remembers
+/// the last segment it looked up: calls come in runs over one chunk.
+pub fn sizer(segs: &VecDeque<Seg>) -> impl FnMut(&Chunk, usize) -> u64 + '_ {
+    let mut at = usize::MAX;
+    move |c: &Chunk, pos: usize| {
+        if segs.get(at).is_none_or(|s| s.id != c.seg) {
+            at = segs.partition_point(|s| s.id < c.seg);
+        }
+        segs.get(at)
+            .filter(|s| s.id == c.seg)
+            .map_or(0, |s| s.record_len(c, pos) + 3)
+    }
 }
 
 /// Read-ahead for sequential reads (a consumer replaying a stream): when a read starts where

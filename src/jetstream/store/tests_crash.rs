@@ -13,11 +13,11 @@ use super::segment::fault;
 use super::tests::{flush_sync, TempDir};
 use super::tests_model::Rng;
 use super::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHILD_ENV: &str = "TERN_STORE_CHILD";
 
@@ -25,7 +25,7 @@ fn subject(seq: u64) -> Vec<u8> {
     format!("k.{}", seq % 7).into_bytes()
 }
 fn hdr(seq: u64) -> Vec<u8> {
-    if seq % 5 == 0 {
+    if seq.is_multiple_of(5) {
         format!("NATS/1.0\r\nseq: {seq}\r\n\r\n").into_bytes()
     } else {
         Vec::new()
@@ -229,8 +229,27 @@ fn kill9_keeps_every_flushed_message() {
         let lines = run_child(&dir, Duration::from_millis(r.below(150)));
         p.read(&lines);
         let (mut s, rec) = Store::open_file(crash_cfg(&dir), crash_limits()).unwrap();
-        let st = s.state();
-        let ctx = format!("round {round}: {st:?} {rec:?}");
+        let ctx = format!("round {round}: {:?} {rec:?}", s.state());
+        p.verify(&s, &dir, &ctx);
+        let next = s.state().last_seq + 1;
+        assert_eq!(
+            s.append(&subject(next), &hdr(next), &payload(next), 0)
+                .unwrap(),
+            next
+        );
+        flush_sync(&mut s);
+        p.stored.insert(next);
+        p.max_seq = next;
+        // Opening and appending apply max_msgs too, and this flush made that durable.
+        p.floor = s.state().first_seq;
+    }
+    eprintln!("kill -9: {rounds} rounds, {} messages stored", p.max_seq);
+}
+
+impl Promised {
+    /// Every promise holds in the reopened store (invariants 1, 2, 3).
+    fn verify(&self, s: &Store, dir: &std::path::Path, ctx: &str) {
+        let (p, st) = (self, s.state());
         assert!(
             st.last_seq >= p.max_seq,
             "{ctx}: last_seq went back below {}",
@@ -265,15 +284,12 @@ fn kill9_keeps_every_flushed_message() {
                 Some(m) => m,
                 None if p.maybe_removed.contains(&seq) => continue,
                 None => {
-                    debug_dump(&dir, seq);
+                    debug_dump(dir, seq);
                     panic!("{ctx}: flushed seq {seq} is gone")
                 }
             };
-            assert_eq!(
-                (m.subject(), m.hdr(), m.data()),
-                (&subject(seq)[..], &hdr(seq)[..], &payload(seq)[..]),
-                "{ctx}"
-            );
+            let want = (&subject(seq)[..], &hdr(seq)[..], &payload(seq)[..]);
+            assert_eq!((m.subject(), m.hdr(), m.data()), want, "{ctx}");
         }
         for &seq in p.stored.range(..p.floor.min(st.first_seq)) {
             assert!(
@@ -282,19 +298,7 @@ fn kill9_keeps_every_flushed_message() {
             );
         }
         s.check().unwrap_or_else(|e| panic!("{ctx}: {e}"));
-        let next = st.last_seq + 1;
-        assert_eq!(
-            s.append(&subject(next), &hdr(next), &payload(next), 0)
-                .unwrap(),
-            next
-        );
-        flush_sync(&mut s);
-        p.stored.insert(next);
-        p.max_seq = next;
-        // Opening and appending apply max_msgs too, and this flush made that durable.
-        p.floor = s.state().first_seq;
     }
-    eprintln!("kill -9: {rounds} rounds, {} messages stored", p.max_seq);
 }
 
 /// Appends `n` messages and returns their sequences.
@@ -517,8 +521,6 @@ fn promised_groups_need_their_flush_line() {
     );
     assert!(p.removed.is_empty());
     assert_eq!(p.maybe_removed.iter().copied().collect::<Vec<_>>(), vec![1]);
-    let _unused: BTreeMap<u64, u64> = BTreeMap::new();
-    let _ = Instant::now();
 }
 
 fn debug_dump(dir: &std::path::Path, seq: u64) {

@@ -7,7 +7,7 @@
 use super::tests::{flush_sync, TempDir};
 use super::*;
 use crate::sublist::subject_matches;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// xorshift64*: seeded, reproducible, no crate.
 pub struct Rng(pub u64);
@@ -285,26 +285,23 @@ fn random_msg(r: &mut Rng, ts: i64) -> M {
 }
 
 fn same(s: &Store, m: &Model, r: &mut Rng, full: bool, ctx: &str) {
-    let st = s.state();
-    let want_first_ts = m.msgs.values().next().map_or(0, |x| x.ts);
-    let subjects: std::collections::BTreeSet<&Vec<u8>> = m.msgs.values().map(|x| &x.subj).collect();
+    let subjects: BTreeSet<&Vec<u8>> = m.msgs.values().map(|x| &x.subj).collect();
     let first = m.first();
-    let deleted = if m.msgs.is_empty() {
-        0
-    } else {
-        m.last - first + 1 - m.msgs.len() as u64
-    };
     let want = State {
         msgs: m.msgs.len() as u64,
         bytes: m.bytes(),
         first_seq: first,
-        first_ts: want_first_ts,
+        first_ts: m.msgs.values().next().map_or(0, |x| x.ts),
         last_seq: m.last,
         last_ts: m.last_ts,
         num_subjects: subjects.len() as u64,
-        num_deleted: deleted,
+        num_deleted: if m.msgs.is_empty() {
+            0
+        } else {
+            m.last - first + 1 - m.msgs.len() as u64
+        },
     };
-    assert_eq!(st, want, "{ctx}");
+    assert_eq!(s.state(), want, "{ctx}");
     let probes: Vec<u64> = if full {
         (0..=m.last + 1).collect()
     } else {
@@ -320,43 +317,7 @@ fn same(s: &Store, m: &Model, r: &mut Rng, full: bool, ctx: &str) {
         assert_eq!(got.as_ref(), m.msgs.get(&seq), "{ctx}: load({seq})");
     }
     for _ in 0..if full { 30 } else { 3 } {
-        let f = FILTERS[r.below(FILTERS.len() as u64) as usize];
-        let from = r.below(m.last + 3);
-        let next = m
-            .msgs
-            .range(from..)
-            .find(|(_, x)| Model::matches(f, &x.subj))
-            .map(|(s, _)| *s);
-        assert_eq!(
-            s.next_matching(from, f),
-            next,
-            "{ctx}: next_matching({from}, {f:?})"
-        );
-        let n = m
-            .msgs
-            .range(from..)
-            .filter(|(_, x)| Model::matches(f, &x.subj))
-            .count() as u64;
-        assert_eq!(
-            s.num_matching(from, f),
-            n,
-            "{ctx}: num_matching({from}, {f:?})"
-        );
-        let mut lps: Vec<u64> = Vec::new();
-        for subj in &subjects {
-            if Model::matches(f, subj) {
-                lps.push(
-                    *m.msgs
-                        .iter()
-                        .rev()
-                        .find(|(_, x)| &&x.subj == subj)
-                        .unwrap()
-                        .0,
-                );
-            }
-        }
-        lps.sort_unstable();
-        assert_eq!(s.last_per_subject(f), lps, "{ctx}: last_per_subject({f:?})");
+        same_queries(s, m, r, &subjects, ctx);
     }
     if full {
         let dels: Vec<u64> = if m.msgs.is_empty() {
@@ -371,46 +332,100 @@ fn same(s: &Store, m: &Model, r: &mut Rng, full: bool, ctx: &str) {
     }
 }
 
-/// One run of `ops` random operations on a file store (reopened at times) or a memory store.
-fn run(seed: u64, ops: usize, file: bool) {
-    let mut r = Rng(seed | 1);
-    let dir = TempDir::new("model");
-    let segment_size = 150 + r.below(1500);
-    let limits = random_limits(&mut r);
-    let open = |l: &StoreLimits| {
-        Store::open_file(super::tests::cfg(&dir, segment_size), l.clone())
-            .unwrap()
-            .0
+/// One random filter and start: next_matching, num_matching, last_per_subject.
+fn same_queries(s: &Store, m: &Model, r: &mut Rng, subjects: &BTreeSet<&Vec<u8>>, ctx: &str) {
+    let f = FILTERS[r.below(FILTERS.len() as u64) as usize];
+    let from = r.below(m.last + 3);
+    let matching = || {
+        m.msgs
+            .range(from..)
+            .filter(|(_, x)| Model::matches(f, &x.subj))
     };
-    let mut s = if file {
-        open(&limits)
-    } else {
-        Store::new_memory(limits.clone())
-    };
-    let mut m = Model {
-        msgs: BTreeMap::new(),
-        last: 0,
-        last_ts: 0,
-        touched: false,
-        memory: !file,
-        lim: limits,
-    };
-    let mut flushed = m.clone();
-    let mut ts = 1000i64;
-    for op in 0..ops {
-        ts += 1 + r.below(20) as i64;
-        let ctx = format!("seed {seed} op {op}");
-        let kind = r.below(100);
-        if std::env::var("STORE_TRACE").is_ok() {
-            let st = s.state();
-            eprintln!(
-                "op {op} kind {kind} state first {} last {} msgs {}",
-                st.first_seq, st.last_seq, st.msgs
-            );
+    let next = matching().next().map(|(s, _)| *s);
+    assert_eq!(
+        s.next_matching(from, f),
+        next,
+        "{ctx}: next_matching({from}, {f:?})"
+    );
+    let n = matching().count() as u64;
+    assert_eq!(
+        s.num_matching(from, f),
+        n,
+        "{ctx}: num_matching({from}, {f:?})"
+    );
+    let mut lps: Vec<u64> = subjects
+        .iter()
+        .filter(|subj| Model::matches(f, subj))
+        .map(|subj| {
+            *m.msgs
+                .iter()
+                .rev()
+                .find(|(_, x)| &&x.subj == subj)
+                .unwrap()
+                .0
+        })
+        .collect();
+    lps.sort_unstable();
+    assert_eq!(s.last_per_subject(f), lps, "{ctx}: last_per_subject({f:?})");
+}
+
+/// One run: a store, its model, and what the model was at the last successful flush.
+struct Run {
+    r: Rng,
+    dir: TempDir,
+    segment_size: u64,
+    file: bool,
+    s: Store,
+    m: Model,
+    flushed: Model,
+    ts: i64,
+}
+
+impl Run {
+    fn new(seed: u64, file: bool) -> Run {
+        let mut r = Rng(seed | 1);
+        let dir = TempDir::new("model");
+        let segment_size = 150 + r.below(1500);
+        let lim = random_limits(&mut r);
+        let s = if file {
+            Store::open_file(super::tests::cfg(&dir, segment_size), lim.clone())
+                .unwrap()
+                .0
+        } else {
+            Store::new_memory(lim.clone())
+        };
+        let m = Model {
+            msgs: BTreeMap::new(),
+            last: 0,
+            last_ts: 0,
+            touched: false,
+            memory: !file,
+            lim,
+        };
+        Run {
+            r,
+            dir,
+            segment_size,
+            file,
+            s,
+            flushed: m.clone(),
+            m,
+            ts: 1000,
         }
-        match kind {
+    }
+
+    /// The checks draw from their own generator so that checking more does not change the
+    /// operations (a failing seed replays the same with STORE_FULL=1).
+    fn check(&self, full: bool, ctx: &str) {
+        same(&self.s, &self.m, &mut Rng(self.r.0 ^ 0x5555), full, ctx);
+    }
+
+    fn step(&mut self, ctx: &str) {
+        self.ts += 1 + self.r.below(20) as i64;
+        let (r, s, m, ts) = (&mut self.r, &mut self.s, &mut self.m, self.ts);
+        match r.below(100) {
             0..=54 => {
-                let msg = random_msg(&mut r, ts);
+                let msg = random_msg(r, ts);
                 let got = s.append(&msg.subj, &msg.hdr, &msg.data, ts);
                 match (m.append(msg), got) {
                     (Ok(a), Ok(b)) => assert_eq!(a, b, "{ctx}"),
@@ -419,8 +434,7 @@ fn run(seed: u64, ops: usize, file: bool) {
                 }
             }
             55..=64 => {
-                let seq = r.below(m.last + 3);
-                let erase = r.chance(30);
+                let (seq, erase) = (r.below(m.last + 3), r.chance(30));
                 assert_eq!(s.remove(seq, erase), m.drop_seq(seq), "{ctx}: remove {seq}");
             }
             65..=67 => {
@@ -435,64 +449,64 @@ fn run(seed: u64, ops: usize, file: bool) {
                 let got = s.purge(f, (upto > 0).then_some(upto), (keep > 0).then_some(keep));
                 assert_eq!(got, n, "{ctx}: purge({f:?}, {upto}, {keep})");
             }
-            68..=71 => {
-                assert_eq!(s.skip(ts).unwrap(), m.skip(ts), "{ctx}");
-            }
+            68..=71 => assert_eq!(s.skip(ts).unwrap(), m.skip(ts), "{ctx}"),
             72..=73 => {
                 s.expire(ts);
                 m.expire(ts);
             }
             74..=75 => {
-                let l = random_limits(&mut r);
+                let l = random_limits(r);
                 s.update_limits(l.clone());
                 m.lim = l;
                 m.enforce_all();
             }
             76..=90 => {
                 if r.chance(50) {
-                    flush_sync(&mut s);
+                    flush_sync(s);
                 } else {
                     s.flush().unwrap();
                 }
-                flushed = m.clone();
+                self.flushed = m.clone();
             }
-            91..=95 if file => {
-                if r.chance(60) {
-                    s.flush().unwrap();
-                } else {
-                    // A crash: what was not flushed never happened.
-                    m = flushed.clone();
-                    m.lim = s.limits().clone();
-                }
-                let l = m.lim.clone();
-                drop(s);
-                s = open(&l);
-                // Opening applies the limits; those removals are written by the next flush.
-                flushed = m.clone();
-                m.enforce_all();
-                same(
-                    &s,
-                    &m,
-                    &mut Rng(r.0 ^ 0x5555),
-                    true,
-                    &format!("{ctx} after reopen"),
-                );
-            }
+            91..=95 if self.file => self.reopen(ctx),
             _ => {}
         }
-        // The checks draw from their own generator so that checking more does not change the
-        // operations (a failing seed replays the same with STORE_FULL=1).
-        let full = op % 97 == 0 || std::env::var("STORE_FULL").is_ok();
-        same(&s, &m, &mut Rng(r.0 ^ 0x5555), full, &ctx);
     }
-    s.flush().unwrap();
-    same(
-        &s,
-        &m,
-        &mut Rng(r.0 ^ 0x5555),
-        true,
-        &format!("seed {seed} end"),
-    );
+
+    /// Closes and reopens the file store, after a flush or as if it had crashed (then what
+    /// was not flushed never happened).
+    fn reopen(&mut self, ctx: &str) {
+        if self.r.chance(60) {
+            self.s.flush().unwrap();
+        } else {
+            self.m = self.flushed.clone();
+            self.m.lim = self.s.limits().clone();
+        }
+        let lim = self.m.lim.clone();
+        self.s = Store::new_memory(StoreLimits::default());
+        self.s = Store::open_file(super::tests::cfg(&self.dir, self.segment_size), lim)
+            .unwrap()
+            .0;
+        // Opening applies the limits; those removals are written by the next flush.
+        self.flushed = self.m.clone();
+        self.m.enforce_all();
+        self.check(true, &format!("{ctx} after reopen"));
+    }
+}
+
+/// One run of `ops` random operations on a file store (reopened at times) or a memory store.
+fn run(seed: u64, ops: usize, file: bool) {
+    let mut run = Run::new(seed, file);
+    for op in 0..ops {
+        let ctx = format!("seed {seed} op {op}");
+        run.step(&ctx);
+        run.check(op % 97 == 0 || std::env::var("STORE_FULL").is_ok(), &ctx);
+    }
+    run.s.flush().unwrap();
+    run.check(true, &format!("seed {seed} end"));
+    if std::env::var("STORE_TRACE").is_ok() {
+        eprintln!("seed {seed}: {:?}", run.s.state());
+    }
 }
 
 /// How many seeds: 8 by default, `STORE_SEEDS=n` for a longer hunt.
