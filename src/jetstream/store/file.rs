@@ -11,7 +11,7 @@ use super::record::{self, decode, Rec};
 use super::recover::{self, Recovered};
 use super::segment::{find_seg, idx_path, seg_path, sizer, Seg, Window};
 use super::{FileConfig, Lost, Recovery, State, StoreError, StoreLimits, StoredMsg};
-use log::{info, warn};
+use log::warn;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -142,8 +142,13 @@ impl FileStore {
         for id in to_index {
             fs.build_index(id, 0);
         }
-        if rec != Recovery::default() {
-            info!("store {}: recovered {:?}", fs.dir.display(), rec);
+        if rec.lost_bytes > 0 || !rec.lost_seqs.is_empty() {
+            warn!(
+                "store {}: recovery lost {} bytes, sequences {:?}",
+                fs.dir.display(),
+                rec.lost_bytes,
+                rec.lost_seqs
+            );
         }
         // Limits as they are now (they may have been lowered while stopped); the removals are
         // written by the first flush.
@@ -240,13 +245,8 @@ impl FileStore {
         if self.failed {
             return Err(StoreError::Failed);
         }
+        super::check_input(subject, hdr, data)?;
         let len = record::msg_len(subject, hdr, data);
-        if subject.len() > usize::from(u16::MAX)
-            || hdr.len() > u32::MAX as usize
-            || len > record::MAX_RECORD
-        {
-            return Err(StoreError::TooLarge);
-        }
         let payload = (hdr.len() + data.len()) as u64;
         limits::check_new(
             &mut self.ix,
@@ -256,7 +256,7 @@ impl FileStore {
             false,
             &mut sizer(&self.segs),
         )?;
-        let sid = self.ix.intern(subject).ok_or(StoreError::TooLarge)?;
+        let sid = self.ix.intern(subject).ok_or(StoreError::TooManySubjects)?;
         let seq = self.ix.last + 1;
         self.ready_for(seq);
         let Some(seg) = self.segs.back_mut() else {

@@ -29,8 +29,8 @@
 //! ```
 
 use super::crc::crc32c;
-use super::index::{Chunk, Ent, Index, HOLE};
-use super::record::{get_uvarint, put_uvarint, u64_at, Mark};
+use super::index::{Chunk, Ent, Index, HOLE, MAX_PAD};
+use super::record::{get_uvarint, put_uvarint, u64_at, Mark, MAX_SEQ};
 use super::segment::Seg;
 use crate::hash::{new_map, FastMap};
 
@@ -218,13 +218,15 @@ pub fn decode(buf: &[u8], ix: &mut Index) -> Option<Decoded> {
         max_ts: u64_at(buf, 32) as i64,
         ..Decoded::default()
     };
-    let first = Chunk {
-        base: u64_at(buf, 16),
+    let (base, n_ents) = (u64_at(buf, 16), u64_at(buf, 24));
+    if base > MAX_SEQ || n_ents > MAX_SEQ || d.seg_len > u64::from(u32::MAX) {
+        return None;
+    }
+    d.chunks.push(Chunk {
+        base,
         stop: u32::MAX,
         ..Chunk::default()
-    };
-    d.chunks.push(first);
-    let n_ents = u64_at(buf, 24);
+    });
     d.mark = Mark {
         last_seq: u64_at(buf, 40),
         last_ts: u64_at(buf, 48) as i64,
@@ -257,7 +259,10 @@ pub fn decode(buf: &[u8], ix: &mut Index) -> Option<Decoded> {
         d.mark.tombs.push(prev);
     }
     let counted: u64 = d.chunks.iter().map(|c| c.ents.len() as u64).sum();
-    (at == end && counted == n_ents).then_some(d)
+    let m = &d.mark;
+    let sane = d.chunks.iter().all(|c| c.end() <= MAX_SEQ) && m.last_seq.max(m.floor) <= MAX_SEQ;
+    let sane = sane && m.tombs.last().is_none_or(|&t| t <= MAX_SEQ);
+    (at == end && counted == n_ents && sane).then_some(d)
 }
 
 fn decode_body(body: &[u8], sids: &[u32], d: &mut Decoded) -> Option<()> {
@@ -289,7 +294,7 @@ fn decode_body(body: &[u8], sids: &[u32], d: &mut Decoded) -> Option<()> {
             }
             1 => {
                 let k = tag >> 2;
-                if k == 0 || k > 1 << 20 {
+                if k == 0 || k > MAX_PAD {
                     return None;
                 }
                 let loc = u32::try_from(cursor).ok()?;
@@ -305,7 +310,7 @@ fn decode_body(body: &[u8], sids: &[u32], d: &mut Decoded) -> Option<()> {
                 }
             }
             _ => {
-                let base = c.end().checked_add(tag >> 2)?;
+                let base = c.end().checked_add(tag >> 2).filter(|&b| b <= MAX_SEQ)?;
                 c.stop = u32::try_from(cursor).ok()?;
                 d.chunks.push(std::mem::replace(
                     &mut c,

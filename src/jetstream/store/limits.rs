@@ -130,7 +130,11 @@ pub fn purge(
     keep: Option<u64>,
     drop: &mut SizeFn,
 ) -> Purged {
-    let (upto, keep) = (upto.unwrap_or(0), keep.unwrap_or(0));
+    // Sequences stop at MAX_SEQ (a compaction past it would jump there).
+    let (upto, keep) = (
+        upto.unwrap_or(0).min(super::record::MAX_SEQ),
+        keep.unwrap_or(0),
+    );
     if upto > 1 && keep > 0 {
         return Purged::default();
     }

@@ -92,15 +92,13 @@ impl MemStore {
         data: &[u8],
         ts: i64,
     ) -> Result<u64, StoreError> {
-        if subject.len() > usize::from(u16::MAX) || hdr.len() > u32::MAX as usize {
-            return Err(StoreError::TooLarge);
-        }
+        super::check_input(subject, hdr, data)?;
         let payload = (hdr.len() + data.len()) as u64;
         let m = measure(&self.slots);
         limits::check_new(&mut self.ix, &self.limits, subject, payload, true, &mut {
             m
         })?;
-        let sid = self.ix.intern(subject).ok_or(StoreError::TooLarge)?;
+        let sid = self.ix.intern(subject).ok_or(StoreError::TooManySubjects)?;
         let seq = self.ix.last + 1;
         self.ready_for(seq);
         let mut buf = Vec::with_capacity(hdr.len() + data.len());

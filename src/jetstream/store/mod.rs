@@ -148,8 +148,12 @@ pub enum StoreError {
     MaxBytes,
     /// `discard_new_per_subject` and `max_msgs_per_subject` reached.
     MaxMsgsPerSubject,
-    /// A subject over 65535 bytes or a record over 256 MiB (the protocol limits come first).
+    /// An empty subject, or one over 65535 bytes (the protocol's limits come first).
+    BadSubject,
+    /// A record over 256 MiB (the protocol's limits come first).
     TooLarge,
+    /// Over two billion distinct subjects.
+    TooManySubjects,
     /// An earlier I/O error left the store read-only until restart.
     Failed,
     /// Writing failed; everything since the last successful flush was rolled back.
@@ -163,7 +167,9 @@ impl fmt::Display for StoreError {
             StoreError::MaxMsgs => f.write_str("maximum messages exceeded"),
             StoreError::MaxBytes => f.write_str("maximum bytes exceeded"),
             StoreError::MaxMsgsPerSubject => f.write_str("maximum messages per subject exceeded"),
+            StoreError::BadSubject => f.write_str("subject is empty or too long"),
             StoreError::TooLarge => f.write_str("message too large"),
+            StoreError::TooManySubjects => f.write_str("too many subjects"),
             StoreError::Failed => f.write_str("store is read-only after an I/O error"),
             StoreError::Io(e) => write!(f, "store write failed: {e}"),
         }
@@ -171,6 +177,17 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// What both stores refuse before looking at limits.
+fn check_input(subject: &[u8], hdr: &[u8], data: &[u8]) -> Result<(), StoreError> {
+    if subject.is_empty() || subject.len() > usize::from(u16::MAX) {
+        return Err(StoreError::BadSubject);
+    }
+    if hdr.len() > u32::MAX as usize || record::msg_len(subject, hdr, data) > record::MAX_RECORD {
+        return Err(StoreError::TooLarge);
+    }
+    Ok(())
+}
 
 /// What a successful `flush` wrote, and what to fsync for it to survive a power loss.
 #[derive(Debug, Default)]

@@ -14,6 +14,9 @@ pub const MSG_OVERHEAD: usize = HEADER + 2 + 4;
 pub const MARK_MIN: usize = HEADER + 8 + 1 + 4;
 /// No record is longer (NATS payloads are at most 64 MiB); a longer `len` is garbage.
 pub const MAX_RECORD: usize = 1 << 28;
+/// No sequence is higher (2^62: centuries at a billion messages a second); a record that says
+/// otherwise is garbage, so arithmetic on sequences never overflows.
+pub const MAX_SEQ: u64 = 1 << 62;
 
 pub const KIND_MSG: u8 = 1;
 pub const KIND_MARK: u8 = 2;
@@ -167,7 +170,7 @@ pub fn header(b: &[u8]) -> Option<(usize, u8, u64, i64)> {
         KIND_MARK => kind == KIND_MARK && len >= MARK_MIN,
         _ => false,
     };
-    if !ok || len > MAX_RECORD {
+    if !ok || len > MAX_RECORD || u64_at(b, 5) > MAX_SEQ {
         return None;
     }
     Some((len, kind, u64_at(b, 5), u64_at(b, 13) as i64))
@@ -237,10 +240,10 @@ fn decode_mark(body: &[u8], last_seq: u64, last_ts: i64) -> Option<Mark> {
         if i > 0 && d == 0 {
             return None;
         }
-        prev = prev.checked_add(d)?;
+        prev = prev.checked_add(d).filter(|&t| t <= MAX_SEQ)?;
         tombs.push(prev);
     }
-    if at != body.len() {
+    if at != body.len() || floor > MAX_SEQ {
         return None;
     }
     Some(Mark {

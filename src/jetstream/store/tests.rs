@@ -373,3 +373,25 @@ fn indexes_describe_holes_breaks_and_marks() {
     assert_eq!(s.state(), want);
     s.check().unwrap();
 }
+
+#[test]
+fn bad_input_is_refused_without_change() {
+    let d = TempDir::new("bad");
+    let (file, _) = open(&d, 4096, unlimited());
+    for mut s in [file, Store::new_memory(unlimited())] {
+        assert!(matches!(
+            s.append(b"", b"", b"x", 0),
+            Err(StoreError::BadSubject)
+        ));
+        let long = vec![b'a'; 70_000];
+        assert!(matches!(
+            s.append(&long, b"", b"x", 0),
+            Err(StoreError::BadSubject)
+        ));
+        let st = s.state();
+        assert_eq!((st.last_seq, st.msgs), (0, 0));
+        assert_eq!(s.append(b"ok", b"", b"", 0).unwrap(), 1);
+    }
+    fn sendable<T: Send>() {}
+    sendable::<Store>();
+}
