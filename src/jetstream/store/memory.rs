@@ -29,6 +29,8 @@ pub struct MemStore {
     slots: Vec<Slot>,
     free: Vec<u32>,
     limits: StoreLimits,
+    /// `Index::drops` at the last tidy-up (nothing to tidy until messages go).
+    tidied: u64,
 }
 
 fn measure(slots: &[Slot]) -> impl Fn(&Chunk, usize) -> u64 + '_ {
@@ -57,6 +59,7 @@ impl MemStore {
             slots: Vec::new(),
             free: Vec::new(),
             limits,
+            tidied: 0,
         }
     }
 
@@ -140,6 +143,10 @@ impl MemStore {
     /// Nothing to write: drops dead chunks and frees unused subject ids.
     pub fn flush(&mut self) {
         self.ix.tombs.clear();
+        if self.tidied == self.ix.drops {
+            return;
+        }
+        self.tidied = self.ix.drops;
         let n = self.ix.chunks.len();
         let mut i = 0;
         self.ix.chunks.retain(|c| {

@@ -1,8 +1,98 @@
-//! The message store: one stream's messages, in files (`FileStore`) or in memory
-//! (`MemStore`), behind one enum, `Store`. It knows nothing of JSON, accounts or sockets; the
-//! stream layer calls it from the poll loop. Only fsync runs elsewhere (`sync.rs`).
+//! The message store: one stream's messages, in segment files (`FileStore`) or in memory
+//! (`MemStore`), behind one enum, `Store`. It knows nothing of JSON, accounts or sockets: the
+//! stream layer calls it from the poll loop. The only thing that runs elsewhere is fsync, on
+//! the helper thread of `sync.rs`.
 //!
-//! LAYOUT-PLACEHOLDER
+//! # On disk
+//!
+//! ```text
+//! <stream dir>/              the stream layer's (meta.inf, obs/ ...)
+//!   seg/                     the store's, nothing else in it
+//!     0000000001.seg         sealed segment: records back to back, never appended to again
+//!     0000000001.idx         its index file, written once the segment is synced (idx.rs)
+//!     0000000002.seg
+//!     0000000002.idx
+//!     0000000003.seg         the active segment: every write goes here, at its known end
+//! ```
+//!
+//! A segment is sealed once it holds `segment_size` bytes (8 MiB by default). Records are
+//! written with pwrite at the segment's known good length, never with a file position, so
+//! undoing a failed write is a truncate to that length.
+//!
+//! # Records (record.rs), little-endian
+//!
+//! ```text
+//!  0   4  len      bytes of the whole record, this field through the CRC
+//!  4   1  kind     low nibble 1: message, 2: mark; 0x10 headers present; 0x20 erased
+//!  5   8  seq      message: its sequence        mark: the stream's last sequence then
+//! 13   8  ts       message: its time, Unix ns   mark: the time of that last sequence
+//!     message                                   mark
+//! 21   2  subject length                     21  8  floor: every sequence below it is gone
+//! 23  [4  header length, only with 0x10]     29  .. tombstones: a count, then removed
+//!     ..  subject, headers, data                     sequences ascending, LEB128 deltas
+//! end  4  CRC-32C (Castagnoli) of every byte before it
+//! ```
+//!
+//! A message without headers costs 27 bytes besides its subject and data (nats-server: 30,
+//! plus its per-block index files). Removals never touch the message's own record: they are
+//! marks, at most one per flush, appended to the active segment. A mark carries the floor
+//! (raised by purges and by the oldest messages going under max_msgs, max_bytes and max_age;
+//! written only when it moved), the sequences removed one by one since the previous flush
+//! (deletes, per-subject limits, filtered purges; also skips, so recovery knows they were not
+//! lost), and the last sequence, so it never goes back. Erase (secure delete) additionally
+//! overwrites a removed message's headers and data with zeros in place, keeping its framing.
+//!
+//! A sealed segment with no live message left is compacted: whatever it held that still
+//! matters (tombstones of messages in segments that stay; the floor and last sequence, which
+//! every mark carries) is carried into the mark of the next flush, and the file is deleted
+//! once a sync covers that mark.
+//!
+//! # What a successful flush promises
+//!
+//! `append`, `skip`, `remove`, `purge`, `update_limits` and `expire` change the index at
+//! once (an appended message is readable right away) and only queue their records. `flush`
+//! writes all of it, normally with one pwrite. When it returns `Ok`, every change since the
+//! previous successful flush is in the kernel's page cache, and from then on it survives the
+//! process dying in any way (kill -9, abort, OOM kill). After a restart:
+//! - every message appended before that flush and not removed is there, byte for byte;
+//! - no message removed before that flush comes back (limits raised in the meantime included);
+//! - the last sequence is at least what it was, and the next message gets the one after it.
+//!
+//! When `flush` returns `Err`, none of it happened: the files are cut back to their previous
+//! length, segments created since are deleted, the index is as the files say, and the same
+//! sequences will be handed out again. Tell those publishers their messages were not stored.
+//! If even the cut fails, the store is read-only (`StoreError::Failed`) until a restart.
+//!
+//! # What a completed sync promises
+//!
+//! `Flushed::target` lists the files to fdatasync (the segments written) and directories to
+//! fsync (after a segment file was created or deleted). Once that target, or any later one,
+//! has been synced and `synced(id)` called, every flush up to `id` also survives a power loss
+//! or a kernel crash. Until then a power loss may take back what was flushed since the last
+//! completed sync (that is nats-server 2.9's promise with its 2-minute sync interval). With
+//! the `always` durability setting, acknowledge a flush's messages only after its sync.
+//! Index files and the deletion of compacted segments wait for a completed sync, so
+//! `Flushed::wants_sync` asks for one even in interval mode; a sync error must be reported
+//! with `sync_failed`, which makes the store read-only (the kernel may have dropped the pages).
+//!
+//! Not promised: appends not yet flushed (a crash loses them; nobody was told they were
+//! stored). Recovery may also keep messages whose flush never returned because the process
+//! died after their bytes reached the file: never acknowledged, but not lost either.
+//!
+//! # Recovery (recover.rs)
+//!
+//! Sealed segments load from their index files when those check out, else are read record by
+//! record like the active one. A torn tail is cut off; a damaged record followed by good ones
+//! is skipped; sequences lost either way are reported (`Store::lost`, with damage found later
+//! by a read that fails its CRC). Floors and tombstones are then applied. Opening also applies
+//! the limits given, which can only remove (written by the first flush).
+//!
+//! # Memory
+//!
+//! The index (index.rs) costs 8 bytes per sequence (a 32-bit offset and a 32-bit subject id, in
+//! chunks of consecutive sequences), plus per-subject state. Sizes, timestamps and payloads
+//! stay on disk: a record's length is where the next one starts, and a segment's newest
+//! timestamp lets expiry drop whole segments without reading them.
 
 mod audit;
 mod check;
