@@ -90,20 +90,22 @@ impl FileStore {
 
     /// Sealed, fully written segments without a live message.
     fn dead_segments(&self) -> Vec<u32> {
+        // Chunks are in segment order, so this is sorted.
+        let mut alive: Vec<u32> = self
+            .ix
+            .chunks
+            .iter()
+            .filter(|c| c.live > 0)
+            .map(|c| c.seg)
+            .collect();
+        alive.dedup();
         let n = self.segs.len();
-        let mut dead: Vec<u32> = Vec::new();
-        for s in self.segs.iter().take(n.saturating_sub(1)) {
-            if s.sealed && s.durable == s.end {
-                dead.push(s.id);
-            }
-        }
-        // A chunk with a live message keeps its segment.
-        for c in &self.ix.chunks {
-            if c.live > 0 {
-                dead.retain(|&d| d != c.seg);
-            }
-        }
-        dead
+        self.segs
+            .iter()
+            .take(n.saturating_sub(1))
+            .filter(|s| s.sealed && s.durable == s.end && alive.binary_search(&s.id).is_err())
+            .map(|s| s.id)
+            .collect()
     }
 
     /// The mark this flush must write, if any.

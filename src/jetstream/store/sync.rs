@@ -182,4 +182,38 @@ mod tests {
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn completions_wake_the_loop_and_carry_errors() {
+        let mut poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap());
+        let s = Syncer::start(Some(waker)).unwrap();
+        // fsync on a character device fails (EINVAL): both batches complete with the error.
+        let bad = Arc::new(File::open("/dev/null").unwrap());
+        s.submit(
+            1,
+            SyncTarget {
+                files: vec![bad.clone()],
+                dirs: vec![],
+            },
+        );
+        s.submit(
+            2,
+            SyncTarget {
+                files: vec![bad],
+                dirs: vec![],
+            },
+        );
+        let (mut got, mut events) = (Vec::new(), mio::Events::with_capacity(4));
+        let t0 = Instant::now();
+        while got.len() < 2 && t0.elapsed() < Duration::from_secs(30) {
+            poll.poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+            if events.iter().any(|e| e.token() == mio::Token(7)) {
+                s.drain(&mut got);
+            }
+        }
+        assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(got.iter().all(|d| d.result.is_err()));
+    }
 }
