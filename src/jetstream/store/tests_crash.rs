@@ -421,12 +421,17 @@ const FSIZE_ENV: &str = "TERN_STORE_FSIZE_CHILD";
 /// after each flush that succeeded, `ERR` at the first failure (after checking the rollback in
 /// process), then lifts the limit and prints `OK` lines again.
 fn fsize_child(dir: &str) {
-    // SAFETY: setting this process's own signal disposition and resource limit.
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reading and setting this process's own resource limit and signal disposition.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut hard), 0);
         let lim = libc::rlimit {
             rlim_cur: 64 << 10,
-            rlim_max: libc::RLIM_INFINITY,
+            rlim_max: hard.rlim_max,
         };
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
     }
@@ -451,11 +456,11 @@ fn fsize_child(dir: &str) {
             Err(e) => panic!("{e}"),
         }
     }
-    // SAFETY: as above; raising the soft limit back up to the hard one.
+    // SAFETY: as above; the soft limit goes back up to the hard one.
     unsafe {
         let lim = libc::rlimit {
-            rlim_cur: libc::RLIM_INFINITY,
-            rlim_max: libc::RLIM_INFINITY,
+            rlim_cur: hard.rlim_max,
+            rlim_max: hard.rlim_max,
         };
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
     }
