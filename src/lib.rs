@@ -11,7 +11,8 @@
 //! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`,
 //!   `config_values`: settings; `logger`, `signals`, `hash`: support; `worker`: helper
 //!   threads for calls the loop must not wait on (DNS); `accept`: backing off when accepting
-//!   fails.
+//!   fails;
+//! - `jetstream`: streams; `jetstream::store` keeps their messages (file and memory stores).
 
 pub mod accept;
 pub mod broker;
@@ -25,6 +26,7 @@ pub mod deliver;
 pub mod hash;
 pub mod http;
 pub mod info;
+pub mod jetstream;
 pub mod json;
 pub mod logger;
 pub mod monitor;
