@@ -20,6 +20,7 @@ pub mod deliver;
 pub mod hash;
 pub mod http;
 pub mod info;
+pub mod jetstream;
 pub mod json;
 pub mod logger;
 pub mod monitor;
