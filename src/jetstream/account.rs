@@ -101,6 +101,29 @@ impl JsAccount {
         }
     }
 
+    /// `new`, then the streams already on disk (meta::open_streams).
+    pub fn open(
+        store_dir: &Path,
+        name: &str,
+        limits: AccountLimits,
+        domain: Option<&str>,
+    ) -> JsAccount {
+        let mut acc = JsAccount::new(store_dir, name, limits);
+        for s in super::meta::open_streams(&acc.dir, domain) {
+            acc.streams.insert(s.config.name.clone(), s);
+        }
+        acc
+    }
+
+    /// Runs max_age expiry on every stream; returns the earliest next expiry (Unix ns) for
+    /// the loop's timer. Stores changed by it need a flush.
+    pub fn expire_all(&mut self, now: SystemTime) -> Option<i64> {
+        self.streams
+            .values_mut()
+            .filter_map(|s| s.expire(now))
+            .min()
+    }
+
     /// Bytes stored in (memory, file) streams.
     pub fn usage(&self) -> (i64, i64) {
         let (mut mem, mut store) = (0i64, 0i64);

@@ -101,6 +101,14 @@ impl Stream {
         if self.no_interest() {
             return self.skip(&msg_id, ctx.now_ns, can_respond, refuse);
         }
+        // Republished messages carry the subject's previous sequence (for gap detection).
+        let prev = match self.republish {
+            Some(_) => self
+                .store
+                .last_for_subject(msg.subject.as_bytes())
+                .unwrap_or(0),
+            None => 0,
+        };
         let seq = match self
             .store
             .append(msg.subject.as_bytes(), hdr, msg.data, ctx.now_ns)
@@ -112,26 +120,30 @@ impl Stream {
             self.store.remove(seq, false);
             return refuse(self, ApiError::new(e::ACCOUNT_RESOURCES_EXCEEDED));
         }
-        self.stored(msg, hdr, seq, &msg_id, rollup, ctx.now_ns, can_respond)
+        let done = Done {
+            seq,
+            prev,
+            msg_id,
+            rollup,
+        };
+        self.stored(msg, hdr, done, ctx.now_ns, can_respond)
     }
 
     /// Bookkeeping after a successful append: the id window, rollups, the ack, republish.
-    #[allow(clippy::too_many_arguments)]
     fn stored(
         &mut self,
         msg: &Inbound,
         hdr: &[u8],
-        seq: u64,
-        msg_id: &str,
-        rollup: Rollup,
+        done: Done,
         now_ns: i64,
         can_respond: bool,
     ) -> PubOutcome {
-        if !msg_id.is_empty() {
-            self.dedupe.store(msg_id, seq, now_ns);
+        let seq = done.seq;
+        if !done.msg_id.is_empty() {
+            self.dedupe.store(&done.msg_id, seq, now_ns);
         }
-        self.last_msg_id = msg_id.to_string();
-        match rollup {
+        self.last_msg_id = done.msg_id;
+        match done.rollup {
             Rollup::Subject => {
                 self.store
                     .purge(Some(msg.subject.as_bytes()), None, Some(1));
@@ -141,7 +153,7 @@ impl Stream {
             }
             Rollup::None => {}
         }
-        let republish = self.republish_for(msg, hdr, seq);
+        let republish = self.republish_for(msg, hdr, seq, done.prev);
         PubOutcome::Stored(Stored {
             seq,
             ack: can_respond.then(|| self.ok_ack(seq, false)),
@@ -263,18 +275,10 @@ impl Stream {
         }
     }
 
-    fn republish_for(&self, msg: &Inbound, hdr: &[u8], seq: u64) -> Option<Republish> {
+    fn republish_for(&self, msg: &Inbound, hdr: &[u8], seq: u64, last: u64) -> Option<Republish> {
         let tr = self.republish.as_ref()?;
         let subject = tr.apply(msg.subject)?;
         let rp = self.config.republish.as_ref()?;
-        // The sequence of the previous message on this subject (0: none), for gap checks.
-        let last = self
-            .store
-            .last_per_subject(Some(msg.subject.as_bytes()))
-            .into_iter()
-            .filter(|&s| s < seq)
-            .max()
-            .unwrap_or(0);
         let mut h = headers::append(hdr, headers::STREAM, &self.config.name);
         h = headers::append(&h, headers::SUBJECT, msg.subject);
         h = headers::append(&h, headers::SEQUENCE, &seq.to_string());
@@ -317,6 +321,15 @@ impl Stream {
         o.end();
         s.into_bytes()
     }
+}
+
+/// What a successful append leaves for the bookkeeping.
+struct Done {
+    seq: u64,
+    /// The subject's previous last sequence (0: none), for republish.
+    prev: u64,
+    msg_id: String,
+    rollup: Rollup,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

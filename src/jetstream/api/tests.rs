@@ -10,7 +10,6 @@
 
 use super::{handle, not_enabled, Reply, Request};
 use crate::jetstream::account::{AccountLimits, Env, JsAccount, ServerJs};
-use crate::jetstream::meta;
 use crate::jetstream::publish::{Inbound, PubOutcome};
 use crate::json::{self, Value};
 use std::collections::BTreeMap;
@@ -198,11 +197,9 @@ impl World {
                 self.accounts.insert(user, None);
                 continue;
             };
-            let mut acc = JsAccount::new(&self.dir, &old.name, old.limits.clone());
+            let (name, limits) = (old.name.clone(), old.limits.clone());
             drop(old);
-            for s in meta::open_streams(&acc.dir, None) {
-                acc.streams.insert(s.config.name.clone(), s);
-            }
+            let acc = JsAccount::open(&self.dir, &name, limits, None);
             self.accounts.insert(user, Some(acc));
         }
     }
