@@ -256,7 +256,7 @@ fn got_reply(op: &str, reply: Option<Reply>) -> Want {
         None | Some(Reply::None) => Want::None,
         Some(Reply::Json(s)) if op == "REQ" => {
             let v = json::parse(s.as_bytes()).unwrap_or_else(|e| panic!("bad JSON {s}: {e:?}"));
-            Want::Text(format!("{:?}", mask(&v)))
+            Want::Text(to_json(&mask(&v)))
         }
         Some(Reply::Json(s)) => Want::Text(s),
         Some(Reply::Msg { hdr, data }) => {
@@ -268,7 +268,7 @@ fn got_reply(op: &str, reply: Option<Reply>) -> Want {
 fn normalise_want(op: &str, want: &Want) -> Want {
     match want {
         Want::Text(t) if op == "REQ" => match json::parse(t.as_bytes()) {
-            Ok(v) => Want::Text(format!("{:?}", mask(&v))),
+            Ok(v) => Want::Text(to_json(&mask(&v))),
             Err(_) => Want::Text(t.clone()),
         },
         w => w.clone(),
@@ -315,6 +315,62 @@ fn run_request(w: &mut World, user: &str, r: &Record) -> Want {
     )
 }
 
+/// Compact JSON of a parsed value (keys in their order).
+fn to_json(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Num(n) => n.clone(),
+        Value::Str(s) => {
+            let mut out = String::new();
+            json::write_str(&mut out, s);
+            out
+        }
+        Value::Arr(a) => format!("[{}]", a.iter().map(to_json).collect::<Vec<_>>().join(",")),
+        Value::Obj(f) => {
+            let items: Vec<String> = f
+                .iter()
+                .map(|(k, x)| format!("{}:{}", to_json(&Value::Str(k.clone())), to_json(x)))
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+    }
+}
+
+/// Where two replies first differ (a JSON path with both values), for the failure message.
+fn first_difference(want: &Want, got: &Want) -> String {
+    if let (Want::Text(w), Want::Text(g)) = (want, got) {
+        let (Ok(wv), Ok(gv)) = (json::parse(w.as_bytes()), json::parse(g.as_bytes())) else {
+            return format!("\n  want {w}\n  got  {g}");
+        };
+        return value_difference("", &wv, &gv);
+    }
+    format!("\n  want {want:?}\n  got  {got:?}")
+}
+
+fn value_difference(path: &str, w: &Value, g: &Value) -> String {
+    match (w, g) {
+        (Value::Obj(a), Value::Obj(b)) => {
+            for (i, (k, v)) in a.iter().enumerate() {
+                match b.get(i) {
+                    Some((k2, v2)) if k2 == k => {
+                        if v != v2 {
+                            return value_difference(&format!("{path}.{k}"), v, v2);
+                        }
+                    }
+                    other => {
+                        let found = other.map(|(k2, _)| k2.as_str()).unwrap_or("(end)");
+                        return format!("{path}: key #{i} want {k:?} got {found:?}");
+                    }
+                }
+            }
+            let extra: Vec<&String> = b.iter().skip(a.len()).map(|(k, _)| k).collect();
+            format!("{path}: extra keys {extra:?}")
+        }
+        _ => format!("{path}: want {} got {}", to_json(w), to_json(g)),
+    }
+}
+
 /// Replays one fixture file; returns the differences found.
 fn replay(file: &str) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto-tests/jetstream");
@@ -344,10 +400,8 @@ fn replay(file: &str) -> Vec<String> {
                 w.pass_end();
                 let want = normalise_want(&r.op, &r.want);
                 if got != want {
-                    diffs.push(format!(
-                        "{file} #{i} {} {}\n  want {want:?}\n  got  {got:?}",
-                        r.op, r.arg
-                    ));
+                    let at = first_difference(&want, &got);
+                    diffs.push(format!("{file} #{i} {} {}: {at}", r.op, r.arg));
                 }
             }
         }
