@@ -19,4 +19,6 @@ pub mod publish;
 pub mod store;
 pub mod stream;
 pub mod subject;
+#[cfg(test)]
+mod tests;
 pub mod transform;
