@@ -8,7 +8,8 @@
 //!   fan-out of a message to subscribers and routes; `sublist`: the subject index;
 //! - `route`: clustering (route connections, gossip, interest propagation);
 //! - `proto`, `info`, `json`: wire text; `config`, `options`, `conf`, `config_file`:
-//!   settings; `logger`, `signals`, `hash`: support.
+//!   settings; `logger`, `signals`, `hash`: support;
+//! - `jetstream`: streams; `jetstream::store` keeps their messages (file and memory stores).
 
 pub mod broker;
 pub mod client;

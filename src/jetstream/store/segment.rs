@@ -1,0 +1,238 @@
+//! One segment file: what the store keeps in memory about it, the length of each record in it,
+//! and its reads and writes (pread/pwrite at known offsets; the file is never appended to with
+//! a file position, so a rollback is a truncate to a known length).
+//!
+//! A segment's records sit back to back. Message records are in sequence order and each is
+//! named by its chunk entry (`Ent::loc` = offset); the other regions (marks, and stretches
+//! recovery found damaged) start at the offsets in `gaps`. So a message record runs from its
+//! offset to the next start, whichever comes first: the next entry's offset (or its chunk's
+//! `stop` when it is the chunk's last), the next gap, or the segment's end. That is how the index stays at 8 bytes per message and still knows each
+//! message's size.
+
+use super::index::Chunk;
+use super::record::Mark;
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct Seg {
+    pub id: u32,
+    /// Opened when the first flush writes to it (created then if new).
+    pub file: Option<Arc<File>>,
+    /// Logical length: written bytes plus the ones waiting for the next flush.
+    pub end: u64,
+    /// Bytes written by successful flushes (the length a rollback truncates back to).
+    pub durable: u64,
+    /// Bytes `[tail_start, end)`: everything not yet flushed, and recently flushed bytes kept
+    /// as a read cache for the newest messages.
+    pub tail: Vec<u8>,
+    pub tail_start: u64,
+    /// Offsets of the non-message regions, ascending.
+    pub gaps: Vec<u32>,
+    /// Newest timestamp of a message in it (a whole segment can expire without reading it).
+    pub max_ts: i64,
+    /// What this segment's flushed marks say (floor, last sequence, tombstones).
+    pub mark: Mark,
+    pub sealed: bool,
+    /// No damaged stretch: an index file may describe it.
+    pub clean: bool,
+    /// The last flush that wrote to it (for the interval sync).
+    pub written: u64,
+    /// Its index file exists or is built and waiting to be written.
+    pub has_idx: bool,
+}
+
+impl Seg {
+    pub fn new(id: u32) -> Seg {
+        Seg {
+            id,
+            file: None,
+            end: 0,
+            durable: 0,
+            tail: Vec::new(),
+            tail_start: 0,
+            gaps: Vec::new(),
+            max_ts: i64::MIN,
+            mark: Mark::default(),
+            sealed: false,
+            clean: true,
+            written: 0,
+            has_idx: false,
+        }
+    }
+
+    /// The bytes waiting for the next flush.
+    pub fn pending(&self) -> &[u8] {
+        &self.tail[(self.durable - self.tail_start) as usize..]
+    }
+
+    /// Length of the region that starts at `off`, given where the next entry starts.
+    fn region_len(&self, off: u32, next_ent: Option<u32>) -> u64 {
+        let mut next = self.end;
+        if let Some(n) = next_ent {
+            next = next.min(u64::from(n));
+        }
+        let i = self.gaps.partition_point(|&g| g <= off);
+        if let Some(&g) = self.gaps.get(i) {
+            next = next.min(u64::from(g));
+        }
+        next.saturating_sub(u64::from(off))
+    }
+
+    /// Length of the message record of `c.ents[pos]`.
+    pub fn record_len(&self, c: &Chunk, pos: usize) -> u64 {
+        let next = c.ents.get(pos + 1).map_or(c.stop, |e| e.loc);
+        self.region_len(c.ents[pos].loc, Some(next))
+    }
+
+    /// Length of the gap region starting at `gaps[i]`, given the next message offset.
+    pub fn gap_len(&self, i: usize, next_msg: Option<u32>) -> u64 {
+        self.region_len(self.gaps[i], next_msg)
+    }
+
+    /// Reads `len` bytes at `off`, from the tail cache or the file.
+    pub fn read(&self, off: u64, len: usize) -> io::Result<Vec<u8>> {
+        if off + len as u64 > self.end {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the segment's end",
+            ));
+        }
+        let mut buf = vec![0u8; len];
+        let split = self.tail_start.clamp(off, off + len as u64);
+        let head = (split - off) as usize;
+        if head > 0 {
+            let f = self
+                .file
+                .as_ref()
+                .ok_or_else(|| io::Error::other("segment has no file"))?;
+            f.read_exact_at(&mut buf[..head], off)?;
+        }
+        if head < len {
+            let at = (split - self.tail_start) as usize;
+            buf[head..].copy_from_slice(&self.tail[at..at + len - head]);
+        }
+        Ok(buf)
+    }
+
+    /// Drops the flushed part of the tail cache once it grows past `keep` bytes.
+    pub fn trim_tail(&mut self, keep: usize) {
+        if self.tail.len() > keep && self.durable == self.end {
+            self.tail.clear();
+            self.tail_start = self.end;
+        }
+    }
+
+    /// Forgets everything after `durable` (a flush's rollback), in memory only.
+    pub fn cut_pending(&mut self) {
+        self.tail
+            .truncate((self.durable - self.tail_start) as usize);
+        self.end = self.durable;
+        let keep = self.gaps.partition_point(|&g| u64::from(g) < self.durable);
+        self.gaps.truncate(keep);
+    }
+}
+
+pub fn seg_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:010}.seg"))
+}
+
+pub fn idx_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:010}.idx"))
+}
+
+pub fn open_rw(path: &Path, create: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+}
+
+/// Writes the pending bytes at `durable` (one pwrite, repeated only if the kernel writes
+/// less). The caller moves `durable` on success.
+pub fn write_pending(seg: &Seg) -> io::Result<()> {
+    let f = seg
+        .file
+        .as_ref()
+        .ok_or_else(|| io::Error::other("segment has no file"))?;
+    let buf = seg.pending();
+    #[cfg(test)]
+    if let Some(err) = fault::before_write(f, buf, seg.durable) {
+        return Err(err);
+    }
+    f.write_all_at(buf, seg.durable)
+}
+
+/// Truncates a file back to `len` (rollback, recovery).
+pub fn truncate(f: &File, len: u64) -> io::Result<()> {
+    #[cfg(test)]
+    if fault::truncate_fails() {
+        return Err(io::Error::other("injected truncate failure"));
+    }
+    f.set_len(len)
+}
+
+/// Test-only faults in the write path, per thread (tests run in parallel): a disk that has
+/// only so many bytes left, and a truncate that fails.
+#[cfg(test)]
+pub mod fault {
+    use std::cell::Cell;
+    use std::fs::File;
+    use std::io;
+    use std::os::unix::fs::FileExt;
+
+    thread_local! {
+        static SPACE: Cell<Option<u64>> = const { Cell::new(None) };
+        static NO_TRUNCATE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// From now on writes succeed for `bytes` more bytes in total, then fail with ENOSPC
+    /// (after writing what fits, as a real full disk does). None: unlimited.
+    pub fn set_space(bytes: Option<u64>) {
+        SPACE.with(|s| s.set(bytes));
+    }
+
+    pub fn set_truncate_fails(fail: bool) {
+        NO_TRUNCATE.with(|t| t.set(fail));
+    }
+
+    pub(super) fn truncate_fails() -> bool {
+        NO_TRUNCATE.with(|t| t.get())
+    }
+
+    pub(super) fn before_write(f: &File, buf: &[u8], at: u64) -> Option<io::Error> {
+        let left = SPACE.with(|s| s.get())?;
+        if (buf.len() as u64) <= left {
+            SPACE.with(|s| s.set(Some(left - buf.len() as u64)));
+            return None;
+        }
+        let fits = left as usize;
+        if let Err(e) = f.write_all_at(&buf[..fits], at) {
+            return Some(e);
+        }
+        SPACE.with(|s| s.set(Some(0)));
+        Some(io::Error::from_raw_os_error(libc::ENOSPC))
+    }
+}
+
+/// The segment with this id (segments are kept in id order; the active one is last).
+pub fn find_seg(segs: &VecDeque<Seg>, id: u32) -> Option<&Seg> {
+    if let Some(s) = segs.back() {
+        if s.id == id {
+            return Some(s);
+        }
+    }
+    let i = segs.partition_point(|s| s.id < id);
+    segs.get(i).filter(|s| s.id == id)
+}
+
+/// nats-server's file store size of a message: its record length here plus 3 (nats-server's
+/// records carry an 8-byte hash and no kind byte: 30 bytes of framing to our 27).
+pub fn sizer(segs: &VecDeque<Seg>) -> impl Fn(&Chunk, usize) -> u64 + '_ {
+    move |c: &Chunk, pos: usize| find_seg(segs, c.seg).map_or(0, |s| s.record_len(c, pos) + 3)
+}
