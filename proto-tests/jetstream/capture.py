@@ -9,7 +9,7 @@ the reference server, or (with --check) replays them on the wire against any ser
 
     python3 proto-tests/jetstream/capture.py                 # rewrite every fixture's WANT lines
     python3 proto-tests/jetstream/capture.py --check         # compare, print differences, exit 1
-    python3 proto-tests/jetstream/capture.py --check --server-bin target/debug/tern publish.txt
+    python3 proto-tests/jetstream/capture.py --check --tern --server-bin target/debug/tern
 
 Format (one record per block, blank lines separate records, `#` starts a comment line):
 
@@ -25,6 +25,9 @@ Format (one record per block, blank lines separate records, `#` starts a comment
     WANT <text>            the reply payload
     WANT-HDR <text>        the reply's header block (\\r\\n written as the four characters)
     WANT-NONE              no reply at all (within QUIET seconds)
+    TERN <path> <json>     a known difference: tern answers <json> at <path> (e.g.
+                           `.state.first_ts`) where nats-server answers WANT's value;
+                           applied by the unit replay and by --check --tern
     CONNECT <user>         switch to that account's connection (CONNECT - : the default one)
     SLEEP <ms>             wait (the unit replay advances its clock instead)
     RESTART                restart the server on the same store directory
@@ -67,6 +70,7 @@ class Record:
         self.body_line = None
         self.want = None  # ("json"|"raw", text) / ("none",) / ("hdr", hdrtext, text)
         self.comments = []
+        self.tern = []  # (path, json value) known differences
 
 
 def parse_fixture(path):
@@ -107,6 +111,9 @@ def parse_fixture(path):
             cur.want = ("hdr", rest, "")
         elif word == "WANT-NONE":
             cur.want = ("none",)
+        elif word == "TERN":
+            path, _, value = rest.partition(" ")
+            cur.tern.append((path, value))
         else:
             raise SystemExit(f"{path}: unknown line {line!r}")
     if comments and not records:
@@ -124,6 +131,7 @@ def render_fixture(header, records):
         out.extend("HDR " + h for h in r.hdrs)
         if r.body_line is not None:
             out.append(r.body_line)
+        out.extend(f"TERN {p} {v}" for p, v in r.tern)
         if r.want:
             if r.want[0] == "none":
                 out.append("WANT-NONE")
@@ -321,7 +329,21 @@ class Server:
             self.proc = None
 
 
-def run_fixture(binary, path, check):
+def apply_tern(want, tern):
+    """WANT with tern's known differences substituted."""
+    if not tern or not want or want[0] != "text":
+        return want
+    v = json.loads(want[1])
+    for path, value in tern:
+        keys = path.strip(".").split(".")
+        obj = v
+        for k in keys[:-1]:
+            obj = obj[k]
+        obj[keys[-1]] = json.loads(value)
+    return ("text", json.dumps(v, separators=(",", ":"), ensure_ascii=False))
+
+
+def run_fixture(binary, path, check, tern=False):
     header, records = parse_fixture(path)
     work = tempfile.mkdtemp(prefix="tern-jsfix-")
     srv = Server(binary, header, work)
@@ -344,10 +366,12 @@ def run_fixture(binary, path, check):
             timeout = QUIET if r.want and r.want[0] == "none" else 2.0
             got = srv.conn(user).request(expand(r.arg), r.hdrs, r.body, timeout)
             want = capture_want(r, got)
-            if check and want != r.want:
+            expected = apply_tern(r.want, r.tern) if tern else r.want
+            if check and want != expected:
                 diffs += 1
-                print(f"{os.path.basename(path)}: {r.op} {r.arg}\n  want {r.want}\n  got  {want}")
-            r.want = want
+                print(f"{os.path.basename(path)}: {r.op} {r.arg}\n  want {expected}\n  got  {want}")
+            if not check:
+                r.want = want
     finally:
         srv.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -373,13 +397,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="compare instead of rewriting")
     ap.add_argument("--server-bin", default=os.environ.get("NATS_SERVER", "/usr/sbin/nats-server"))
+    ap.add_argument("--tern", action="store_true", help="expect tern's known differences (TERN lines)")
     ap.add_argument("files", nargs="*")
     a = ap.parse_args()
     files = a.files or sorted(f for f in os.listdir(HERE) if f.endswith(".txt"))
     diffs = 0
     for f in files:
         path = f if os.path.sep in f else os.path.join(HERE, f)
-        n = run_fixture(a.server_bin, path, a.check)
+        n = run_fixture(a.server_bin, path, a.check, a.tern)
         print(f"{os.path.basename(path)}: {'%d difference(s)' % n if a.check else 'captured'}")
         diffs += n
     sys.exit(1 if diffs else 0)

@@ -23,6 +23,8 @@ struct Record {
     hdrs: Vec<String>,
     body: Vec<u8>,
     want: Want,
+    /// Known differences: tern answers the JSON value at this path.
+    tern: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -80,6 +82,10 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
                     }
                     "WANT-HDR" => r.want = Want::Hdr(rest.to_string(), String::new()),
                     "WANT-NONE" => r.want = Want::None,
+                    "TERN" => {
+                        let (path, value) = rest.split_once(' ').expect("TERN <path> <json>");
+                        r.tern.push((path.to_string(), value.to_string()));
+                    }
                     _ => panic!("unknown fixture line {line:?}"),
                 }
             }
@@ -265,14 +271,36 @@ fn got_reply(op: &str, reply: Option<Reply>) -> Want {
     }
 }
 
-fn normalise_want(op: &str, want: &Want) -> Want {
-    match want {
-        Want::Text(t) if op == "REQ" => match json::parse(t.as_bytes()) {
-            Ok(v) => Want::Text(to_json(&mask(&v))),
+/// The expected reply with timestamps masked and tern's known differences applied.
+fn normalise_want(r: &Record) -> Want {
+    match &r.want {
+        Want::Text(t) if r.op == "REQ" => match json::parse(t.as_bytes()) {
+            Ok(mut v) => {
+                for (path, value) in &r.tern {
+                    let value = json::parse(value.as_bytes()).expect("TERN value");
+                    set_path(&mut v, path, value);
+                }
+                Want::Text(to_json(&mask(&v)))
+            }
             Err(_) => Want::Text(t.clone()),
         },
         w => w.clone(),
     }
+}
+
+fn set_path(v: &mut Value, path: &str, value: Value) {
+    let mut cur = v;
+    for key in path.trim_start_matches('.').split('.') {
+        let Value::Obj(fields) = cur else {
+            panic!("TERN path {path} leaves the object");
+        };
+        let slot = fields
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .expect("TERN path");
+        cur = &mut slot.1;
+    }
+    *cur = value;
 }
 
 fn run_request(w: &mut World, user: &str, r: &Record) -> Want {
@@ -398,7 +426,7 @@ fn replay(file: &str) -> Vec<String> {
             _ => {
                 let got = run_request(&mut w, &user, r);
                 w.pass_end();
-                let want = normalise_want(&r.op, &r.want);
+                let want = normalise_want(r);
                 if got != want {
                     let at = first_difference(&want, &got);
                     diffs.push(format!("{file} #{i} {} {}: {at}", r.op, r.arg));
