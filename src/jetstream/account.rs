@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An account's JetStream limits as nats-server's `JetStreamAccountLimits` (-1: unlimited).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccountLimits {
     pub max_memory: i64,
     pub max_store: i64,
@@ -275,7 +275,7 @@ impl JsAccount {
         let others = self
             .has_byte_limits(storage)
             .then(|| self.usage_except(storage, name));
-        let limits = self.limits.clone();
+        let limits = self.limits;
         let ctx = PubCtx {
             now_ns: env.now_ns(),
             server_full,

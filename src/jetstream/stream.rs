@@ -85,9 +85,13 @@ impl Stream {
         Ok((s, rec))
     }
 
-    /// Takes a new (checked) config: limits apply at once (the store drops what they exceed).
-    pub fn update(&mut self, cfg: StreamConfig) {
+    /// Takes a new (checked) config: limits apply at once (the store drops what they
+    /// exceed, and what a new max_age makes too old), as nats-server's `UpdateConfig`.
+    pub fn update(&mut self, cfg: StreamConfig, now: SystemTime) {
         self.store.update_limits(store_limits(&cfg));
+        if cfg.max_age > 0 {
+            self.store.expire(to_ns(now));
+        }
         self.republish = transform(&cfg);
         self.config = cfg;
     }

@@ -199,7 +199,7 @@ pub(super) fn update(
             }
         }
     }
-    stream.update(cfg);
+    stream.update(cfg, env.now);
     let mut out = String::with_capacity(800);
     let mut o = Obj::new(&mut out);
     o.str("type", &api_type("stream_update_response"));
