@@ -4,14 +4,17 @@
 //! nats-server purges on a timer, so it can keep an id a little longer; never shorter.
 //! The stream rebuilds the window from stored headers after a restart (stream.rs).
 
-use std::collections::{HashMap, VecDeque};
+use crate::hash::FastMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
 
+/// One allocation per id, shared by the map and the expiry queue.
 #[derive(Default, Debug)]
 pub struct Dedupe {
-    ids: HashMap<String, Entry>,
+    ids: FastMap<Arc<str>, Entry>,
     /// Insertion order, oldest first, for expiry. An id stored again has a newer entry here;
     /// the older one is skipped when it comes up (its timestamp no longer matches).
-    order: VecDeque<(String, i64)>,
+    order: VecDeque<(Arc<str>, i64)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -29,8 +32,9 @@ impl Dedupe {
 
     /// Remembers `id` as stored at `seq` with the message's timestamp.
     pub fn store(&mut self, id: &str, seq: u64, ts: i64) {
-        self.ids.insert(id.to_string(), Entry { seq, ts });
-        self.order.push_back((id.to_string(), ts));
+        let id: Arc<str> = Arc::from(id);
+        self.ids.insert(id.clone(), Entry { seq, ts });
+        self.order.push_back((id, ts));
     }
 
     /// Drops every id whose age reached the window.
@@ -39,8 +43,8 @@ impl Dedupe {
             if now_ns.saturating_sub(*ts) < window_ns {
                 break;
             }
-            if self.ids.get(id).is_some_and(|e| e.ts == *ts) {
-                self.ids.remove(id);
+            if self.ids.get(&**id).is_some_and(|e| e.ts == *ts) {
+                self.ids.remove(&**id);
             }
             self.order.pop_front();
         }
@@ -78,5 +82,20 @@ mod tests {
         assert_eq!(d.check("a", 2_600, 500), Some(3));
         assert_eq!(d.check("a", 2_900, 500), None);
         assert_eq!(d.len(), 0);
+    }
+}
+#[cfg(test)]
+mod bench {
+    #[test]
+    #[ignore]
+    fn dedupe_cost() {
+        let mut d = super::Dedupe::default();
+        let ids: Vec<String> = (0..200_000).map(|i| i.to_string()).collect();
+        let t = std::time::Instant::now();
+        for (i, id) in ids.iter().enumerate() {
+            assert!(d.check(id, i as i64, 1 << 40).is_none());
+            d.store(id, i as u64, i as i64);
+        }
+        println!("dedupe {} ns/id", t.elapsed().as_nanos() / 200_000);
     }
 }

@@ -82,7 +82,8 @@ impl Stream {
         }
         let mut msg_id = String::new();
         let mut rollup = Rollup::None;
-        if !hdr.is_empty() {
+        // Every header JetStream reads starts with `Nats-`: most header blocks need no more.
+        if !hdr.is_empty() && memchr::memmem::find(hdr, b"Nats-").is_some() {
             match self.header_checks(msg.subject, hdr, ctx.now_ns, can_respond) {
                 Ok((id, r)) => (msg_id, rollup) = (id, r),
                 Err(outcome) => return outcome,

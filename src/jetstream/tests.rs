@@ -272,3 +272,48 @@ fn reopen_skips_a_stream_with_bad_meta() {
     assert_eq!(acc.streams["GOOD"].store.state().msgs, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Not an assertion: the stream layer's cost per publish on top of the store, printed.
+/// `cargo test --release --lib publish_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn publish_cost() {
+    for (storage, with_id) in [("file", false), ("file", true), ("memory", false)] {
+        let dir = temp_dir(&format!("cost-{storage}-{with_id}"));
+        let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+        let env = env(None);
+        let body = format!(r#"{{"name":"C","subjects":["c.*"],"storage":"{storage}"}}"#);
+        call(&mut acc, &env, "$JS.API.STREAM.CREATE.C", &body);
+        let data = [b'x'; 128];
+        let n = 200_000u64;
+        let (mut in_publish, mut in_flush) = (Duration::ZERO, Duration::ZERO);
+        for i in 0..n {
+            let hdr = if with_id {
+                format!("NATS/1.0\r\nNats-Msg-Id: {i}\r\n\r\n").into_bytes()
+            } else {
+                Vec::new()
+            };
+            let msg = Inbound {
+                subject: "c.x",
+                hdr: &hdr,
+                data: &data,
+                has_reply: true,
+            };
+            let t = std::time::Instant::now();
+            let out = acc.publish(&env, "C", &msg);
+            in_publish += t.elapsed();
+            assert!(matches!(out, Some(PubOutcome::Stored(_))));
+            if i % 64 == 63 {
+                let t = std::time::Instant::now();
+                acc.streams.get_mut("C").unwrap().store.flush().unwrap();
+                in_flush += t.elapsed();
+            }
+        }
+        println!(
+            "{storage} msg-id={with_id}: publish {} ns/msg, flush {} ns/msg",
+            in_publish.as_nanos() / u128::from(n),
+            in_flush.as_nanos() / u128::from(n)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
