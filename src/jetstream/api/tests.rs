@@ -203,7 +203,7 @@ impl World {
                 self.accounts.insert(user, None);
                 continue;
             };
-            let (name, limits) = (old.name.clone(), old.limits.clone());
+            let (name, limits) = (old.name.clone(), old.limits);
             drop(old);
             let acc = JsAccount::open(&self.dir, &name, limits, None);
             self.accounts.insert(user, Some(acc));
