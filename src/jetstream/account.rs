@@ -180,10 +180,12 @@ impl JsAccount {
         env: &Env,
     ) -> Result<(), ApiError> {
         let mut probe = cfg.clone();
-        probe.max_bytes = (cfg.max_bytes - old.max_bytes).max(0);
+        probe.max_bytes = cfg.max_bytes.saturating_sub(old.max_bytes).max(0);
         let mut offset = 0;
         if old.max_bytes > 0 && cfg.num_replicas > old.num_replicas {
-            offset = old.max_bytes * (cfg.num_replicas - old.num_replicas);
+            offset = old
+                .max_bytes
+                .saturating_mul(cfg.num_replicas.saturating_sub(old.num_replicas));
         }
         let reserved = self
             .reservation_for(cfg)
