@@ -56,6 +56,33 @@ pub struct ServerJs {
     pub max_duplicate_window: i64,
 }
 
+impl ServerJs {
+    /// The server-wide figures: the configured maxima, and the reservations and usage of
+    /// every JetStream account (O(streams); the integration can keep it per pass).
+    pub fn sum<'a>(
+        accounts: impl IntoIterator<Item = &'a JsAccount>,
+        max_memory: i64,
+        max_store: i64,
+        max_duplicate_window: i64,
+    ) -> ServerJs {
+        let mut s = ServerJs {
+            max_memory,
+            max_store,
+            max_duplicate_window,
+            ..ServerJs::default()
+        };
+        for acc in accounts {
+            let (um, us) = acc.usage();
+            let (rm, rs) = acc.reserved();
+            s.used_memory = s.used_memory.saturating_add(um);
+            s.used_store = s.used_store.saturating_add(us);
+            s.reserved_memory = s.reserved_memory.saturating_add(rm);
+            s.reserved_store = s.reserved_store.saturating_add(rs);
+        }
+        s
+    }
+}
+
 /// What a handler needs from outside the account.
 #[derive(Clone, Copy, Debug)]
 pub struct Env<'a> {

@@ -323,7 +323,12 @@ fn huge_max_bytes_update_does_not_overflow() {
     let dir = temp_dir("huge");
     let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
     let env = env(None);
-    call(&mut acc, &env, "$JS.API.STREAM.CREATE.H", r#"{"name":"H","storage":"memory"}"#);
+    call(
+        &mut acc,
+        &env,
+        "$JS.API.STREAM.CREATE.H",
+        r#"{"name":"H","storage":"memory"}"#,
+    );
     let body = r#"{"name":"H","storage":"memory","max_bytes":9223372036854775807}"#;
     let r = call(&mut acc, &env, "$JS.API.STREAM.UPDATE.H", body);
     assert!(json(&r).contains("10028"), "{}", json(&r));

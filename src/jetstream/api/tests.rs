@@ -166,15 +166,8 @@ impl World {
     }
 
     fn env(&mut self) -> Env<'static> {
-        let mut s = self.server;
-        for acc in self.accounts.values().flatten() {
-            let (um, us) = acc.usage();
-            let (rm, rs) = acc.reserved();
-            s.used_memory += um;
-            s.used_store += us;
-            s.reserved_memory += rm;
-            s.reserved_store += rs;
-        }
+        let (m, f) = (self.server.max_memory, self.server.max_store);
+        let s = ServerJs::sum(self.accounts.values().flatten(), m, f, 0);
         self.now += Duration::from_micros(10);
         Env {
             now: self.now,
