@@ -10,6 +10,7 @@ use super::api::errors::{self as e, ApiError};
 use super::config::{Storage, StreamConfig};
 use super::publish::{Inbound, PubCtx, PubOutcome};
 use super::stream::Stream;
+use super::subject;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -279,17 +280,27 @@ impl JsAccount {
         }
     }
 
-    /// Streams whose subjects could overlap `subjects` (other than `except`).
+    /// Whether another stream (not `except`) has a subject that could overlap `subjects`.
+    /// Literal pairs are looked up in a set; only pairs with a wildcard are compared.
     pub fn overlaps(&self, subjects: &[String], except: Option<&str>) -> bool {
-        self.streams
-            .values()
-            .filter(|s| Some(s.config.name.as_str()) != except)
-            .any(|s| {
-                s.config
-                    .subjects
-                    .iter()
-                    .any(|a| subjects.iter().any(|b| super::subject::collide(b, a)))
-            })
+        let others = || {
+            self.streams
+                .values()
+                .filter(move |s| Some(s.config.name.as_str()) != except)
+                .flat_map(|s| s.config.subjects.iter())
+        };
+        let literals: std::collections::HashSet<&str> = others()
+            .filter(|s| subject::is_literal(s))
+            .map(String::as_str)
+            .collect();
+        let wild: Vec<&String> = others().filter(|s| !subject::is_literal(s)).collect();
+        subjects.iter().any(|b| {
+            if subject::is_literal(b) {
+                literals.contains(b.as_str()) || wild.iter().any(|a| subject::collide(b, a))
+            } else {
+                others().any(|a| subject::collide(b, a))
+            }
+        })
     }
 
     /// Publishes into stream `name` (the stream whose subjects the message matched): the
@@ -326,7 +337,7 @@ impl JsAccount {
                 s.config
                     .subjects
                     .iter()
-                    .any(|p| super::subject::matches(p, subject))
+                    .any(|p| subject::matches(p, subject))
             })
             .map(|s| s.config.name.as_str())
     }

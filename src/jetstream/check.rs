@@ -20,6 +20,8 @@ const MAX_DESCRIPTION_LEN: usize = 4 * 1024;
 const MAX_REPLICAS: i64 = 5;
 const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
 const MIN_WINDOW: i64 = 100_000_000;
+/// Wildcard subject comparisons a config check may make (a few tens of ms at most).
+pub const MAX_SUBJECT_PAIRS: usize = 1 << 20;
 
 /// What validation needs from outside the config.
 pub struct CheckCtx<'a> {
@@ -203,8 +205,9 @@ fn subjects(cfg: &mut StreamConfig) -> Result<(), ApiError> {
         cfg.subjects.push(cfg.name.clone());
         return Ok(());
     }
-    for (i, s) in cfg.subjects.iter().enumerate() {
-        if cfg.subjects[..i].contains(s) {
+    let mut seen = std::collections::HashSet::with_capacity(cfg.subjects.len());
+    for s in &cfg.subjects {
+        if !seen.insert(s.as_str()) {
             return Err(ApiError::invalid_config("duplicate subjects detected"));
         }
         if subject::is_subset_match(s, "$JS.API.>") {
@@ -232,15 +235,32 @@ fn stream_bytes(cfg: &StreamConfig, limits: &AccountLimits) -> Result<(), ApiErr
     if limit > 0 && cfg.max_bytes > limit {
         return Err(ApiError::new(e::STREAM_MAX_STREAM_BYTES_EXCEEDED));
     }
-    for a in &cfg.subjects {
-        for b in &cfg.subjects {
-            if a != b && subject::collide(a, b) {
-                return Err(ApiError::invalid_config(format!(
-                    "subject {} overlaps with {}",
-                    go_quote(a.as_bytes()),
-                    go_quote(b.as_bytes())
-                )));
-            }
+    self_overlap(&cfg.subjects)
+}
+
+/// The stream's subjects must not overlap each other; the first pair in nats-server's
+/// loop order is reported. Distinct literal subjects never collide (duplicates were refused
+/// before), so only pairs with a wildcard are compared, and their number is bounded: the
+/// check runs on the loop thread (nats-server has no bound, and takes its time).
+fn self_overlap(subjects: &[String]) -> Result<(), ApiError> {
+    let wild: Vec<&String> = subjects
+        .iter()
+        .filter(|s| !subject::is_literal(s))
+        .collect();
+    if wild.len().saturating_mul(subjects.len()) > MAX_SUBJECT_PAIRS {
+        return Err(ApiError::invalid_config(format!(
+            "too many wildcard subjects: tern compares at most {MAX_SUBJECT_PAIRS} pairs"
+        )));
+    }
+    let all: Vec<&String> = subjects.iter().collect();
+    for a in subjects {
+        let others = if subject::is_literal(a) { &wild } else { &all };
+        if let Some(b) = others.iter().find(|b| a != **b && subject::collide(a, b)) {
+            return Err(ApiError::invalid_config(format!(
+                "subject {} overlaps with {}",
+                go_quote(a.as_bytes()),
+                go_quote(b.as_bytes())
+            )));
         }
     }
     Ok(())

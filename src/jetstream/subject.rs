@@ -42,42 +42,41 @@ pub fn token_at(subject: &str, index: usize) -> &str {
     subject.split('.').nth(index.wrapping_sub(1)).unwrap_or("")
 }
 
-/// nats-server's `SubjectsCollide`.
+/// nats-server's `SubjectsCollide`. Allocation-free: config checks call it for every pair
+/// of subjects involving a wildcard.
 pub fn collide(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    let ta: Vec<&str> = a.split('.').collect();
-    let tb: Vec<&str> = b.split('.').collect();
-    let (pwc_a, fwc_a) = analyze(&ta);
-    let (pwc_b, fwc_b) = analyze(&tb);
+    let (na, pwc_a, fwc_a) = analyze(a);
+    let (nb, pwc_b, fwc_b) = analyze(b);
     let (lit_a, lit_b) = (!(pwc_a || fwc_a), !(pwc_b || fwc_b));
     if lit_a && lit_b {
         return false;
     }
     if lit_a {
-        return subset_match(&ta, &tb);
+        return subset_match(a, na, b, nb);
     }
     if lit_b {
-        return subset_match(&tb, &ta);
+        return subset_match(b, nb, a, na);
     }
-    if !fwc_a && !fwc_b && ta.len() != tb.len() {
+    if !fwc_a && !fwc_b && na != nb {
         return false;
     }
-    if ta.len() < tb.len() && !fwc_a || tb.len() < ta.len() && !fwc_b {
+    if na < nb && !fwc_a || nb < na && !fwc_b {
         return false;
     }
-    ta.iter()
-        .zip(tb.iter())
+    a.split('.')
+        .zip(b.split('.'))
         .all(|(x, y)| tokens_can_match(x, y))
 }
 
 /// nats-server's `subjectIsSubsetMatch(subject, test)`: `test` matches everything `subject`
 /// can match.
 pub fn is_subset_match(subject: &str, test: &str) -> bool {
-    let ts: Vec<&str> = subject.split('.').collect();
-    let tt: Vec<&str> = test.split('.').collect();
-    subset_match(&ts, &tt)
+    let (ns, _, _) = analyze(subject);
+    let (nt, _, _) = analyze(test);
+    subset_match(subject, ns, test, nt)
 }
 
 /// Whether the literal `subject` is matched by the filter `pattern`.
@@ -95,8 +94,15 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
-fn analyze(tokens: &[&str]) -> (bool, bool) {
-    (tokens.contains(&"*"), tokens.contains(&">"))
+/// (tokens, has a `*` token, has a `>` token).
+fn analyze(s: &str) -> (usize, bool, bool) {
+    let (mut n, mut pwc, mut fwc) = (0, false, false);
+    for t in s.split('.') {
+        n += 1;
+        pwc |= t == "*";
+        fwc |= t == ">";
+    }
+    (n, pwc, fwc)
 }
 
 fn tokens_can_match(a: &str, b: &str) -> bool {
@@ -110,24 +116,26 @@ fn tokens_can_match(a: &str, b: &str) -> bool {
     a == b
 }
 
-/// nats-server's `isSubsetMatchTokenized`, token for token (including its quirk of comparing
-/// only the first byte of a wildcard-looking token).
-fn subset_match(tokens: &[&str], test: &[&str]) -> bool {
-    for (i, t2) in test.iter().enumerate() {
-        let Some(t1) = tokens.get(i) else {
+/// nats-server's `isSubsetMatchTokenized` over `tokens` (n_tokens of them) and `test`
+/// (n_test), token for token, including its quirk of comparing only the first byte of a
+/// wildcard-looking token.
+fn subset_match(tokens: &str, n_tokens: usize, test: &str, n_test: usize) -> bool {
+    let mut toks = tokens.split('.');
+    for t2 in test.split('.') {
+        let Some(t1) = toks.next() else {
             return false;
         };
         if t2.is_empty() {
             return false;
         }
-        if *t2 == ">" {
+        if t2 == ">" {
             return true;
         }
-        if t1.is_empty() || *t1 == ">" {
+        if t1.is_empty() || t1 == ">" {
             return false;
         }
-        if *t1 == "*" {
-            if *t2 != "*" {
+        if t1 == "*" {
+            if t2 != "*" {
                 return false;
             }
             continue;
@@ -136,7 +144,7 @@ fn subset_match(tokens: &[&str], test: &[&str]) -> bool {
             return false;
         }
     }
-    tokens.len() == test.len()
+    n_tokens == n_test
 }
 
 #[cfg(test)]

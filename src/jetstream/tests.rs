@@ -333,3 +333,38 @@ fn huge_max_bytes_update_does_not_overflow() {
     let r = call(&mut acc, &env, "$JS.API.STREAM.UPDATE.H", body);
     assert!(json(&r).contains("10028"), "{}", json(&r));
 }
+
+#[test]
+fn huge_subject_lists_are_checked_quickly() {
+    let dir = temp_dir("hugesubj");
+    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let env = env(None);
+    // 50k literal subjects: linear (a hash set), not 2.5 billion comparisons.
+    let subjects: Vec<String> = (0..50_000).map(|i| format!("\"lit.{i}\"")).collect();
+    let body = format!(
+        r#"{{"name":"L","storage":"memory","subjects":[{}]}}"#,
+        subjects.join(",")
+    );
+    let r = call(&mut acc, &env, "$JS.API.STREAM.CREATE.L", &body);
+    assert!(json(&r).contains("did_create"), "{}", &json(&r)[..200]);
+    // Another stream's literal subjects are looked up, not compared one by one.
+    let subjects: Vec<String> = (0..50_000).map(|i| format!("\"other.{i}\"")).collect();
+    let body = format!(
+        r#"{{"name":"O","storage":"memory","subjects":[{}]}}"#,
+        subjects.join(",")
+    );
+    let r = call(&mut acc, &env, "$JS.API.STREAM.CREATE.O", &body);
+    assert!(json(&r).contains("did_create"), "{}", &json(&r)[..200]);
+    // Many wildcards: refused past the comparison budget instead of stalling the loop.
+    let subjects: Vec<String> = (0..5_000).map(|i| format!("\"w{i}.*\"")).collect();
+    let body = format!(
+        r#"{{"name":"W","storage":"memory","subjects":[{}]}}"#,
+        subjects.join(",")
+    );
+    let r = call(&mut acc, &env, "$JS.API.STREAM.CREATE.W", &body);
+    assert!(
+        json(&r).contains("too many wildcard subjects"),
+        "{}",
+        json(&r)
+    );
+}
