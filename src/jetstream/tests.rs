@@ -368,3 +368,39 @@ fn huge_subject_lists_are_checked_quickly() {
         json(&r)
     );
 }
+
+#[test]
+fn over_account_limit_on_a_file_stream_survives_reopen() {
+    let dir = temp_dir("acclimit");
+    let limits = AccountLimits {
+        max_store: 100,
+        ..AccountLimits::default()
+    };
+    let mut acc = JsAccount::new(&dir, "A", limits);
+    let env = env(None);
+    call(&mut acc, &env, "$JS.API.STREAM.CREATE.F", r#"{"name":"F"}"#);
+    // 22 + 1 + 4 + 8 = 35 bytes each: the third takes the account over 100.
+    for want in [r#"{"stream":"F", "seq":1}"#, r#"{"stream":"F", "seq":2}"#] {
+        assert_eq!(ack(&publish(&mut acc, &env, "F", b"", true)).unwrap(), want);
+    }
+    let out = ack(&publish(&mut acc, &env, "F", b"", true)).unwrap();
+    assert!(out.contains("10002"), "{out}");
+    drop(acc);
+    let mut acc = JsAccount::open(&dir, "A", limits, None);
+    let st = acc.streams["F"].store.state();
+    assert_eq!(
+        (st.msgs, st.last_seq),
+        (2, 3),
+        "removed again, sequence consumed"
+    );
+    let r = call(
+        &mut acc,
+        &env,
+        "$JS.API.STREAM.MSG.DELETE.F",
+        r#"{"seq":1}"#,
+    );
+    assert!(json(&r).contains("success"));
+    let out = ack(&publish(&mut acc, &env, "F", b"", true)).unwrap();
+    assert_eq!(out, r#"{"stream":"F", "seq":4}"#);
+    let _ = std::fs::remove_dir_all(&dir);
+}
