@@ -337,9 +337,10 @@ def apply_tern(want, tern):
     for path, value in tern:
         keys = path.strip(".").split(".")
         obj = v
+        key = lambda o, k: int(k) if isinstance(o, list) else k
         for k in keys[:-1]:
-            obj = obj[k]
-        obj[keys[-1]] = json.loads(value)
+            obj = obj[key(obj, k)]
+        obj[key(obj, keys[-1])] = json.loads(value)
     return ("text", json.dumps(v, separators=(",", ":"), ensure_ascii=False))
 
 

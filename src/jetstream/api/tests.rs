@@ -284,14 +284,14 @@ fn normalise_want(r: &Record) -> Want {
 fn set_path(v: &mut Value, path: &str, value: Value) {
     let mut cur = v;
     for key in path.trim_start_matches('.').split('.') {
-        let Value::Obj(fields) = cur else {
-            panic!("TERN path {path} leaves the object");
+        cur = match cur {
+            Value::Obj(fields) => {
+                let slot = fields.iter_mut().find(|(k, _)| k == key);
+                &mut slot.expect("TERN path").1
+            }
+            Value::Arr(items) => &mut items[key.parse::<usize>().expect("TERN index")],
+            _ => panic!("TERN path {path} leaves the object"),
         };
-        let slot = fields
-            .iter_mut()
-            .find(|(k, _)| k == key)
-            .expect("TERN path");
-        cur = &mut slot.1;
     }
     *cur = value;
 }
@@ -569,4 +569,9 @@ fn mutate(b: &mut Vec<u8>, next: &mut impl FnMut() -> u64, alphabet: &[u8]) {
             b.extend_from_slice(&dup);
         }
     }
+}
+
+#[test]
+fn fixture_clients() {
+    check("clients.txt");
 }
