@@ -404,3 +404,38 @@ fn over_account_limit_on_a_file_stream_survives_reopen() {
     assert_eq!(out, r#"{"stream":"F", "seq":4}"#);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn templates_snapshots_and_restores_are_refused_clearly() {
+    let dir = temp_dir("refused");
+    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let env = env(None);
+    call(
+        &mut acc,
+        &env,
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","storage":"memory"}"#,
+    );
+    let cases = [
+        (
+            "$JS.API.STREAM.TEMPLATE.CREATE.T",
+            r#"{"name":"T"}"#,
+            r#""err_code":10066,"description":"stream templates are not supported by tern""#,
+        ),
+        (
+            "$JS.API.STREAM.SNAPSHOT.S",
+            r#"{"deliver_subject":"x"}"#,
+            r#""err_code":10064,"description":"snapshot failed: stream snapshots are not supported by tern""#,
+        ),
+        (
+            "$JS.API.STREAM.RESTORE.R",
+            r#"{"config":{"name":"R"}}"#,
+            r#""err_code":10062,"description":"restore failed: stream restores are not supported by tern"},"deliver_subject":"""#,
+        ),
+    ];
+    for (subject, body, want) in cases {
+        let r = call(&mut acc, &env, subject, body);
+        assert!(json(&r).contains(want), "{subject}: {}", json(&r));
+    }
+    assert_eq!((acc.api_total, acc.api_errors), (4, 3));
+}

@@ -18,6 +18,7 @@ pub struct Def(pub u16, pub u16, pub &'static str);
 
 pub const ACCOUNT_RESOURCES_EXCEEDED: Def = Def(400, 10002, "resource limits exceeded for account");
 pub const BAD_REQUEST: Def = Def(400, 10003, "bad request");
+pub const CLUSTER_REQUIRED: Def = Def(503, 10010, "JetStream clustering support required");
 pub const INSUFFICIENT_RESOURCES: Def = Def(503, 10023, "insufficient resources");
 pub const INVALID_JSON: Def = Def(400, 10025, "invalid JSON");
 pub const MAXIMUM_CONSUMERS_LIMIT: Def = Def(400, 10026, "maximum consumers limit reached");
@@ -84,6 +85,19 @@ pub const STREAM_MAX_STREAM_BYTES_EXCEEDED: Def = Def(
 );
 pub const STREAM_NAME_CONTAINS_PATH_SEPARATORS: Def =
     Def(400, 10128, "Stream name can not contain path separators");
+/// `restore failed: {err}` (the prefix is part of the catalog's description).
+pub const STREAM_RESTORE: Def = Def(500, 10062, "restore failed: ");
+/// `snapshot failed: {err}`.
+pub const STREAM_SNAPSHOT: Def = Def(500, 10064, "snapshot failed: ");
+/// `{err}`: template create failed.
+pub const STREAM_TEMPLATE_CREATE: Def = Def(500, 10066, "");
+pub const SNAPSHOT_DELIVER_SUBJECT_INVALID: Def = Def(400, 10015, "deliver subject not valid");
+pub const STREAM_TEMPLATE_NOT_FOUND: Def = Def(404, 10068, "template not found");
+pub const TEMPLATE_NAME_NOT_MATCH_SUBJECT: Def = Def(
+    400,
+    10073,
+    "template name in subject does not match request",
+);
 pub const REPLICAS_COUNT_CANNOT_BE_NEGATIVE: Def =
     Def(400, 10133, "replicas count cannot be negative");
 

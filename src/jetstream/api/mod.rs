@@ -5,8 +5,8 @@
 //!
 //! Subjects the API does not serve get no reply at all, as from nats-server (whose
 //! catch-all subscription on `$JS.API.>` means no 503 either): unknown verbs, missing or
-//! extra tokens, DIRECT.GET on a stream without `allow_direct`, and (until issue 12) the
-//! CONSUMER API.
+//! extra tokens, DIRECT.GET on a stream without `allow_direct`, the system account's
+//! META/SERVER/ACCOUNT endpoints, and (until issue 12) the CONSUMER API.
 //!
 //! The api counters follow nats-server: most replies count in `api.total`, errors also in
 //! `api.errors`; a successful MSG.GET and every DIRECT.GET count nowhere, and a store
@@ -14,6 +14,7 @@
 
 pub mod errors;
 mod msgs;
+mod other;
 mod streams;
 #[cfg(test)]
 mod tests;
@@ -112,7 +113,7 @@ pub fn handle(acc: &mut JsAccount, env: &Env, req: &Request) -> Response {
             let key = rest.splitn(4, '.').nth(3).unwrap_or_default();
             msgs::direct_get(acc, req, name, Some(key))
         }
-        _ => (Response::none(), Count::Not),
+        _ => route_other(acc, req, &toks),
     };
     match count {
         Count::Ok => acc.api_total += 1,
@@ -123,6 +124,30 @@ pub fn handle(acc: &mut JsAccount, env: &Env, req: &Request) -> Response {
         Count::Not => {}
     }
     resp
+}
+
+/// Endpoints of features tern does not have (clustering, templates, snapshots).
+fn route_other(acc: &JsAccount, req: &Request, toks: &[&str]) -> (Response, Count) {
+    match toks {
+        ["STREAM", "LEADER", "STEPDOWN", _] => {
+            other::cluster_required("stream_leader_stepdown_response")
+        }
+        ["STREAM", "PEER", "REMOVE", _] => other::cluster_required("stream_remove_peer_response"),
+        ["CONSUMER", "LEADER", "STEPDOWN", _, _] => {
+            other::cluster_required("consumer_leader_stepdown_response")
+        }
+        ["STREAM", "TEMPLATE", "NAMES"] => other::template_names(req),
+        ["STREAM", "TEMPLATE", "INFO", _] => {
+            other::template_missing("stream_template_info_response", req)
+        }
+        ["STREAM", "TEMPLATE", "DELETE", _] => {
+            other::template_missing("stream_template_delete_response", req)
+        }
+        ["STREAM", "TEMPLATE", "CREATE", name] => other::template_create(req, name),
+        ["STREAM", "SNAPSHOT", name] => other::snapshot(acc, req, name),
+        ["STREAM", "RESTORE", _] => other::restore(req),
+        _ => (Response::none(), Count::Not),
+    }
 }
 
 /// Answers a `$JS.API` request from an account without JetStream (while the server has
@@ -199,6 +224,14 @@ impl Shape {
         }
     }
 
+    fn restore() -> Shape {
+        Shape {
+            kind: "stream_restore_response",
+            paged: false,
+            tail: "deliver_subject",
+        }
+    }
+
     fn error(&self, err: &ApiError) -> String {
         let mut s = String::with_capacity(160);
         let mut o = Obj::new(&mut s);
@@ -211,6 +244,8 @@ impl Shape {
             }
         } else if self.tail == "purged" {
             o.int("purged", 0);
+        } else if self.tail == "deliver_subject" {
+            o.str("deliver_subject", "");
         }
         o.end();
         s

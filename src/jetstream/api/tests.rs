@@ -575,3 +575,8 @@ fn mutate(b: &mut Vec<u8>, next: &mut impl FnMut() -> u64, alphabet: &[u8]) {
 fn fixture_clients() {
     check("clients.txt");
 }
+
+#[test]
+fn fixture_unsupported() {
+    check("unsupported.txt");
+}
