@@ -90,7 +90,7 @@ impl FileStore {
             for (i, e) in c.ents.iter().enumerate().filter(|(_, e)| e.is_msg()) {
                 let seq = c.base + i as u64;
                 // Removed messages may name a subject id that was freed since; compare live ones.
-                let name = match e.live_sid() {
+                let name = match e.live_sid().filter(|_| seq >= self.ix.first) {
                     Some(sid) => self.ix.name(sid),
                     None => on_disk
                         .binary_search_by_key(&seq, |d| d.0)

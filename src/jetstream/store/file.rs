@@ -12,7 +12,7 @@ use super::recover::{self, Recovered};
 use super::segment::{find_seg, idx_path, seg_path, sizer, Seg};
 use super::{FileConfig, Lost, Recovery, State, StoreError, StoreLimits, StoredMsg};
 use log::{info, warn};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io;
@@ -47,7 +47,8 @@ pub struct FileStore {
     pub(super) next_id: u32,
     pub(super) limits: StoreLimits,
     pub(super) failed: bool,
-    pub(super) lost: Option<Lost>,
+    /// Damage found by recovery, and later by reads of records that fail their check.
+    pub(super) lost: RefCell<Lost>,
     pub(super) saved: Saved,
     /// A mark must be written at the next flush even without tombstones or a floor move.
     pub(super) force_mark: bool,
@@ -93,7 +94,10 @@ impl FileStore {
             }
         }
         let r = recover::recover(&dir)?;
-        let lost = r.lost();
+        let lost = RefCell::new(Lost {
+            msgs: r.rec.lost_seqs.clone(),
+            bytes: r.rec.lost_bytes,
+        });
         let Recovered {
             ix,
             segs,
@@ -154,8 +158,22 @@ impl FileStore {
         self.failed
     }
 
-    pub fn lost(&self) -> Option<&Lost> {
-        self.lost.as_ref()
+    pub fn lost(&self) -> Option<Lost> {
+        let l = self.lost.borrow();
+        (!l.msgs.is_empty() || l.bytes > 0).then(|| l.clone())
+    }
+
+    /// A record that fails its check when read: reported like recovery's losses.
+    fn damaged(&self, seq: u64, len: usize) {
+        warn!(
+            "store {}: record of seq {seq} fails its check",
+            self.dir.display()
+        );
+        let mut l = self.lost.borrow_mut();
+        if let Err(i) = l.msgs.binary_search(&seq) {
+            l.msgs.insert(i, seq);
+            l.bytes += len as u64;
+        }
     }
 
     pub(super) fn seg(&self, id: u32) -> Option<&Seg> {
@@ -325,10 +343,7 @@ impl FileStore {
         let m = match decode(&buf) {
             Ok((Rec::Msg(m), n)) if n == len && m.seq == seq && !m.erased => m,
             _ => {
-                warn!(
-                    "store {}: record of seq {seq} fails its check",
-                    self.dir.display()
-                );
+                self.damaged(seq, len);
                 return None;
             }
         };
@@ -393,7 +408,10 @@ impl FileStore {
             let rel = (off - win_at) as usize;
             let ts = match win.get(rel..rel + len as usize).map(decode) {
                 Some(Ok((Rec::Msg(m), _))) if m.seq == seq => Some(m.ts),
-                _ => None,
+                _ => {
+                    self.damaged(seq, len as usize);
+                    None
+                }
             };
             if !f(seq, ts) {
                 return;
@@ -416,20 +434,13 @@ impl FileStore {
                 continue;
             }
             let (mut expired, mut next) = (None, None);
-            let dir = &self.dir;
             self.walk_ts(ci, self.ix.first, |seq, ts| match ts {
                 Some(ts) if ts > cutoff => {
                     next = Some(ts);
                     false
                 }
-                // Expired, or unreadable (then it cannot be served any more either).
-                t => {
-                    if t.is_none() {
-                        warn!(
-                            "store {}: record of seq {seq} fails its check; expired",
-                            dir.display()
-                        );
-                    }
+                // Expired, or unreadable (reported lost; it cannot be served any more).
+                _ => {
                     expired = Some(seq);
                     true
                 }

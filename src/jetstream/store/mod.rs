@@ -20,6 +20,10 @@ pub mod sync;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_model;
+#[cfg(test)]
+mod tests_recovery;
 
 use std::fmt;
 use std::io;
@@ -309,8 +313,9 @@ impl Store {
         self.index().subjects(filter)
     }
 
-    /// What recovery could not keep (None for memory, or when nothing was lost).
-    pub fn lost(&self) -> Option<&Lost> {
+    /// Messages lost to damage: found by recovery, or later when a record failed its check
+    /// on reading. None for memory, or when nothing was lost.
+    pub fn lost(&self) -> Option<Lost> {
         match self {
             Store::File(s) => s.lost(),
             Store::Memory(_) => None,

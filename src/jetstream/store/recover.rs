@@ -20,7 +20,7 @@ use super::idx;
 use super::index::{Chunk, Ent, Index, GONE, MAX_PAD};
 use super::record::{decode, header, u64_at, Rec, KIND_MSG};
 use super::segment::{find_seg, idx_path, open_rw, seg_path, sizer, truncate, Seg};
-use super::{Lost, Recovery};
+use super::Recovery;
 use log::warn;
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -48,6 +48,8 @@ pub struct Recovered {
 pub struct Scan {
     last_msg: u64,
     last_msg_ts: i64,
+    /// The highest last sequence a mark stated so far.
+    last_mark: u64,
     /// A bad stretch was seen after message `n` and no good message since.
     open: Option<u64>,
     /// Inclusive ranges of lost sequences.
@@ -99,7 +101,7 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
             }
             None => {
                 r.rec.segments_scanned += 1;
-                let (seg, chunks, cut) = scan_file(id, &file, &mut r.ix, &mut sc)?;
+                let (seg, chunks, cut) = scan_file(id, &file, &mut r.ix, &mut sc, !last)?;
                 if cut && truncate(&file, seg.end).is_err() {
                     warn!(
                         "store {}: cannot truncate segment {id}; read-only until restart",
@@ -210,12 +212,14 @@ fn from_index(
 }
 
 /// Reads a whole segment record by record. Returns it, its chunks, and whether its file must
-/// be cut back to `seg.end`.
+/// be cut back to `seg.end`. A sealed segment's bad tail is followed by the next segment, whose
+/// first message bounds what was lost.
 fn scan_file(
     id: u32,
     file: &File,
     ix: &mut Index,
     sc: &mut Scan,
+    sealed: bool,
 ) -> io::Result<(Seg, Vec<Chunk>, bool)> {
     let len = file.metadata()?.len();
     let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
@@ -227,6 +231,9 @@ fn scan_file(
     if cut {
         sc.truncated += len - seg.end;
         sc.lost_bytes += len - seg.end;
+        if sealed {
+            sc.open.get_or_insert(sc.last_msg);
+        }
     }
     Ok((seg, chunks, cut))
 }
@@ -255,6 +262,7 @@ pub fn scan(buf: &[u8], id: u32, ix: &mut Index, sc: &mut Scan) -> (Seg, Vec<Chu
                 }
             }
             Ok((Rec::Mark(k), n)) => {
+                sc.last_mark = sc.last_mark.max(k.last_seq);
                 seg.gaps.push(pos as u32);
                 seg.mark.merge(&k);
                 pos += n;
@@ -327,12 +335,12 @@ fn resync(buf: &[u8], pos: usize, last_msg: u64) -> Option<usize> {
     (pos + 1..buf.len()).find(|&p| header(&buf[p..]).is_some() && good(p))
 }
 
-/// A tail that is not a record: its sequence is lost if its header still says it was the next
-/// message (13 bytes are enough to read it).
+/// A tail that is not a record: its sequence is lost if its header still reads as a message
+/// that comes next (13 bytes are enough to read it; skips may come between).
 fn torn_tail(tail: &[u8], sc: &mut Scan) {
     if tail.len() >= 13 && tail[4] & 0x0f == KIND_MSG {
         let seq = u64_at(tail, 5);
-        if seq == sc.last_msg + 1 {
+        if seq > sc.last_msg && seq <= sc.last_msg.max(sc.last_mark) + MAX_PAD {
             sc.lost.push((seq, seq));
         }
     }
@@ -391,14 +399,4 @@ fn assemble(r: &mut Recovered, mut sc: Scan) {
         }
     }
     debug_assert!(r.segs.iter().all(|s| find_seg(&r.segs, s.id).is_some()));
-}
-
-impl Recovered {
-    /// What `Store::lost` reports.
-    pub fn lost(&self) -> Option<Lost> {
-        (!self.rec.lost_seqs.is_empty() || self.rec.lost_bytes > 0).then(|| Lost {
-            msgs: self.rec.lost_seqs.clone(),
-            bytes: self.rec.lost_bytes,
-        })
-    }
 }
