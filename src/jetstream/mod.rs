@@ -1,5 +1,24 @@
-//! JetStream: streams of stored messages. So far only the store (`store/`): it keeps one
-//! stream's messages in segment files or in memory and knows nothing of JSON, accounts or
-//! sockets. The stream layer (API, publishing, limits from the config) is built on it.
+//! JetStream: streams stored by tern's own message store, and the `$JS.API` that manages
+//! them. Streams and the API are plain data and functions driven by the poll loop:
+//! - `store/`: one stream's messages (file and memory stores), fsync thread;
+//! - `api/`: `$JS.API` requests to replies (no sockets); `account`: an account's streams,
+//!   limits and counters; `stream` + `publish`: a stream and the PubAck path;
+//! - `config` + `check`: StreamConfig JSON and nats-server's rules; `meta`: meta.inf and
+//!   reopening streams at startup; `headers`, `dedupe`, `subject`, `transform`, `gojson`:
+//!   helpers.
 
+pub mod account;
+pub mod api;
+pub mod check;
+pub mod config;
+pub mod dedupe;
+pub mod gojson;
+pub mod headers;
+pub mod meta;
+pub mod publish;
 pub mod store;
+pub mod stream;
+pub mod subject;
+#[cfg(test)]
+mod tests;
+pub mod transform;

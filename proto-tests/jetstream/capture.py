@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Capture (or check) the JetStream API fixtures against a live server.
+
+Each fixture file (proto-tests/jetstream/*.txt) is a script of requests and the replies
+nats-server 2.9.10 gave to them, normalised. `src/jetstream/api` replays the same scripts
+through `api::handle` in its unit tests; this script regenerates the expected replies from
+the reference server, or (with --check) replays them on the wire against any server
+(`--server-bin target/debug/tern` once JetStream is wired into the loop).
+
+    python3 proto-tests/jetstream/capture.py                 # rewrite every fixture's WANT lines
+    python3 proto-tests/jetstream/capture.py --check         # compare, print differences, exit 1
+    python3 proto-tests/jetstream/capture.py --check --tern --server-bin target/debug/tern
+
+Format (one record per block, blank lines separate records, `#` starts a comment line):
+
+    SERVER max_file_store=100000 max_memory_store=50000      (file header: server limits)
+    ACCOUNT A a:a max_mem=1000 max_file=2000 max_streams=3   (file header: an account, its
+                                                              user:password and limits, or
+                                                              `enabled` / `disabled`)
+    REQ <subject>          an API request (reply compared as normalised JSON)
+    PUB <subject>          a publish with a reply subject (reply compared byte for byte)
+    HDR <Name>: <value>    a header line (zero or more)
+    BODY <text>            the payload (absent: empty); BODYJ "<json string>" for odd bytes;
+                           @repeat(c,n) anywhere in BODY/HDR expands to n copies of c
+    WANT <text>            the reply payload
+    WANT-HDR <text>        the reply's header block (\\r\\n written as the four characters)
+    WANT-NONE              no reply at all (within QUIET seconds)
+    TERN <path> <json>     a known difference: tern answers <json> at <path> (e.g.
+                           `.state.first_ts`) where nats-server answers WANT's value;
+                           applied by the unit replay and by --check --tern
+    CONNECT <user>         switch to that account's connection (CONNECT - : the default one)
+    SLEEP <ms>             wait (the unit replay advances its clock instead)
+    RESTART                restart the server on the same store directory
+
+Normalisation: JSON values of `created`, `first_ts`, `last_ts` and `time` that are not Go's
+zero time become "<ts>"; a `Nats-Time-Stamp` header value becomes <ts>.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+QUIET = 0.4
+ZERO_TS = "0001-01-01T00:00:00Z"
+TS_KEYS = ("created", "first_ts", "last_ts", "time")
+
+
+def expand(text):
+    return re.sub(r"@repeat\((.),(\d+)\)", lambda m: m.group(1) * int(m.group(2)), text)
+
+
+# ----------------------------------------------------------------------------------------
+# Fixture files
+
+
+class Record:
+    def __init__(self):
+        self.op = None  # REQ, PUB, CONNECT, SLEEP, RESTART
+        self.arg = ""
+        self.hdrs = []
+        self.body = b""
+        self.body_line = None
+        self.want = None  # ("json"|"raw", text) / ("none",) / ("hdr", hdrtext, text)
+        self.comments = []
+        self.tern = []  # (path, json value) known differences
+
+
+def parse_fixture(path):
+    header, records, cur, comments = [], [], None, []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for line in lines + [""]:
+        if line.startswith("#"):
+            comments.append(line)
+            continue
+        if not line.strip():
+            if cur:
+                records.append(cur)
+                cur = None
+            continue
+        word, _, rest = line.partition(" ")
+        if word in ("SERVER", "ACCOUNT") and cur is None and not records:
+            header.extend(comments + [line])
+            comments = []
+            continue
+        if word in ("REQ", "PUB", "CONNECT", "SLEEP", "RESTART"):
+            if cur:
+                records.append(cur)
+            cur = Record()
+            cur.op, cur.arg = word, rest
+            cur.comments, comments = comments, []
+        elif cur is None:
+            raise SystemExit(f"{path}: line outside a record: {line!r}")
+        elif word == "HDR":
+            cur.hdrs.append(expand(rest))
+        elif word == "BODY":
+            cur.body, cur.body_line = expand(rest).encode(), line
+        elif word == "BODYJ":
+            cur.body, cur.body_line = json.loads(rest).encode(), line
+        elif word == "WANT":
+            cur.want = ("hdr", cur.want[1], rest) if cur.want and cur.want[0] == "hdr" else ("text", rest)
+        elif word == "WANT-HDR":
+            cur.want = ("hdr", rest, "")
+        elif word == "WANT-NONE":
+            cur.want = ("none",)
+        elif word == "TERN":
+            path, _, value = rest.partition(" ")
+            cur.tern.append((path, value))
+        else:
+            raise SystemExit(f"{path}: unknown line {line!r}")
+    if comments and not records:
+        header.extend(comments)
+    return header, records
+
+
+def render_fixture(header, records):
+    out = list(header)
+    if header:
+        out.append("")
+    for r in records:
+        out.extend(r.comments)
+        out.append(f"{r.op} {r.arg}".rstrip())
+        out.extend("HDR " + h for h in r.hdrs)
+        if r.body_line is not None:
+            out.append(r.body_line)
+        out.extend(f"TERN {p} {v}" for p, v in r.tern)
+        if r.want:
+            if r.want[0] == "none":
+                out.append("WANT-NONE")
+            elif r.want[0] == "hdr":
+                out.append("WANT-HDR " + r.want[1])
+                out.append("WANT " + r.want[2])
+            else:
+                out.append("WANT " + r.want[1])
+        out.append("")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------
+# Normalisation
+
+
+def norm_json_value(v):
+    if isinstance(v, dict):
+        return {k: ("<ts>" if k in TS_KEYS and isinstance(x, str) and x != ZERO_TS else norm_json_value(x))
+                for k, x in v.items()}
+    if isinstance(v, list):
+        return [norm_json_value(x) for x in v]
+    return v
+
+
+def norm_text(text):
+    """A JSON reply re-serialised compactly in its own key order (Go's), timestamps masked."""
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(v, dict) or "type" not in v:
+        return text  # PubAcks are compared byte for byte
+    return json.dumps(norm_json_value(v), separators=(",", ":"), ensure_ascii=False)
+
+
+def norm_hdr(hdr):
+    hdr = re.sub(r"Nats-Time-Stamp: [^\r]*", "Nats-Time-Stamp: <ts>", hdr)
+    return hdr.replace("\r\n", "\\r\\n")
+
+
+# ----------------------------------------------------------------------------------------
+# A raw NATS connection
+
+
+class Conn:
+    def __init__(self, port, user=None, password=None):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.n = 0
+        self.line(5)  # INFO
+        c = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True, "protocol": 1}
+        if user:
+            c["user"], c["pass"] = user, password
+        self.s.sendall(b"CONNECT " + json.dumps(c).encode() + b"\r\nSUB _INBOX.> 1\r\nPING\r\n")
+        while True:
+            l = self.line(5)
+            if l is None or l.startswith(b"-ERR"):
+                raise SystemExit(f"connect failed: {l!r}")
+            if l == b"PONG":
+                break
+
+    def fill(self, timeout):
+        self.s.settimeout(max(timeout, 0.001))
+        try:
+            d = self.s.recv(1 << 20)
+        except socket.timeout:
+            return False
+        if not d:
+            raise EOFError("server closed the connection")
+        self.buf += d
+        return True
+
+    def line(self, timeout):
+        deadline = time.time() + timeout
+        while b"\r\n" not in self.buf:
+            if not self.fill(deadline - time.time()):
+                return None
+        l, self.buf = self.buf.split(b"\r\n", 1)
+        return l
+
+    def take(self, n, timeout=5):
+        deadline = time.time() + timeout
+        while len(self.buf) < n + 2:
+            if not self.fill(deadline - time.time()):
+                raise EOFError("short message")
+        d, self.buf = self.buf[:n], self.buf[n + 2:]
+        return d
+
+    def request(self, subject, hdrs, body, timeout):
+        self.n += 1
+        inbox = f"_INBOX.r{self.n}".encode()
+        subj = subject.encode()
+        if hdrs:
+            h = ("NATS/1.0\r\n" + "".join(x + "\r\n" for x in hdrs) + "\r\n").encode()
+            self.s.sendall(b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subj, inbox, len(h), len(h) + len(body), h, body))
+        else:
+            self.s.sendall(b"PUB %s %s %d\r\n%s\r\n" % (subj, inbox, len(body), body))
+        deadline = time.time() + timeout
+        while True:
+            l = self.line(deadline - time.time())
+            if l is None:
+                return None
+            if l == b"PING":
+                self.s.sendall(b"PONG\r\n")
+                continue
+            p = l.split(b" ")
+            if p[0] == b"MSG":
+                d = self.take(int(p[-1]))
+                if p[1] == inbox:
+                    return (None, d)
+            elif p[0] == b"HMSG":
+                hl = int(p[-2])
+                d = self.take(int(p[-1]))
+                if p[1] == inbox:
+                    return (d[:hl], d[hl:])
+            elif p[0] == b"-ERR":
+                raise SystemExit(f"server error: {l!r}")
+
+
+# ----------------------------------------------------------------------------------------
+# The server
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def server_conf(header):
+    """nats-server configuration text and the accounts' credentials from the header lines."""
+    js, accounts, creds = [], [], {}
+    for line in header:
+        word, _, rest = line.partition(" ")
+        if word == "SERVER":
+            js += [kv.replace("=", ": ") for kv in rest.split()]
+        elif word == "ACCOUNT":
+            name, cred, *limits = rest.split()
+            user, _, pw = cred.partition(":")
+            creds[user] = pw
+            if limits == ["enabled"]:
+                jsv = "jetstream: enabled"
+            elif limits == ["disabled"] or not limits:
+                jsv = ""
+            else:
+                jsv = "jetstream { " + ", ".join(kv.replace("=", ": ") for kv in limits) + " }"
+            users = f"users [{{user: {user}, password: {pw}}}]"
+            accounts.append(f"  {name} {{ {jsv + ', ' if jsv else ''}{users} }}")
+    text = "jetstream { " + ", ".join(js) + " }\n" if js else ""
+    if accounts:
+        text += "accounts {\n" + "\n".join(accounts) + "\n}\n"
+    return text, creds
+
+
+class Server:
+    def __init__(self, binary, header, workdir):
+        self.binary, self.workdir = binary, workdir
+        self.sd = os.path.join(workdir, "sd")
+        self.conf, self.creds = server_conf(header)
+        self.proc = None
+        self.conns = {}
+
+    def start(self):
+        self.port = free_port()
+        args = [self.binary, "-js", "-sd", self.sd, "-p", str(self.port), "-a", "127.0.0.1"]
+        if self.conf:
+            path = os.path.join(self.workdir, "server.conf")
+            with open(path, "w") as f:
+                f.write(self.conf)
+            args += ["-c", path]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"{self.binary} did not start")
+
+    def conn(self, user):
+        if user not in self.conns:
+            self.conns[user] = Conn(self.port, user, self.creds.get(user)) if user else Conn(self.port)
+        return self.conns[user]
+
+    def stop(self):
+        for c in self.conns.values():
+            c.s.close()
+        self.conns = {}
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def apply_tern(want, tern):
+    """WANT with tern's known differences substituted."""
+    if not tern or not want or want[0] != "text":
+        return want
+    v = json.loads(want[1])
+    for path, value in tern:
+        keys = path.strip(".").split(".")
+        obj = v
+        key = lambda o, k: int(k) if isinstance(o, list) else k
+        for k in keys[:-1]:
+            obj = obj[key(obj, k)]
+        obj[key(obj, keys[-1])] = json.loads(value)
+    return ("text", json.dumps(v, separators=(",", ":"), ensure_ascii=False))
+
+
+def run_fixture(binary, path, check, tern=False):
+    header, records = parse_fixture(path)
+    work = tempfile.mkdtemp(prefix="tern-jsfix-")
+    srv = Server(binary, header, work)
+    srv.start()
+    user, diffs = None, 0
+    default_user = next((l.split()[2].partition(":")[0] for l in header if l.startswith("ACCOUNT")), None)
+    user = default_user
+    try:
+        for r in records:
+            if r.op == "CONNECT":
+                user = None if r.arg == "-" else r.arg
+                continue
+            if r.op == "SLEEP":
+                time.sleep(int(r.arg) / 1000)
+                continue
+            if r.op == "RESTART":
+                srv.stop()
+                srv.start()
+                continue
+            timeout = QUIET if r.want and r.want[0] == "none" else 2.0
+            got = srv.conn(user).request(expand(r.arg), r.hdrs, r.body, timeout)
+            want = capture_want(r, got)
+            expected = apply_tern(r.want, r.tern) if tern else r.want
+            if check and want != expected:
+                diffs += 1
+                print(f"{os.path.basename(path)}: {r.op} {r.arg}\n  want {expected}\n  got  {want}")
+            if not check:
+                r.want = want
+    finally:
+        srv.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    if not check:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(render_fixture(header, records))
+    return diffs
+
+
+def capture_want(r, got):
+    if got is None:
+        return ("none",)
+    hdr, data = got
+    text = data.decode("utf-8", errors="replace")
+    if r.op == "REQ":
+        text = norm_text(text)
+    if hdr:
+        return ("hdr", norm_hdr(hdr.decode("utf-8", errors="replace")), text)
+    return ("text", text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="compare instead of rewriting")
+    ap.add_argument("--server-bin", default=os.environ.get("NATS_SERVER", "/usr/sbin/nats-server"))
+    ap.add_argument("--tern", action="store_true", help="expect tern's known differences (TERN lines)")
+    ap.add_argument("files", nargs="*")
+    a = ap.parse_args()
+    files = a.files or sorted(f for f in os.listdir(HERE) if f.endswith(".txt"))
+    diffs = 0
+    for f in files:
+        path = f if os.path.sep in f else os.path.join(HERE, f)
+        n = run_fixture(a.server_bin, path, a.check, a.tern)
+        print(f"{os.path.basename(path)}: {'%d difference(s)' % n if a.check else 'captured'}")
+        diffs += n
+    sys.exit(1 if diffs else 0)
+
+
+if __name__ == "__main__":
+    main()
