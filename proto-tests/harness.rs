@@ -1392,7 +1392,8 @@ pub struct Pair {
     spares: Mutex<Vec<Server>>,
 }
 
-/// Split replays run on this many tern servers at once (the pair's and spares).
+/// Split replays of slow scripts (mostly waiting) run on this many tern servers at once (the
+/// pair's and spares).
 const SPLIT_WORKERS: usize = 4;
 /// What the split replays of one slow script (sleeps, server timers) may take in all.
 const SPLIT_SLOW_BUDGET: Duration = Duration::from_secs(4);
@@ -1472,12 +1473,14 @@ impl Pair {
         if runs.is_empty() {
             return;
         }
-        // Slow runs are few and mostly waiting: one server each.
+        // Slow runs are few and mostly waiting: one server each. Fast ones keep the CPU busy,
+        // so no more at once than there are cores: other tests run meanwhile (a route test
+        // starved of CPU has lost a gossip race, see the report on issue 9).
+        let cores = thread::available_parallelism().map_or(2, |n| n.get());
         let ports = self.split_ports(match runs.len() {
             n if took > Duration::from_millis(100) => n.min(SPLIT_WORKERS),
             0..=7 => 1,
-            8..=23 => 2,
-            _ => SPLIT_WORKERS,
+            n => (n / 8).clamp(1, cores.min(SPLIT_WORKERS)),
         });
         let started = Instant::now();
         let synced = script.synced_last();
