@@ -8,6 +8,11 @@ TARGET ?= x86_64-unknown-linux-gnu
 STATIC_FLAGS = -C target-feature=+crt-static -C relocation-model=static
 TERN_BIN ?= $(CURDIR)/target/$(TARGET)/release/tern
 PYTHON ?= python3
+# The nats-py tests run in a virtual environment of their own, made by the first `make test`
+# (from $(PYTHON), which needs its venv module: Debian's python3-venv) with this nats-py.
+VENV ?= $(CURDIR)/target/venv
+NATS_PY_VERSION = 2.16.0
+VENV_STAMP = $(VENV)/.nats-py-$(NATS_PY_VERSION)
 
 .PHONY: run build test lint fmt fuzz static bench compare flamegraph clean
 
@@ -18,13 +23,25 @@ build:
 	RUSTFLAGS="$(STATIC_FLAGS)" $(CARGO) build --release --target $(TARGET)
 
 # Unit tests, raw-protocol tests (proto-tests/, against tern and, when installed, nats-server)
-# and the real-client tests (nats-py).
-test: build
+# and the real-client tests (nats-py, from $(VENV)).
+test: build $(VENV_STAMP)
 	$(CARGO) test --release
-	TERN_BIN=$(TERN_BIN) $(PYTHON) -m unittest discover -s proto-tests/clients -t proto-tests/clients -v
+	TERN_BIN=$(TERN_BIN) $(VENV)/bin/python -m unittest discover -s proto-tests/clients -t proto-tests/clients -v
 	$(CARGO) test --release --manifest-path $(BENCH_MANIFEST)
 	$(CARGO) build --release --manifest-path $(BENCH_MANIFEST)
 	TERN_BIN=$(TERN_BIN) perf/smoke.sh
+
+# The virtual environment, made when missing (or when NATS_PY_VERSION changed): a failed
+# attempt leaves no stamp, so the next run starts it over.
+$(VENV_STAMP):
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  echo "make test: '$(PYTHON) -m venv' cannot make a virtual environment (no venv/ensurepip module)." >&2; \
+	  echo "  Debian/Ubuntu: apt-get install python3-venv (or run make test PYTHON=<a python3 with venv>)." >&2; \
+	  exit 1; }
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check nats-py==$(NATS_PY_VERSION)
+	touch $@
 
 # Fuzz the parser, the protocol handling and the config reader (nightly + cargo-fuzz). New
 # inputs go to a scratch corpus; the committed seeds in proto-tests/fuzz/corpus are only read.

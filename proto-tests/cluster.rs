@@ -1929,12 +1929,7 @@ fn accept_within(l: &TcpListener, what: &str) -> Client {
         match l.accept() {
             Ok((stream, _)) => {
                 stream.set_nonblocking(false).unwrap();
-                return Client {
-                    stream,
-                    rx: Vec::new(),
-                    closed: false,
-                    info: String::new(),
-                };
+                return Client::from_stream(stream);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 assert!(Instant::now() < end, "no connection: {what}");

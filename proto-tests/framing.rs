@@ -1,8 +1,13 @@
 // TCP framing: every script must give the same replies whether each send is written whole, one
 // byte per write (TCP_NODELAY, short sleeps), or in random chunks; reads may end anywhere
-// (inside an op, the arguments, the payload, between CR and LF).
+// (inside an op, the arguments, the payload, between CR and LF). (`Pair::check` also replays
+// every whole script split in two writes at every byte; the tests here add the rest.)
 
 use crate::harness::*;
+use crate::sockdiag::server_unread;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Instant;
 
 const UPO: &str = "-ERR 'Unknown Protocol Operation'\r\n";
 
@@ -165,4 +170,45 @@ fn split_control_line_limit() {
         &[info("+OK\r\nPONG\r\n")],
         true,
     );
+}
+
+/// A wrong byte where a payload's CRLF belongs is an error at once, however the bytes are
+/// split: here the 10-byte payload is `abc\r\nPING\r`, and the LF where its CR belongs comes
+/// in a second write after the PUB line was read. (tern used to wait for one more byte.)
+#[test]
+fn payload_terminator_checked_in_a_later_read() {
+    let p = Pair::start(&[]);
+    let first = "CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPUB foo 10\r\n";
+    let second = "abc\r\nPING\r\n";
+    for s in std::iter::once(&p.tern).chain(&p.reference) {
+        let mut c = s.client();
+        // No answer to the server's PING (about 2 s on): it would be the byte waited for.
+        c.keep_pings = true;
+        c.send(first);
+        assert!(c.wait_server_read(), "{} did not read", s.bin.display());
+        c.send(second);
+        c.expect(UPO);
+        c.expect_closed();
+    }
+    // The same bytes in one write (and, by `check`, split at every byte).
+    p.check(&closes(format!("{first}{second}")), &[info_closed(UPO)]);
+}
+
+/// Split writes in the harness rely on sock_diag saying how much the other end has not read.
+#[test]
+fn sock_diag_tells_what_the_server_has_not_read() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut server, _) = l.accept().unwrap();
+    c.write_all(b"0123456789").unwrap();
+    let end = Instant::now() + DEADLINE;
+    while server_unread(&c) != Some(10) {
+        assert!(Instant::now() < end, "unread: {:?}", server_unread(&c));
+    }
+    let mut buf = [0u8; 4];
+    server.read_exact(&mut buf).unwrap();
+    assert_eq!(server_unread(&c), Some(6));
+    let mut rest = [0u8; 6];
+    server.read_exact(&mut rest).unwrap();
+    assert_eq!(server_unread(&c), Some(0));
 }

@@ -40,25 +40,33 @@ pub fn tern_bin() -> PathBuf {
     }
 }
 
-/// The reference server: `NATS_SERVER`, else `/usr/sbin/nats-server` if present, else none.
+/// The reference server: `NATS_SERVER`, else `/usr/sbin/nats-server` if present, else none
+/// (differential comparisons are then skipped). With `TERN_REQUIRE_REFERENCE` set (CI sets it)
+/// a missing reference is a failure instead: a comparison must not pass by not happening.
 pub fn reference_bin() -> Option<PathBuf> {
     static REF: OnceLock<Option<PathBuf>> = OnceLock::new();
     REF.get_or_init(|| {
         let p = match std::env::var_os("NATS_SERVER") {
-            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-            _ => {
-                let d = PathBuf::from("/usr/sbin/nats-server");
-                if d.exists() {
-                    Some(d)
-                } else {
-                    None
-                }
-            }
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from("/usr/sbin/nats-server"),
         };
-        if p.is_none() {
-            eprintln!("note: no reference nats-server found; differential comparisons are skipped");
+        if p.is_file() {
+            return Some(p);
         }
-        p
+        let required =
+            std::env::var("TERN_REQUIRE_REFERENCE").is_ok_and(|v| !v.is_empty() && v != "0");
+        if required {
+            panic!(
+                "TERN_REQUIRE_REFERENCE is set but the reference nats-server is missing ({}): \
+                 install it (apt-get install nats-server) or point NATS_SERVER at it",
+                p.display()
+            );
+        }
+        eprintln!(
+            "note: no reference nats-server at {}; differential comparisons are skipped",
+            p.display()
+        );
+        None
     })
     .clone()
 }
@@ -349,7 +357,10 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 // ---------------------------------------------------------------------------------------------
 // Raw client
 
-/// A raw protocol client with a receive buffer.
+/// A raw protocol client with a receive buffer. The server's own `PING\r\n` is kept out of
+/// `rx` unless `keep_pings` is set, and answered with `PONG\r\n` unless `answer_pings` is off:
+/// a server PING comes when the server's timer says so (about 2 s after connecting), so a test
+/// that sees it races it.
 pub struct Client {
     pub stream: TcpStream,
     /// Received but not yet consumed bytes.
@@ -358,6 +369,106 @@ pub struct Client {
     pub closed: bool,
     /// The INFO line (JSON part) read by `connect`.
     pub info: String,
+    /// Show the server's PINGs in `rx` (and leave them unanswered): for tests of PINGs.
+    pub keep_pings: bool,
+    /// Answer the server's PINGs that are kept out of `rx`. Scripts turn this off so that a
+    /// connection carries only the script's bytes: an answer could complete a frame the server
+    /// wrongly waits on, and hide that wait (with the default 2-minute ping interval an
+    /// unanswered PING closes nothing within a test).
+    pub answer_pings: bool,
+    scan: PingScan,
+}
+
+/// Where the PING filter stands in the server's byte stream: a server PING is a whole
+/// `PING\r\n` line, never bytes inside a MSG/HMSG/RMSG payload. Bytes pass through as they
+/// arrive, except a line start that may still become `PING\r\n`.
+#[derive(Default)]
+struct PingScan {
+    /// The current line so far, while it may be a PING or a message line (whose size tells
+    /// how many payload bytes follow).
+    line: Vec<u8>,
+    /// The current line is neither: its bytes pass without being kept.
+    plain: bool,
+    /// How many bytes of `line` are held back (it is still a prefix of `PING\r\n`).
+    held: usize,
+    /// Payload bytes (with their CRLF) still to pass before the next line.
+    skip: usize,
+}
+
+impl PingScan {
+    /// Moves `data` to `out`, minus server PINGs unless `keep`; returns how many were taken.
+    fn feed(&mut self, mut data: &[u8], keep: bool, out: &mut Vec<u8>) -> usize {
+        let mut pings = 0;
+        while !data.is_empty() {
+            if self.skip > 0 || self.plain {
+                // Inside a payload or an uninteresting line: pass up to its end at once.
+                let n = if self.skip > 0 {
+                    self.skip.min(data.len())
+                } else {
+                    data.iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(data.len(), |i| i + 1)
+                };
+                out.extend_from_slice(&data[..n]);
+                if self.skip > 0 {
+                    self.skip -= n;
+                } else if data[n - 1] == b'\n' {
+                    self.plain = false;
+                }
+                data = &data[n..];
+                continue;
+            }
+            let b = data[0];
+            data = &data[1..];
+            self.line.push(b);
+            if !keep && b"PING\r\n".starts_with(&self.line) {
+                self.held += 1;
+                if self.line.len() == 6 {
+                    pings += 1;
+                    self.line.clear();
+                    self.held = 0;
+                }
+                continue;
+            }
+            if self.held > 0 {
+                out.extend_from_slice(&self.line);
+                self.held = 0;
+            } else {
+                out.push(b);
+            }
+            if b == b'\n' {
+                self.skip = message_size(&self.line).map_or(0, |n| n + 2);
+                self.line.clear();
+            } else if self.line.len() >= 5 && !is_msg_line(&self.line) {
+                self.plain = true;
+                self.line.clear();
+            }
+        }
+        pings
+    }
+
+    /// Bytes held back when the stream ends (they were not a PING after all).
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if self.held > 0 {
+            out.extend_from_slice(&self.line[..self.held]);
+            self.held = 0;
+            self.line.clear();
+        }
+    }
+}
+
+/// The line starts like a message from a server (MSG, HMSG, RMSG) with a payload.
+fn is_msg_line(line: &[u8]) -> bool {
+    line.starts_with(b"MSG ") || line.starts_with(b"HMSG ") || line.starts_with(b"RMSG ")
+}
+
+/// The payload size of a message line (its last argument), or None for any other line.
+fn message_size(line: &[u8]) -> Option<usize> {
+    if !is_msg_line(line) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(line);
+    text.split_whitespace().last()?.parse().ok()
 }
 
 impl Client {
@@ -368,11 +479,19 @@ impl Client {
     pub fn connect_addr(addr: &str) -> Client {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {}: {}", addr, e));
         stream.set_nodelay(true).unwrap();
+        Client::from_stream(stream)
+    }
+
+    /// A client on a connected socket (e.g. one accepted from a server dialling out).
+    pub fn from_stream(stream: TcpStream) -> Client {
         Client {
             stream,
             rx: Vec::new(),
             closed: false,
             info: String::new(),
+            keep_pings: false,
+            answer_pings: true,
+            scan: PingScan::default(),
         }
     }
 
@@ -414,16 +533,21 @@ impl Client {
         match self.stream.read(&mut buf) {
             Ok(0) => {
                 self.closed = true;
+                self.scan.flush(&mut self.rx);
                 0
             }
             Ok(n) => {
-                self.rx.extend_from_slice(&buf[..n]);
+                let pings = self.scan.feed(&buf[..n], self.keep_pings, &mut self.rx);
+                for _ in 0..pings * usize::from(self.answer_pings) {
+                    self.send("PONG\r\n");
+                }
                 n
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => 0,
             Err(e) if e.kind() == ErrorKind::Interrupted => 0,
             Err(_) => {
                 self.closed = true;
+                self.scan.flush(&mut self.rx);
                 0
             }
         }
@@ -519,6 +643,71 @@ impl Client {
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
+
+    /// Waits (up to DEADLINE) until the server has read everything sent so far, or closed its
+    /// end; false if it did not. Without sock_diag it only pauses a moment.
+    pub fn wait_server_read(&self) -> bool {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            match crate::sockdiag::server_unread(&self.stream) {
+                Some(0) => return true,
+                None => {
+                    if !sockdiag_works() {
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    return true;
+                }
+                Some(_) if Instant::now() >= end => return false,
+                Some(_) => thread::sleep(Duration::from_micros(100)),
+            }
+        }
+    }
+
+    /// Ends the connection once the server has seen it end: our FIN, then its close (EOF, up
+    /// to DEADLINE), then a close that leaves no TIME_WAIT socket behind (SO_LINGER 0), so
+    /// that thousands of short test connections do not pile up in the kernel's tables.
+    pub fn finish(mut self) {
+        if !self.closed {
+            self.shutdown_write();
+            self.read_until(DEADLINE, |_| false);
+        }
+        let off = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt on the socket this client owns, with a live linger value.
+        unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &off as *const libc::linger as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+/// Whether sock_diag answers on this machine (asked once, about a connection made for it).
+fn sockdiag_works() -> bool {
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let Ok(l) = TcpListener::bind("127.0.0.1:0") else {
+            return false;
+        };
+        let Ok(addr) = l.local_addr() else {
+            return false;
+        };
+        let Ok(s) = TcpStream::connect(addr) else {
+            return false;
+        };
+        let works = crate::sockdiag::server_unread(&s).is_some();
+        if !works {
+            eprintln!("note: no sock_diag: split writes are separated by a pause only");
+        }
+        works
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -753,6 +942,11 @@ impl std::fmt::Debug for Step {
 pub struct Script {
     steps: Vec<Step>,
     chunking: Chunking,
+    /// Its connections show the server's PINGs (see `Client::keep_pings`); otherwise they are
+    /// dropped from the transcript, unanswered (`Client::answer_pings`).
+    keep_pings: bool,
+    /// Why the script is checked only as written (not replayed split), if it is.
+    whole_only: Option<&'static str>,
 }
 
 /// What one connection received (INFO normalised) and whether the server closed it.
@@ -788,6 +982,8 @@ impl Script {
         Script {
             steps: Vec::new(),
             chunking: Chunking::Whole,
+            keep_pings: false,
+            whole_only: None,
         }
     }
     /// Open connection `c` now (otherwise it is opened on its first step).
@@ -821,105 +1017,290 @@ impl Script {
         self.steps.push(Step::Sleep(ms));
         self
     }
+    /// Show the server's own PINGs in the transcript (by default they are dropped from it):
+    /// for tests of those PINGs.
+    pub fn keep_pings(mut self) -> Script {
+        self.keep_pings = true;
+        self
+    }
+    /// Check this script only as written, not replayed split (`Pair::check`): for a reply that
+    /// depends on how reads split by design, with the reason (a README difference).
+    pub fn whole_only(mut self, reason: &'static str) -> Script {
+        self.whole_only = Some(reason);
+        self
+    }
     /// The same script with every Send written in the given chunking.
     pub fn chunked(&self, chunking: Chunking) -> Script {
         Script {
-            steps: self.steps.clone(),
             chunking,
+            ..self.clone()
         }
     }
 
     /// Run against a server on 127.0.0.1:port.
     pub fn run(&self, port: u16) -> Transcript {
+        self.run_timed(port).0
+    }
+
+    /// `run`, also returning how long the steps took (the final wait for quiet aside): what
+    /// one more run of this script costs.
+    pub fn run_timed(&self, port: u16) -> (Transcript, Duration) {
+        self.run_with(port, None)
+    }
+
+    fn run_with(&self, port: u16, replay: Option<&Replay>) -> (Transcript, Duration) {
+        let started = Instant::now();
         let mut conns: Vec<Option<Client>> = Vec::new();
-        let mut pongs: Vec<usize> = Vec::new();
-        fn ensure(conns: &mut Vec<Option<Client>>, pongs: &mut Vec<usize>, c: usize, port: u16) {
+        let keep_pings = self.keep_pings;
+        let ensure = |conns: &mut Vec<Option<Client>>, c: usize| {
             while conns.len() <= c {
                 conns.push(None);
-                pongs.push(0);
             }
             if conns[c].is_none() {
                 let mut cl = Client::connect_raw(port);
+                cl.keep_pings = keep_pings;
+                cl.answer_pings = false;
                 // The greeting is always complete before anything is sent.
                 cl.read_until(DEADLINE, |rx| find(rx, b"\r\n").is_some());
                 conns[c] = Some(cl);
             }
-        }
-        for step in &self.steps {
-            match step {
-                Step::Open(c) => ensure(&mut conns, &mut pongs, *c, port),
-                Step::Send(c, data) => {
-                    ensure(&mut conns, &mut pongs, *c, port);
-                    pongs[*c] += count_pings(data);
-                    let cl = conns[*c].as_mut().unwrap();
-                    write_chunked(cl, data, self.chunking);
+        };
+        let mut pongs_due: Vec<usize> = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let c = step.conn();
+            if let Some(c) = c {
+                ensure(&mut conns, c);
+                pongs_due.resize(conns.len(), 0);
+            }
+            let cl = c.and_then(|c| conns[c].as_mut());
+            match (step, cl) {
+                (Step::Send(c, data), Some(cl)) => {
+                    pongs_due[*c] += count_pings(data);
+                    match replay.and_then(|r| r.cuts[i]) {
+                        Some(cut) => write_split(cl, data, cut),
+                        None => write_chunked(cl, data, self.chunking),
+                    }
                 }
-                Step::Sync(c) => {
-                    ensure(&mut conns, &mut pongs, *c, port);
-                    pongs[*c] += 1;
-                    let want = pongs[*c];
-                    let cl = conns[*c].as_mut().unwrap();
+                (Step::Sync(c), Some(cl)) => {
+                    pongs_due[*c] += 1;
+                    let want = pongs_due[*c];
                     cl.send("PING\r\n");
                     cl.read_until(DEADLINE, |rx| count(rx, b"PONG\r\n") >= want);
                 }
-                Step::WaitClose(c) => {
-                    ensure(&mut conns, &mut pongs, *c, port);
-                    let cl = conns[*c].as_mut().unwrap();
+                (Step::WaitClose(_), Some(cl)) => {
                     cl.read_until(DEADLINE, |_| false);
                 }
-                Step::WaitFor(c, needle) => {
-                    ensure(&mut conns, &mut pongs, *c, port);
-                    let cl = conns[*c].as_mut().unwrap();
+                (Step::WaitFor(_, needle), Some(cl)) => {
                     let before = count(&cl.rx, needle);
                     cl.read_until(DEADLINE, |rx| count(rx, needle) > before);
                 }
-                Step::Sleep(ms) => thread::sleep(Duration::from_millis(*ms)),
+                (Step::Sleep(ms), _) => sleep_reading(&mut conns, Duration::from_millis(*ms)),
+                _ => {}
             }
         }
-        // Every PING sent must have been answered (or the connection closed) ...
-        for (c, cl) in conns.iter_mut().enumerate() {
-            if let Some(cl) = cl {
-                let want = pongs[c];
-                cl.read_until(DEADLINE, |rx| count(rx, b"PONG\r\n") >= want);
-            }
+        let took = started.elapsed();
+        match replay {
+            None => drain(&mut conns, &pongs_due),
+            Some(r) => reach(&mut conns, r.want, &self.synced_last()),
         }
-        // ... then drain until every connection has been quiet for QUIET.
-        let mut last = Instant::now();
-        let end = last + DEADLINE * 2;
-        loop {
-            let mut any = false;
-            for cl in conns.iter_mut().flatten() {
-                if !cl.closed && cl.fill(Duration::from_millis(5)) > 0 {
-                    any = true;
-                }
-            }
-            let now = Instant::now();
-            if any {
-                last = now;
-            }
-            if now.duration_since(last) >= QUIET
-                || now >= end
-                || conns.iter().flatten().all(|c| c.closed)
-            {
-                break;
-            }
-        }
-        Transcript {
-            conns: conns
-                .into_iter()
-                .map(|c| match c {
-                    Some(c) => ConnTranscript {
+        let conns = conns
+            .into_iter()
+            .map(|c| match c {
+                Some(c) => {
+                    let t = ConnTranscript {
                         data: normalize_info(&c.rx),
                         closed: c.closed,
-                    },
-                    None => ConnTranscript {
-                        data: Vec::new(),
-                        closed: false,
-                    },
-                })
-                .collect(),
+                    };
+                    c.finish();
+                    t
+                }
+                None => ConnTranscript {
+                    data: Vec::new(),
+                    closed: false,
+                },
+            })
+            .collect();
+        (Transcript { conns }, took)
+    }
+
+    /// Per connection: its last step is a sync (it stands at a frame boundary, answering).
+    fn synced_last(&self) -> Vec<bool> {
+        let mut last = Vec::new();
+        for step in &self.steps {
+            if let Some(c) = step.conn() {
+                if last.len() <= c {
+                    last.resize(c + 1, false);
+                }
+                last[c] = matches!(step, Step::Sync(_));
+            }
+        }
+        last
+    }
+
+    /// The split replays of this script: per run, where each step's Send is cut (`None`: sent
+    /// whole). Run `j` cuts every Send at its `j`th cut point, so every cut point of every Send
+    /// is taken by some run, and there are as many runs as the longest list has points.
+    fn split_runs(&self) -> Vec<Vec<Option<usize>>> {
+        let points: Vec<Vec<usize>> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Send(_, d) => cut_points(d),
+                _ => Vec::new(),
+            })
+            .collect();
+        let runs = points.iter().map(Vec::len).max().unwrap_or(0);
+        (0..runs)
+            .map(|j| points.iter().map(|p| p.get(j).copied()).collect())
+            .collect()
+    }
+}
+
+impl Step {
+    /// The connection the step acts on.
+    fn conn(&self) -> Option<usize> {
+        match self {
+            Step::Open(c) | Step::Send(c, _) | Step::Sync(c) | Step::WaitClose(c) => Some(*c),
+            Step::WaitFor(c, _) => Some(*c),
+            Step::Sleep(_) => None,
         }
     }
+}
+
+/// A split replay of a script: where each step's Send is cut, and the transcript of the
+/// whole-write run, which the replay must reproduce.
+struct Replay<'a> {
+    cuts: &'a [Option<usize>],
+    want: &'a Transcript,
+}
+
+/// Pauses for `d` while reading every connection (a client that reads is what the server
+/// sees in every other step).
+fn sleep_reading(conns: &mut [Option<Client>], d: Duration) {
+    let end = Instant::now() + d;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        let open: Vec<&mut Client> = conns.iter_mut().flatten().filter(|c| !c.closed).collect();
+        if open.is_empty() {
+            thread::sleep(end - now);
+            return;
+        }
+        let slice = (end - now).min(Duration::from_millis(20)) / open.len() as u32;
+        for cl in open {
+            cl.fill(slice);
+        }
+    }
+}
+
+/// The end of a whole-write run: every PING sent answered (or the connection closed), then
+/// every connection quiet for QUIET.
+fn drain(conns: &mut [Option<Client>], pongs: &[usize]) {
+    for (c, cl) in conns.iter_mut().enumerate() {
+        if let Some(cl) = cl {
+            let want = pongs.get(c).copied().unwrap_or(0);
+            cl.read_until(DEADLINE, |rx| count(rx, b"PONG\r\n") >= want);
+        }
+    }
+    let mut last = Instant::now();
+    let end = last + DEADLINE * 2;
+    loop {
+        let mut any = false;
+        for cl in conns.iter_mut().flatten() {
+            if !cl.closed && cl.fill(Duration::from_millis(5)) > 0 {
+                any = true;
+            }
+        }
+        let now = Instant::now();
+        if any {
+            last = now;
+        }
+        if now.duration_since(last) >= QUIET
+            || now >= end
+            || conns.iter().flatten().all(|c| c.closed)
+        {
+            break;
+        }
+    }
+}
+
+/// The end of a split replay: each connection read until it holds what the whole-write run
+/// received (or cannot any more), then until closed if that run saw a close. Instead of
+/// waiting for quiet, a connection whose last step was a sync gets one more PING, which must
+/// be answered by a PONG with nothing before it (`expected_replay`).
+fn reach(conns: &mut [Option<Client>], want: &Transcript, synced_last: &[bool]) {
+    let none = ConnTranscript {
+        data: Vec::new(),
+        closed: false,
+    };
+    for (c, cl) in conns.iter_mut().enumerate() {
+        let Some(cl) = cl else { continue };
+        let w = want.conns.get(c).unwrap_or(&none);
+        let mut target = w.data.clone();
+        let upto = |rx: &[u8], target: &[u8]| {
+            let n = normalize_info(rx);
+            n.len() >= target.len() || !target.starts_with(&n)
+        };
+        cl.read_until(DEADLINE, |rx| upto(rx, &target));
+        if synced_last.get(c) == Some(&true) && !w.closed && normalize_info(&cl.rx) == target {
+            target.extend_from_slice(b"PONG\r\n");
+            cl.send("PING\r\n");
+            cl.read_until(DEADLINE, |rx| upto(rx, &target));
+        }
+        if w.closed {
+            cl.read_until(DEADLINE, |_| false);
+        }
+    }
+}
+
+/// What a split replay must give: the whole-write transcript, plus the PONG of `reach`'s
+/// extra PING on connections that end with a sync and stay open.
+fn expected_replay(want: &Transcript, synced_last: &[bool]) -> Transcript {
+    let mut t = want.clone();
+    for (c, conn) in t.conns.iter_mut().enumerate() {
+        if synced_last.get(c) == Some(&true) && !conn.closed {
+            conn.data.extend_from_slice(b"PONG\r\n");
+        }
+    }
+    t
+}
+
+/// Where a split replay cuts one send. Every byte of a short one; of a long one (a long
+/// payload or line, where a cut does what its neighbours do) the first and last 32 bytes,
+/// within 2 bytes of each CR, LF, space or tab (the edges of lines, arguments and payloads,
+/// at most 192 of them, evenly chosen) and 15 evenly spaced points.
+fn cut_points(data: &[u8]) -> Vec<usize> {
+    const SHORT: usize = 256;
+    let n = data.len();
+    if n <= SHORT {
+        return (1..n).collect();
+    }
+    let mut edges: Vec<usize> = Vec::new();
+    for (i, b) in data.iter().enumerate() {
+        if matches!(b, b'\r' | b'\n' | b' ' | b'\t') {
+            edges.extend((i.saturating_sub(2)..=i + 2).filter(|&p| p >= 1 && p < n));
+        }
+    }
+    edges.dedup();
+    if edges.len() > 192 {
+        let k = edges.len();
+        edges = (0..192).map(|j| edges[j * k / 192]).collect();
+    }
+    let mut v: Vec<usize> = (1..=32).chain(n - 32..n).chain(edges).collect();
+    v.extend((1..16).map(|k| k * n / 16));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Writes `data` in two pieces cut at `cut`, the second only once the server has read the
+/// first (see `sockdiag`), so the server gets them in two reads.
+fn write_split(cl: &mut Client, data: &[u8], cut: usize) {
+    cl.send(&data[..cut]);
+    cl.wait_server_read();
+    cl.send(&data[cut..]);
 }
 
 /// Control lines (in one send) that start with a case-insensitive PING: each should get a PONG.
@@ -1004,7 +1385,18 @@ pub fn normalize_info(data: &[u8]) -> Vec<u8> {
 pub struct Pair {
     pub tern: Server,
     pub reference: Option<Server>,
+    /// How tern was started, for the extra copies split replays run on.
+    conf: Option<String>,
+    args: Vec<String>,
+    /// Extra tern servers, started on the first split replay that can use them.
+    spares: Mutex<Vec<Server>>,
 }
+
+/// Split replays of slow scripts (mostly waiting) run on this many tern servers at once (the
+/// pair's and spares).
+const SPLIT_WORKERS: usize = 4;
+/// What the split replays of one slow script (sleeps, server timers) may take in all.
+const SPLIT_SLOW_BUDGET: Duration = Duration::from_secs(4);
 
 impl Pair {
     pub fn start(args: &[&str]) -> Pair {
@@ -1016,17 +1408,26 @@ impl Pair {
     fn start_conf_opt(conf: Option<&str>, args: &[&str]) -> Pair {
         let tern = Server::start_with(&tern_bin(), conf, args);
         let reference = reference_bin().map(|r| Server::start_with(&r, conf, args));
-        Pair { tern, reference }
+        Pair {
+            tern,
+            reference,
+            conf: conf.map(str::to_string),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            spares: Mutex::new(Vec::new()),
+        }
     }
 
     /// Run `script` on both servers (concurrently); tern's transcript must equal `expected`
-    /// (one rendered string per connection) and the reference's transcript.
+    /// (one rendered string per connection) and the reference's transcript. Then, for a
+    /// script written whole, tern must give the same transcript with its writes split
+    /// (`replay_split`).
     pub fn check<E: AsRef<str>>(&self, script: &Script, expected: &[E]) {
         let tport = self.tern.port;
         let rport = self.reference.as_ref().map(|r| r.port);
         let s2 = script.clone();
         let rh = rport.map(|p| thread::spawn(move || s2.run(p)));
-        let t = script.run(tport).render();
+        let (whole, took) = script.run_timed(tport);
+        let t = whole.render();
         let want: Vec<String> = expected.iter().map(|s| s.as_ref().to_string()).collect();
         if t != want {
             panic!(
@@ -1045,7 +1446,117 @@ impl Pair {
                 );
             }
         }
+        self.replay_split(script, &whole, took);
     }
+
+    /// Replays `script` against tern with each Send written in two pieces, the second sent
+    /// once tern has read the first: at every byte of short sends, at the sampled points of
+    /// long ones (`cut_points`). Each replay must reproduce `whole`, tern's transcript of the
+    /// script written whole, which took `took`. Replays of a slow script (over 100 ms: sleeps
+    /// or server timers) are thinned to SPLIT_SLOW_BUDGET. Skipped for scripts not written
+    /// whole (they are split already), `whole_only` ones, and with TERN_SPLIT_REPLAY=0.
+    pub fn replay_split(&self, script: &Script, whole: &Transcript, took: Duration) {
+        if !matches!(script.chunking, Chunking::Whole)
+            || script.whole_only.is_some()
+            || std::env::var("TERN_SPLIT_REPLAY").is_ok_and(|v| v == "0")
+        {
+            return;
+        }
+        let mut runs = script.split_runs();
+        if took > Duration::from_millis(100) && !runs.is_empty() {
+            let keep = (SPLIT_SLOW_BUDGET.as_millis() / took.as_millis()) as usize;
+            let n = runs.len();
+            runs = (0..keep.min(n))
+                .map(|j| runs[j * n / keep.min(n)].clone())
+                .collect();
+        }
+        if runs.is_empty() {
+            return;
+        }
+        // Slow runs are few and mostly waiting: one server each. Fast ones keep the CPU busy,
+        // so no more at once than there are cores: other tests run meanwhile (a route test
+        // starved of CPU has lost a gossip race, see the report on issue 9).
+        let cores = thread::available_parallelism().map_or(2, |n| n.get());
+        let ports = self.split_ports(match runs.len() {
+            n if took > Duration::from_millis(100) => n.min(SPLIT_WORKERS),
+            0..=7 => 1,
+            n => (n / 8).clamp(1, cores.min(SPLIT_WORKERS)),
+        });
+        let started = Instant::now();
+        let synced = script.synced_last();
+        let want = expected_replay(whole, &synced).render();
+        let failure: Mutex<Option<String>> = Mutex::new(None);
+        thread::scope(|scope| {
+            let workers = ports.len();
+            for (w, port) in ports.iter().enumerate() {
+                let (runs, want, failure) = (&runs, &want, &failure);
+                scope.spawn(move || {
+                    for cuts in runs.iter().skip(w).step_by(workers) {
+                        if failure.lock().unwrap().is_some() {
+                            return;
+                        }
+                        let replay = Replay { cuts, want: whole };
+                        let got = script.run_with(*port, Some(&replay)).0.render();
+                        if got != *want {
+                            let at = describe_cuts(script, cuts);
+                            let diff = describe_diff(&got, want);
+                            *failure.lock().unwrap() = Some(format!("{at}\n{diff}"));
+                        }
+                    }
+                });
+            }
+        });
+        eprintln!(
+            "split replay: {} runs on {} servers in {} ms ({})",
+            runs.len(),
+            ports.len(),
+            started.elapsed().as_millis(),
+            thread::current().name().unwrap_or("?")
+        );
+        if let Some(f) = failure.into_inner().unwrap() {
+            panic!(
+                "tern replied differently when the writes were split (got) than when they were whole (want)\n{}\nscript: {}",
+                f,
+                clip(&format!("{:?}", script), 3000)
+            );
+        }
+    }
+
+    /// The ports of `n` tern servers for split replays: the pair's, then spares (started in
+    /// parallel the first time they are needed, kept for the pair's later checks).
+    fn split_ports(&self, n: usize) -> Vec<u16> {
+        let mut spares = self.spares.lock().unwrap();
+        let missing = n.saturating_sub(1 + spares.len());
+        let conf = self.conf.as_deref();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        // Started without a probe connection, which a script could meet (max_connections).
+        let start = || Server::start_quiet(&tern_bin(), conf, &args, &[]);
+        let started: Vec<Server> = thread::scope(|scope| {
+            let hs: Vec<_> = (0..missing).map(|_| scope.spawn(start)).collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("spare server start panicked"))
+                .collect()
+        });
+        spares.extend(started);
+        let mut ports = vec![self.tern.port];
+        ports.extend(spares.iter().take(n - 1).map(|s| s.port));
+        ports
+    }
+}
+
+/// Where a split replay cut each Send, for a failure message.
+fn describe_cuts(script: &Script, cuts: &[Option<usize>]) -> String {
+    let mut out = String::from("writes split as:");
+    for (step, cut) in script.steps.iter().zip(cuts) {
+        if let (Step::Send(c, d), Some(k)) = (step, cut) {
+            out.push_str(&format!(
+                "\n  conn {c}: {:?} | {:?}",
+                clip(&esc(&d[..*k]), 300),
+                clip(&esc(&d[*k..]), 300)
+            ));
+        }
+    }
+    out
 }
 
 fn clip(s: &str, max: usize) -> String {

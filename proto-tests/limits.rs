@@ -78,9 +78,12 @@ fn max_control_line_complete_lines() {
         &closes(format!("CONNECT {{\"name\":\"{}\"}}\r\n", "n".repeat(60))),
         &[info_closed(MCL)],
     );
-    // PING/PONG/+OK arguments are skipped, not buffered: no limit there.
+    // PING/PONG/+OK arguments are skipped, not buffered: no limit on a complete line. (tern
+    // closes when such a line arrives split with more than the limit in its first read: a
+    // README difference, so these are not replayed split.)
+    const SPLIT_LIMIT: &str = "a split PING/PONG/+OK line over the limit closes (README)";
     p.check(
-        &one(format!("PING {}\r\n", "a".repeat(5000))),
+        &one(format!("PING {}\r\n", "a".repeat(5000))).whole_only(SPLIT_LIMIT),
         &[info("PONG\r\n")],
     );
     p.check(
@@ -88,7 +91,8 @@ fn max_control_line_complete_lines() {
             "+OK {}\r\nPONG {}\r\nPING\r\n",
             "a".repeat(5000),
             "b".repeat(5000)
-        )),
+        ))
+        .whole_only(SPLIT_LIMIT),
         &[info("PONG\r\n")],
     );
 }

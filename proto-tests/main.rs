@@ -1,10 +1,13 @@
 // Raw-TCP protocol test suite for tern, a NATS-compatible server that must be a byte-compatible
 // drop-in for nats-server 2.9.10. Tests speak the client protocol over plain TCP sockets; the
 // differential ones run the same script against tern (TERN_BIN or the crate binary) and the
-// reference nats-server (NATS_SERVER or /usr/sbin/nats-server, skipped if absent) and compare
-// normalised transcripts; every test also carries explicit expectations.
+// reference nats-server (NATS_SERVER or /usr/sbin/nats-server; skipped if absent, a failure
+// if TERN_REQUIRE_REFERENCE is set, as in CI) and compare normalised transcripts; every test
+// also carries explicit expectations, and tern must give the same transcript again with each
+// write split in two at every byte (harness.rs, `Pair::check`).
 
 mod harness;
+mod sockdiag;
 
 mod accept_backoff;
 mod accounts;

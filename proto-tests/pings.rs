@@ -1,7 +1,8 @@
 // PING/PONG: client PINGs (garbage before the LF, case, bare LF), unsolicited PONGs, the
 // server's own first PING, and stale-connection detection (ping_interval + ping_max from a
 // config file): a silent client gets `-ERR 'Stale Connection'` and is closed, a client that
-// answers stays.
+// answers stays. The harness answers and hides server PINGs; the tests here that look at them
+// opt in (`keep_pings`).
 
 use crate::harness::*;
 use std::time::{Duration, Instant};
@@ -52,6 +53,7 @@ fn server_sends_first_ping_and_keeps_answering_client() {
     // nats-server sends its first PING ~2-2.4 s after connect (default ping_interval 2m).
     let s = Server::start(&[]);
     let mut c = s.client();
+    c.keep_pings = true;
     c.send("CONNECT {\"verbose\":false}\r\n");
     assert!(
         c.read_until(Duration::from_secs(6), |rx| rx == b"PING\r\n"),
@@ -72,6 +74,7 @@ fn first_ping_waits_for_connect() {
     let p = Pair::start(&[]);
     p.check(
         &Script::new()
+            .keep_pings()
             .open(0)
             .sleep(3000)
             .send(0, "CONNECT {\"verbose\":false}\r\nPING\r\n"),
@@ -86,6 +89,7 @@ fn unconnected_client_is_pinged_at_ping_interval() {
     let p = Pair::start_conf("ping_interval: \"4s\"\n", &[]);
     p.check(
         &Script::new()
+            .keep_pings()
             .open(0)
             .sleep(3000)
             .send(0, "PING\r\n")
@@ -102,13 +106,14 @@ fn stale_connection_is_closed() {
     // With ping_max 1: one PING, then on the next interval the connection is stale.
     p.check(
         &Script::new()
+            .keep_pings()
             .send(0, "CONNECT {\"verbose\":false}\r\n")
             .wait_close(0),
         &[info_closed("PING\r\n-ERR 'Stale Connection'\r\n")],
     );
     // Same without ever sending CONNECT.
     p.check(
-        &Script::new().open(0).wait_close(0),
+        &Script::new().keep_pings().open(0).wait_close(0),
         &[info_closed("PING\r\n-ERR 'Stale Connection'\r\n")],
     );
 }
@@ -118,6 +123,7 @@ fn stale_connection_default_ping_max_is_two() {
     let p = Pair::start_conf("ping_interval: 1\n", &[]);
     p.check(
         &Script::new()
+            .keep_pings()
             .send(0, "CONNECT {\"verbose\":false}\r\n")
             .wait_for(0, "PING\r\n")
             .wait_close(0),
@@ -129,6 +135,7 @@ fn stale_connection_default_ping_max_is_two() {
 fn answering_client_is_not_stale() {
     let s = Server::start_conf(STALE_CONF, &[]);
     let mut c = s.client();
+    c.keep_pings = true;
     c.send("CONNECT {\"verbose\":false}\r\n");
     let end = Instant::now() + Duration::from_millis(4500);
     let mut pings = 0;
@@ -156,5 +163,27 @@ fn answering_client_is_not_stale() {
         "expected the server to keep pinging, got {} PINGs",
         pings
     );
+    c.ping_pong();
+}
+
+/// The harness keeps the server's PINGs out of what a test sees (unless it opts in): a raw
+/// client answers them, so it never goes stale; a script's transcript does not show them.
+#[test]
+fn harness_answers_and_hides_server_pings() {
+    let p = Pair::start(&[]);
+    // The first PING comes 2 to 2.4 s after CONNECT (or accept).
+    p.check(
+        &Script::new()
+            .send(0, "CONNECT {\"verbose\":false}\r\nSUB foo 1\r\n")
+            .sleep(3000)
+            .send(0, "PUB foo 4\r\nPING\r\n")
+            .sync(0),
+        &[info("MSG foo 1 4\r\nPING\r\nPONG\r\n")],
+    );
+    // Stale after ping_max 1 unanswered PINGs at 1 s intervals: about 2 s without answers.
+    let s = Server::start_conf(STALE_CONF, &[]);
+    let mut c = s.client();
+    c.send("CONNECT {\"verbose\":false}\r\n");
+    c.expect_nothing(3500);
     c.ping_pong();
 }

@@ -5,7 +5,9 @@
 //! arguments and limits, and for PUB/HPUB/RMSG jumps over the declared payload size and
 //! requires `\r\n` after it. A frame that is not all there yet yields `Incomplete(n)`, the
 //! total length needed before it is worth calling again, so a split payload is never
-//! rescanned. The caller keeps the unconsumed tail; that is the only copy a split frame costs.
+//! rescanned (`n` stops at the payload's first terminator byte, where an error can be found:
+//! split input must fail exactly as whole input does). The caller keeps the unconsumed tail;
+//! that is the only copy a split frame costs.
 //!
 //! Limits are enforced here, where bytes arrive, for clients and routes alike: the
 //! control-line limit applies to an incomplete line too (a peer cannot grow memory by never
@@ -535,9 +537,10 @@ fn route_interest(verb: Verb, arg: &[u8], line_len: usize) -> Parsed<'_> {
 fn with_payload<'a>(buf: &'a [u8], line_len: usize, mut msg: Msg<'a>) -> Parsed<'a> {
     let end = line_len + msg.len;
     // nats-server checks the terminator byte by byte, so a wrong byte after the payload is
-    // an error at once, without waiting for the rest.
+    // an error at once, without waiting for the rest. So the connection must come back as
+    // soon as the first terminator byte is there: a wrong one may be the last byte it gets.
     match buf.get(end) {
-        None => return Parsed::Incomplete(end + 2),
+        None => return Parsed::Incomplete(end + 1),
         Some(b'\r') => {}
         Some(_) => return Parsed::Fail(Failure::UnknownOp),
     }
@@ -681,6 +684,65 @@ mod tests {
         }
     }
 
+    /// What a connection makes of `reads`: the frames, then how it ends. It parses only once
+    /// its buffer holds what the last `Incomplete` asked for, as client.rs does with `need`.
+    fn as_connection(reads: &[&[u8]], lim: &Limits) -> (Vec<String>, String) {
+        let (mut buf, mut need, mut frames) = (Vec::new(), 0, Vec::new());
+        for read in reads {
+            buf.extend_from_slice(read);
+            while !buf.is_empty() && buf.len() >= need {
+                match parse(&buf, lim) {
+                    Parsed::Frame(op, n) => {
+                        frames.push(format!("{op:?}"));
+                        buf.drain(..n);
+                        need = 0;
+                    }
+                    Parsed::Incomplete(n) => need = n,
+                    Parsed::Fail(f) => return (frames, format!("{f:?}")),
+                }
+            }
+        }
+        (frames, format!("waiting for {need} bytes"))
+    }
+
+    /// Input split in two reads, at every byte, gives what it gives in one read: the same
+    /// frames and the same error, found without waiting for bytes that may never come.
+    #[test]
+    fn split_input_ends_like_whole_input() {
+        let inputs: &[(&[u8], &Limits)] = &[
+            // The payload is "abc\r\nPING\r" and "\n" is where its "\r" belongs.
+            (
+                b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPUB foo 10\r\nabc\r\nPING\r\n",
+                &CLIENT,
+            ),
+            (b"PUB foo 3\r\nabcX", &CLIENT),
+            (b"PUB foo 3\r\nabc\rX", &CLIENT),
+            (b"PUB foo 3\r\nabc\r\nPUB foo 0\r\n\n", &CLIENT),
+            (b"HPUB foo 7 9\r\nHDR\r\n\r\nxx\n\r", &CLIENT),
+            (
+                b"PUB foo 2\r\nhi\r\nSUB foo 1\r\nPING\r\nPIXNG\r\n",
+                &CLIENT,
+            ),
+            (b"RMSG $G foo 2\r\nhi\r\nRMSG $G foo | q 1\r\nx\n\n", &ROUTE),
+            (
+                b"HMSG $G foo 2 3\r\nabc\r\nRS+ $G foo\r\nRS- $G foo\r\n",
+                &ROUTE,
+            ),
+        ];
+        for (input, lim) in inputs {
+            let whole = as_connection(&[input], lim);
+            for cut in 1..input.len() {
+                let split = as_connection(&[&input[..cut], &input[cut..]], lim);
+                assert_eq!(
+                    split,
+                    whole,
+                    "{:?} split at {cut}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+    }
+
     #[test]
     fn unknown_ops_fail_at_the_first_wrong_byte() {
         for bad in [
@@ -773,7 +835,7 @@ mod tests {
             parse(b"PUB foo 3\r\nabc\r", &CLIENT),
             Parsed::Incomplete(16)
         );
-        assert_eq!(parse(b"PUB foo 3\r\nab", &CLIENT), Parsed::Incomplete(16));
+        assert_eq!(parse(b"PUB foo 3\r\nab", &CLIENT), Parsed::Incomplete(15));
     }
 
     #[test]
@@ -789,7 +851,7 @@ mod tests {
         );
         assert!(matches!(
             parse(b"PUB foo 5\r\n", &small),
-            Parsed::Incomplete(18)
+            Parsed::Incomplete(17)
         ));
         // The argument part "01234567 9" is exactly the limit; one more byte is too many.
         assert!(matches!(
