@@ -51,6 +51,8 @@ pub(super) struct Dial {
     attempts: u32,
     /// Not connected yet since start or since gossip named it (false: a lost route).
     first: bool,
+    /// The server gossip named (its id), if this dial comes from gossip.
+    gossiped_id: Option<String>,
 }
 
 /// A connect in progress.
@@ -94,6 +96,7 @@ impl Dialer {
             explicit: true,
             attempts: 0,
             first: true,
+            gossiped_id: None,
         });
     }
 }
@@ -134,12 +137,19 @@ impl Broker {
         }
     }
 
-    fn already_routed(&self, url: &RouteUrl) -> bool {
+    /// Whether a route to `url` exists. For a dial that gossip asked for, a registered route
+    /// counts only if it is to the server gossip named: a server restarted on the same address
+    /// has a new id, and the route to its old self may not have noticed the death yet
+    /// (nats-server also decides by server id).
+    fn already_routed(&self, url: &RouteUrl, gossiped_id: Option<&str>) -> bool {
         let target = url.host_port();
         self.conns.iter().any(|(_, c)| {
             c.route.as_ref().is_some_and(|r| {
-                r.dialled.as_ref().is_some_and(|u| u.host_port() == target)
-                    || (r.registered && format!("{}:{}", r.remote_host, r.remote_port) == target)
+                let same_server = gossiped_id.is_none_or(|id| !r.registered || r.remote_id == id);
+                same_server
+                    && (r.dialled.as_ref().is_some_and(|u| u.host_port() == target)
+                        || (r.registered
+                            && format!("{}:{}", r.remote_host, r.remote_port) == target))
             })
         })
     }
@@ -150,7 +160,7 @@ impl Broker {
         let Some(cl) = &self.cluster else { return };
         if cl.self_urls.contains(&target)
             || cl.dialer.in_flight.contains(&target)
-            || self.already_routed(&d.url)
+            || self.already_routed(&d.url, d.gossiped_id.as_deref())
         {
             return;
         }
@@ -298,7 +308,7 @@ impl Broker {
     }
 
     /// Gossip named a server we have no route to: dial it at the end of this pass.
-    pub(super) fn dial_gossiped(&mut self, url: RouteUrl) {
+    pub(super) fn dial_gossiped(&mut self, url: RouteUrl, id: String) {
         if let Some(cl) = &mut self.cluster {
             cl.dialer.waiting.push(Dial {
                 at: self.now,
@@ -306,6 +316,7 @@ impl Broker {
                 explicit: false,
                 attempts: 0,
                 first: true,
+                gossiped_id: Some(id),
             });
         }
     }
@@ -339,6 +350,7 @@ impl Broker {
             explicit: r.explicit,
             attempts: if failed { r.attempts + 1 } else { 0 },
             first: false,
+            gossiped_id: None,
         };
         self.redial(d, delay);
     }

@@ -371,7 +371,7 @@ impl Broker {
         if configured {
             return;
         }
-        self.dial_gossiped(url);
+        self.dial_gossiped(url, info.id);
     }
 }
 
