@@ -14,7 +14,7 @@ VENV ?= $(CURDIR)/target/venv
 NATS_PY_VERSION = 2.16.0
 VENV_STAMP = $(VENV)/.nats-py-$(NATS_PY_VERSION)
 
-.PHONY: run build test lint fmt fuzz static bench compare flamegraph clean
+.PHONY: run build test lint fmt fuzz static bench compare attacks flamegraph clean
 
 run: build
 	$(TERN_BIN)
@@ -54,7 +54,8 @@ fuzz:
 	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz config $(FUZZ_WORK)/config proto-tests/fuzz/corpus/config -- -max_total_time=$(FUZZ_SECONDS)
 
 # perf/: the load generator (tern-bench), the side-by-side comparison with nats-server
-# (writes perf/RESULTS.md), a flamegraph of one scenario, and the static binary.
+# (writes perf/RESULTS.md), the attacks (writes perf/ATTACKS.md), a flamegraph of one
+# scenario, and the static binary.
 BENCH_MANIFEST := perf/bench/Cargo.toml
 SCENARIO ?= c
 COMPARE_OUT ?= perf/RESULTS.md
@@ -66,6 +67,13 @@ bench:
 compare: build bench
 	TERN_BIN=$(TERN_BIN) $(PYTHON) perf/compare.py $(COMPARE_ARGS) --out $(COMPARE_OUT)
 	@printf '\n' >> $(COMPARE_OUT); cat perf/PROFILE.md >> $(COMPARE_OUT)
+
+# The attacks of issue 9 (a stalled subscriber, monitoring abuse, fd exhaustion, a hash flood),
+# tern and nats-server side by side; ~12 min. ATTACKS_ARGS e.g. "--attacks stall --reps 1".
+ATTACKS_OUT ?= perf/ATTACKS.md
+attacks: build
+	$(CARGO) build --release --manifest-path $(BENCH_MANIFEST)
+	TERN_BIN=$(TERN_BIN) $(PYTHON) perf/attacks.py $(ATTACKS_ARGS) --out $(ATTACKS_OUT)
 
 flamegraph: bench
 	$(CARGO) build --profile profiling
