@@ -2,19 +2,21 @@
 //! `Config`, sets up logging and the pid file, and runs the poll loop until a stop signal.
 
 use std::process::ExitCode;
-use tern::{config, logger, options, server, signals};
+use tern::config::{self, flags};
+use tern::server::{self, signals};
+use tern::util::logger;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = match options::parse(&args) {
+    let flags = match flags::parse(&args) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("tern: {e}\n{}", options::usage());
+            eprintln!("tern: {e}\n{}", flags::usage());
             return ExitCode::from(2);
         }
     };
     if flags.help {
-        println!("{}", options::usage());
+        println!("{}", flags::usage());
         return ExitCode::SUCCESS;
     }
     if flags.version {
@@ -30,7 +32,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (cfg, warnings) = match options::build_config(&flags) {
+    let (cfg, warnings) = match flags::build_config(&flags) {
         Ok(built) => built,
         Err(e) => {
             eprintln!("tern: {e}");

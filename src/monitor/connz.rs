@@ -10,11 +10,11 @@
 use super::stream::{Source, Stream};
 use super::subsz::write_sub;
 use super::{bad, param_bool, param_int, DEFAULT_LIMIT};
-use crate::broker::Broker;
 use crate::conn::{Conn, Kind};
-use crate::http::{Request, Response};
-use crate::json::Obj;
-use crate::timefmt::{go_duration, rfc3339, uptime};
+use crate::core::broker::Broker;
+use crate::monitor::http::{Request, Response};
+use crate::protocol::json::Obj;
+use crate::util::timefmt::{go_duration, rfc3339, uptime};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 

@@ -2,8 +2,8 @@
 //! (CPU ticks, resident memory) that it and /varz read from `/proc/self`.
 
 use super::{counts, Monitor};
-use crate::broker::Broker;
-use crate::http::Response;
+use crate::core::broker::Broker;
+use crate::monitor::http::Response;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 

@@ -8,6 +8,7 @@
 //! slice per pass (`stream.rs`, `side.rs`), so monitoring never holds up messaging.
 
 mod connz;
+pub mod http;
 mod metrics;
 pub mod pretty;
 pub mod side;
@@ -17,11 +18,11 @@ mod subsz;
 pub use connz::{snapshot, ConnInfo};
 pub use metrics::resident_bytes;
 
-use crate::broker::Broker;
 use crate::conn::Kind;
-use crate::http::{Request, Response};
-use crate::json::Obj;
-use crate::timefmt::{rfc3339, uptime};
+use crate::core::broker::Broker;
+use crate::monitor::http::{Request, Response};
+use crate::protocol::json::Obj;
+use crate::util::timefmt::{rfc3339, uptime};
 use metrics::{clock_ticks_per_sec, process_cpu_ticks};
 use pretty::pretty;
 use std::collections::BTreeMap;
@@ -197,7 +198,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
     let (clients, routes) = counts(b);
     let mut s = String::new();
     let mut o = Obj::new(&mut s);
-    crate::info::write_identity(&mut o, b);
+    crate::protocol::info::write_identity(&mut o, b);
     if cfg.auth.advertised() {
         o.bool("auth_required", true);
     }

@@ -15,8 +15,8 @@
 
 use super::stream::Stream;
 use super::{respond, Monitor, Reply};
-use crate::broker::Broker;
-use crate::http::{self, Framing, HttpConn};
+use crate::core::broker::Broker;
+use crate::monitor::http::{self, Framing, HttpConn};
 use log::error;
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};

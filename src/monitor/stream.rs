@@ -9,7 +9,7 @@
 
 use super::pretty::Pretty;
 use super::{connz, subsz};
-use crate::broker::Broker;
+use crate::core::broker::Broker;
 
 /// What an endpoint renders part by part: its first part is the document's head, then one
 /// entry per part; `next` returns false with the last part.
@@ -95,9 +95,9 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Identity;
     use crate::config::Config;
-    use crate::http::{parse, Parsed};
+    use crate::core::broker::Identity;
+    use crate::monitor::http::{parse, Parsed};
     use crate::monitor::{pretty::pretty, respond, Monitor, Reply};
     use std::net::{TcpListener, TcpStream};
     use std::time::SystemTime;

@@ -6,12 +6,12 @@
 
 use super::stream::{Source, Stream};
 use super::{json_response, param_bool, param_int, Reply, DEFAULT_LIMIT};
-use crate::broker::Broker;
 use crate::conn::Kind;
-use crate::http::{Request, Response};
-use crate::json::Obj;
-use crate::sublist::{self, Sublist};
-use crate::timefmt::rfc3339;
+use crate::core::broker::Broker;
+use crate::monitor::http::{Request, Response};
+use crate::protocol::json::Obj;
+use crate::subject::sublist::{self, Sublist};
+use crate::util::timefmt::rfc3339;
 use std::time::SystemTime;
 
 #[allow(clippy::too_many_arguments)]

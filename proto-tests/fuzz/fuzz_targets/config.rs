@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::time::Instant;
 use tern::config::Config;
-use tern::config_values::{MAX_DURATION, MAX_PROTO_LIMIT};
+use tern::config::values::{MAX_DURATION, MAX_PROTO_LIMIT};
 use tern::{config_file, options, perms};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     if config_file::load_text(text, "fuzz.conf", base, &mut cfg).is_err() {
         return;
     }
-    if options::apply(&options::Flags::default(), &mut cfg).is_err() {
+    if flags::apply(&flags::Flags::default(), &mut cfg).is_err() {
         return;
     }
     let now = Instant::now();

@@ -14,9 +14,9 @@ use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use tern::broker::{Broker, Identity};
+use tern::core::broker::{Broker, Identity};
 use tern::config::{ClusterConfig, Config, RouteUrl, User, READ_CHUNK};
-use tern::route::RouteState;
+use tern::cluster::RouteState;
 
 struct World {
     broker: Broker,

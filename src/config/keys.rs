@@ -5,12 +5,12 @@
 //! feature tern does not have (TLS, JetStream, leaf nodes, ...) is an error, so tern never
 //! starts half-configured. Every error carries `file:line:col`.
 
-use crate::conf::{self, Item, Map, Value};
-use crate::config::{ClusterConfig, Config, Permissions, RouteUrl, SubjectPerm, User};
-use crate::config_values::{
+use crate::config::syntax::{self, Item, Map, Value};
+use crate::config::values::{
     boolean, count, duration, err, host_port, int, map, port, positive, proto_limit, seconds,
     string, Result,
 };
+use crate::config::{ClusterConfig, Config, Permissions, RouteUrl, SubjectPerm, User};
 use std::path::Path;
 use std::time::Duration;
 
@@ -79,7 +79,7 @@ const IGNORED: &[&str] = &[
 
 /// Reads `path` onto `cfg` (which holds the defaults). Returns the warnings to log.
 pub fn load(path: &Path, cfg: &mut Config) -> Result<Vec<String>> {
-    let top = conf::parse_file(path).map_err(|e| e.to_string())?;
+    let top = syntax::parse_file(path).map_err(|e| e.to_string())?;
     let mut warnings = Vec::new();
     apply(&top, cfg, &mut warnings)?;
     cfg.config_file = Some(path.display().to_string());
@@ -89,7 +89,7 @@ pub fn load(path: &Path, cfg: &mut Config) -> Result<Vec<String>> {
 /// `load` for config text (named `name` in errors; includes resolve in `base_dir`): what the
 /// fuzz target drives, since `tern -t -c` and a reload run exactly this after reading the file.
 pub fn load_text(text: &str, name: &str, base_dir: &Path, cfg: &mut Config) -> Result<Vec<String>> {
-    let top = conf::parse_str(text, name, base_dir).map_err(|e| e.to_string())?;
+    let top = syntax::parse_str(text, name, base_dir).map_err(|e| e.to_string())?;
     let mut warnings = Vec::new();
     apply(&top, cfg, &mut warnings)?;
     Ok(warnings)
@@ -347,7 +347,7 @@ fn parse_permissions(item: &Item) -> Result<Permissions> {
                                 }
                                 "expires" | "expiration" | "ttl" => {
                                     let s = string(rv, rk)?;
-                                    ttl = conf::parse_duration(&s).map_err(|e| {
+                                    ttl = syntax::parse_duration(&s).map_err(|e| {
                                         err(rv, format!("error parsing expires: {e}"))
                                     })?;
                                 }
@@ -414,7 +414,7 @@ fn subjects(item: &Item) -> Result<Vec<String>> {
     for s in list {
         let subject = string(s, "subject")?;
         let subj = subject.split(' ').next().unwrap_or_default();
-        if !crate::sublist::valid_subject(subj.as_bytes()) {
+        if !crate::subject::sublist::valid_subject(subj.as_bytes()) {
             return Err(err(
                 s,
                 format!("invalid subject {subject:?} in permissions"),

@@ -8,7 +8,7 @@
 //! readiness ignored) until the delay has passed, then tried again: one line per try, however
 //! many connections knock. A successful accept resets the delay.
 
-use crate::logger::os_error;
+use crate::util::logger::os_error;
 use log::error;
 use std::io;
 use std::net::SocketAddr;

@@ -26,17 +26,17 @@
 mod dial;
 mod handshake;
 mod interest;
-mod monitor;
+mod routez;
 
 pub use dial::DIAL_BASE;
-pub use monitor::client_urls;
+pub use routez::client_urls;
 
-use crate::broker::Broker;
 use crate::config::RouteUrl;
 use crate::conn::{CloseReason, Conn, Kind};
-use crate::hash::{new_map, FastMap};
-use crate::proto;
-use crate::sublist::SubId;
+use crate::core::broker::Broker;
+use crate::protocol::wire;
+use crate::subject::sublist::SubId;
+use crate::util::hash::{new_map, FastMap};
 use log::{debug, error, info};
 use mio::net::TcpStream;
 use mio::{Interest, Token, Waker};
@@ -93,7 +93,7 @@ pub struct Cluster {
 
 /// A generated cluster name (nats-server generates one too when none is configured).
 fn generated_name() -> String {
-    let mut x = crate::hash::random_seed();
+    let mut x = crate::util::hash::random_seed();
     (0..22)
         .map(|_| {
             x ^= x << 13;
@@ -186,15 +186,15 @@ impl Broker {
     }
 
     /// What a route's frame does.
-    pub fn route_op(&mut self, t: usize, op: crate::parser::Op) {
-        use crate::parser::Op;
+    pub fn route_op(&mut self, t: usize, op: crate::protocol::parser::Op) {
+        use crate::protocol::parser::Op;
         let registered = self.is_registered_route(t);
         match op {
             Op::Connect(arg) => self.on_route_connect(t, arg),
             Op::Info(arg) => self.on_route_info(t, arg),
             Op::Ping => {
                 self.conns[t].last_ping_in = self.now;
-                self.queue(t, proto::PONG);
+                self.queue(t, wire::PONG);
             }
             Op::Pong => self.on_pong(t),
             // See the module comment: nothing before registration reaches the subject index
@@ -273,7 +273,7 @@ impl Broker {
             .map(|(t, c)| (t, c.cid, c.addr))
             .collect();
         for (t, cid, addr) in clients {
-            let line = crate::info::client_info(self, cid, addr);
+            let line = crate::protocol::info::client_info(self, cid, addr);
             self.queue(t, line.as_bytes());
         }
     }
@@ -314,9 +314,9 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Identity;
     use crate::config::{ClusterConfig, Config};
-    use crate::parser::Msg;
+    use crate::core::broker::Identity;
+    use crate::protocol::parser::Msg;
     use std::net::TcpListener;
 
     /// A clustered broker, and a way to give it accepted connections.

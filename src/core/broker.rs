@@ -12,8 +12,8 @@
 
 use crate::config::{Config, FIRST_PING_INTERVAL, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::conn::{CloseReason, Conn, Kind};
-use crate::proto::{self, WireErr};
-use crate::sublist::{SubId, Sublist};
+use crate::protocol::wire::{self, WireErr};
+use crate::subject::sublist::{SubId, Sublist};
 
 /// A subject namespace: messages never cross from one account to another.
 pub struct Account {
@@ -21,7 +21,7 @@ pub struct Account {
     pub sublist: Sublist,
     /// Local interest as routes see it: `subject` or `subject queue` -> number of local
     /// subscriptions (kept only when clustering is on; see route/interest.rs).
-    pub interest: crate::hash::FastMap<Box<[u8]>, u32>,
+    pub interest: crate::util::hash::FastMap<Box<[u8]>, u32>,
 }
 use log::{debug, error, info};
 use mio::{Interest, Registry, Token};
@@ -80,16 +80,16 @@ pub struct Broker {
     closing: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// Producers paused on a consumer (see stall.rs).
-    pub(crate) stalls: Vec<crate::stall::Stall>,
+    pub(crate) stalls: Vec<crate::conn::stall::Stall>,
     /// Clustering state, when `--cluster`/`cluster {}` is on.
-    pub cluster: Option<crate::route::Cluster>,
+    pub cluster: Option<crate::cluster::Cluster>,
     /// The most recently closed client connections, for /connz?state=closed (shared with
     /// the /connz pages being rendered).
     pub closed: std::collections::VecDeque<std::rc::Rc<crate::monitor::ConnInfo>>,
     /// Producers whose stall ended: the loop reads them again.
     pub wake: Vec<usize>,
     /// The current message's MSG line parts (reused per message).
-    pub msg_head: crate::deliver::MsgHead,
+    pub msg_head: crate::core::deliver::MsgHead,
     /// Routes a message goes to, with the queue groups picked there (reused per message).
     pub route_targets: Vec<(usize, Vec<u8>)>,
     /// Auto-unsubscribes reached during a fan-out, applied after it.
@@ -128,7 +128,7 @@ impl Broker {
             run: Vec::new(),
             next_cid: 1,
             clients: 0,
-            rng: crate::hash::random_seed(),
+            rng: crate::util::hash::random_seed(),
         };
         b.sync_accounts();
         b
@@ -144,7 +144,7 @@ impl Broker {
                 self.accounts.push(Account {
                     name,
                     sublist: Sublist::new(),
-                    interest: crate::hash::new_map(),
+                    interest: crate::util::hash::new_map(),
                 });
             }
         }
@@ -254,7 +254,7 @@ impl Broker {
             }
         }
         let mut line = Vec::with_capacity(text.len() + 9);
-        proto::write_err(&mut line, text);
+        wire::write_err(&mut line, text);
         self.queue(t, &line);
     }
 
@@ -388,7 +388,7 @@ impl Broker {
         if c.auth_deadline.is_some_and(|a| a <= now) {
             c.auth_deadline = None;
             debug!("{} - Authentication Timeout", c.label());
-            self.send_err(t, proto::ERR_AUTH_TIMEOUT, CloseReason::AuthTimeout);
+            self.send_err(t, wire::ERR_AUTH_TIMEOUT, CloseReason::AuthTimeout);
             return;
         }
         // Only bytes a flush could not write count: output queued in this pass has not been
@@ -430,7 +430,7 @@ impl Broker {
         }
         if c.pings_out + 1 > self.cfg.max_pings_out {
             debug!("{} - Stale Client Connection - Closing", c.label());
-            self.send_err(t, proto::ERR_STALE, CloseReason::StaleConnection);
+            self.send_err(t, wire::ERR_STALE, CloseReason::StaleConnection);
             return;
         }
         c.pings_out += 1;
@@ -438,7 +438,7 @@ impl Broker {
         if self.trace {
             log::trace!("{} - ->> [PING]", c.label());
         }
-        self.queue(t, proto::PING);
+        self.queue(t, wire::PING);
     }
 
     /// A PONG answers our PINGs: none are outstanding, and the round trip is measured.
@@ -589,7 +589,7 @@ mod tests {
         let (mut b, t, _peer, _poll) = broker_with_client(cfg);
         b.now += Duration::from_secs(30);
         b.conns[t].last_write = b.now - Duration::from_secs(20);
-        b.queue(t, proto::PONG);
+        b.queue(t, wire::PONG);
         // Make the connection's timer due in this very pass.
         b.timers.push(Reverse((b.now, t, b.conns[t].cid)));
         b.conns[t].timer_at = Some(b.now);

@@ -16,11 +16,11 @@
 
 use std::ops::Range;
 
-use crate::broker::Broker;
 use crate::conn::Kind;
-use crate::parser::Msg;
-use crate::proto;
-use crate::sublist::SubId;
+use crate::core::broker::Broker;
+use crate::protocol::parser::Msg;
+use crate::protocol::wire;
+use crate::subject::sublist::SubId;
 
 /// Consecutive messages of one publisher that differ only in their payloads: same subject,
 /// no reply, same sizes. Delivering them together puts each subscriber's share in its buffer
@@ -99,7 +99,7 @@ impl MsgHead {
             tail(
                 &mut self.plain_suffix,
                 None,
-                proto::digits(body, &mut digits),
+                wire::digits(body, &mut digits),
                 m,
             );
         }
@@ -303,12 +303,12 @@ impl Broker {
             let (payload, hdr_size, size) = match m.hdr_size {
                 Some(_) if !c.opts.headers => {
                     let body = &m.payload[m.hdr_len..];
-                    (body, None, proto::digits(body.len() as u64, &mut digits))
+                    (body, None, wire::digits(body.len() as u64, &mut digits))
                 }
                 h => (m.payload, h, m.size),
             };
             let out = &mut c.out;
-            proto::write_rmsg_head(
+            wire::write_rmsg_head(
                 out,
                 account.as_bytes(),
                 m.subject,

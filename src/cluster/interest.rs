@@ -10,9 +10,9 @@
 //! `RMSG`. It is taken only from registered routes (see `route_op`), and goes when the route
 //! closes.
 
-use crate::broker::Broker;
-use crate::proto;
-use crate::sublist::Sub;
+use crate::core::broker::Broker;
+use crate::protocol::wire;
+use crate::subject::sublist::Sub;
 use log::debug;
 
 impl Broker {
@@ -158,7 +158,7 @@ fn write_interest(out: &mut Vec<u8>, account: &[u8], subject: &[u8], queue: Opti
         out.extend_from_slice(q);
         if n > 0 {
             out.push(b' ');
-            proto::write_uint(out, n as u64);
+            wire::write_uint(out, n as u64);
         }
     }
     out.extend_from_slice(b"\r\n");

@@ -8,10 +8,10 @@
 //! closed, the others get their new permissions and lose the subscriptions those no longer
 //! allow.
 
-use crate::broker::Broker;
-use crate::client::Login;
 use crate::config::Config;
 use crate::conn::{CloseReason, Credentials, Kind};
+use crate::core::broker::Broker;
+use crate::core::client::Login;
 use log::info;
 
 /// What a reload may not change while running.

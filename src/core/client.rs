@@ -6,15 +6,15 @@
 //! rest (a frame split by the read). Replies are queued on the connection; delivery of
 //! published messages is in `deliver.rs`.
 
-use crate::broker::Broker;
 use crate::conn::{CloseReason, Conn, Credentials, Kind};
-use crate::deliver::Run;
-use crate::info;
-use crate::json::{self, JsonError, Value};
-use crate::parser::{self, Failure, Limits, Msg, Op, Parsed, Peer};
-use crate::perms::{reserved_reply, ConnPerms};
-use crate::proto;
-use crate::sublist::{self, Sub, SubId};
+use crate::core::broker::Broker;
+use crate::core::deliver::Run;
+use crate::protocol::info;
+use crate::protocol::json::{self, JsonError, Value};
+use crate::protocol::parser::{self, Failure, Limits, Msg, Op, Parsed, Peer};
+use crate::protocol::wire;
+use crate::subject::perms::{reserved_reply, ConnPerms};
+use crate::subject::sublist::{self, Sub, SubId};
 use log::{debug, error, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
@@ -57,7 +57,7 @@ impl Broker {
         self.queue(t, info.as_bytes());
         if self.clients > self.cfg.max_connections {
             self.log_error(t, "maximum connections exceeded");
-            self.send_err(t, proto::ERR_MAX_CONNECTIONS, CloseReason::MaxConnections);
+            self.send_err(t, wire::ERR_MAX_CONNECTIONS, CloseReason::MaxConnections);
         }
         self.schedule(t);
         Some(t)
@@ -268,7 +268,7 @@ impl Broker {
                     self.queue(t, line.as_bytes());
                 }
                 self.trace_out(t, "PONG");
-                self.queue(t, proto::PONG);
+                self.queue(t, wire::PONG);
             }
             Op::Pong => self.on_pong(t),
             Op::Ok => {}
@@ -300,17 +300,14 @@ impl Broker {
                     Kind::Route => "Router",
                 };
                 self.log_error(t, &format!("{who} parser ERROR, proto='{snippet:?}...'"));
-                self.send_err(t, proto::ERR_UNKNOWN_OP, CloseReason::ProtocolViolation);
+                self.send_err(t, wire::ERR_UNKNOWN_OP, CloseReason::ProtocolViolation);
             }
             Failure::MaxControlLine => {
                 self.log_error(
                     t,
-                    &format!(
-                        "{} (snip: {snippet:?}...)",
-                        proto::ERR_MAX_CONTROL_LINE.text
-                    ),
+                    &format!("{} (snip: {snippet:?}...)", wire::ERR_MAX_CONTROL_LINE.text),
                 );
-                self.send_err(t, proto::ERR_MAX_CONTROL_LINE, CloseReason::MaxControlLine);
+                self.send_err(t, wire::ERR_MAX_CONTROL_LINE, CloseReason::MaxControlLine);
             }
             Failure::MaxPayload => {
                 self.log_error(
@@ -320,7 +317,7 @@ impl Broker {
                         self.cfg.max_payload
                     ),
                 );
-                self.send_err(t, proto::ERR_MAX_PAYLOAD, CloseReason::MaxPayload);
+                self.send_err(t, wire::ERR_MAX_PAYLOAD, CloseReason::MaxPayload);
             }
             Failure::BadArgs(what) => {
                 self.log_error(t, &format!("{what}: {snippet:?}"));
@@ -331,7 +328,7 @@ impl Broker {
 
     pub fn auth_violation(&mut self, t: usize) {
         self.log_error(t, "authentication error");
-        self.send_err(t, proto::ERR_AUTH_VIOLATION, CloseReason::AuthViolation);
+        self.send_err(t, wire::ERR_AUTH_VIOLATION, CloseReason::AuthViolation);
     }
 
     fn on_connect(&mut self, t: usize, arg: &[u8]) {
@@ -363,13 +360,13 @@ impl Broker {
             }
         };
         if !(0..=1).contains(&opts.protocol) {
-            self.send_err(t, proto::ERR_BAD_PROTOCOL, CloseReason::BadClientProtocol);
+            self.send_err(t, wire::ERR_BAD_PROTOCOL, CloseReason::BadClientProtocol);
             return;
         }
         if opts.no_responders && !opts.headers {
             self.send_err(
                 t,
-                proto::ERR_NO_RESPONDERS_HEADERS,
+                wire::ERR_NO_RESPONDERS_HEADERS,
                 CloseReason::NoRespondersHeaders,
             );
             return;
@@ -391,7 +388,7 @@ impl Broker {
         c.last_activity = self.now;
         if verbose {
             self.trace_out(t, "OK");
-            self.queue(t, proto::OK);
+            self.queue(t, wire::OK);
         }
         self.schedule(t);
     }
@@ -479,7 +476,7 @@ impl Broker {
         if pedantic && !m.subject.is_empty() && !sublist::valid_literal_subject(m.subject) {
             self.send_err(
                 t,
-                proto::ERR_INVALID_PUB_SUBJECT,
+                wire::ERR_INVALID_PUB_SUBJECT,
                 CloseReason::ProtocolViolation,
             );
         }
@@ -496,7 +493,7 @@ impl Broker {
         }
         if verbose {
             self.trace_out(t, "OK");
-            self.queue(t, proto::OK);
+            self.queue(t, wire::OK);
         }
         let delivered = self.deliver(t, m);
         if !delivered && no_responders && !m.reply.is_empty() {
@@ -508,15 +505,15 @@ impl Broker {
     fn violation(&mut self, t: usize, what: &str, subject: &[u8], queue: Option<&[u8]>) {
         let mut text = format!(
             "Permissions Violation for {what} {}",
-            proto::go_quote(subject)
+            wire::go_quote(subject)
         );
         if let Some(q) = queue {
-            text.push_str(&format!(" using queue {}", proto::go_quote(q)));
+            text.push_str(&format!(" using queue {}", wire::go_quote(q)));
         }
         let user = self.conns[t].opts.user.clone();
         self.log_error(
             t,
-            &format!("{text} - User {}", proto::go_quote(user.as_bytes())),
+            &format!("{text} - User {}", wire::go_quote(user.as_bytes())),
         );
         self.send_err_text(t, &text);
     }
@@ -536,7 +533,7 @@ impl Broker {
             return;
         };
         let c = &mut self.conns[t];
-        proto::write_no_responders(&mut c.out, reply, &sub.sid);
+        wire::write_no_responders(&mut c.out, reply, &sub.sid);
         self.after_queue(t);
     }
 
@@ -555,8 +552,8 @@ impl Broker {
             return;
         }
         if max_subs > 0 && c.subs.len() >= max_subs {
-            self.log_error(t, proto::ERR_MAX_SUBS.text);
-            self.send_err(t, proto::ERR_MAX_SUBS, CloseReason::ProtocolViolation);
+            self.log_error(t, wire::ERR_MAX_SUBS.text);
+            self.send_err(t, wire::ERR_MAX_SUBS, CloseReason::ProtocolViolation);
             return;
         }
         // A sid already in use is acknowledged and otherwise ignored, as nats-server does.
@@ -571,18 +568,14 @@ impl Broker {
                     self.interest_changed(acc, subject, queue, 1);
                 }
                 Err(_) => {
-                    self.send_err(
-                        t,
-                        proto::ERR_INVALID_SUBJECT,
-                        CloseReason::ProtocolViolation,
-                    );
+                    self.send_err(t, wire::ERR_INVALID_SUBJECT, CloseReason::ProtocolViolation);
                     return;
                 }
             }
         }
         if verbose {
             self.trace_out(t, "OK");
-            self.queue(t, proto::OK);
+            self.queue(t, wire::OK);
         }
     }
 
@@ -598,7 +591,7 @@ impl Broker {
         }
         if verbose {
             self.trace_out(t, "OK");
-            self.queue(t, proto::OK);
+            self.queue(t, wire::OK);
         }
     }
 

@@ -9,10 +9,12 @@
 //! syscalls as the socket allows and reports whether bytes remain, so the loop registers
 //! WRITABLE interest only while they do. `pending()` is what max_pending is checked against.
 
+pub mod stall;
+
 use crate::config::{OUT_KEEP, READ_CHUNK};
-use crate::hash::FastMap;
-use crate::perms::ConnPerms;
-use crate::sublist::SubId;
+use crate::subject::perms::ConnPerms;
+use crate::subject::sublist::SubId;
+use crate::util::hash::FastMap;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -174,7 +176,7 @@ pub struct Conn {
     /// Publish/subscribe permissions of its user, if restricted.
     pub perms: Option<Box<ConnPerms>>,
     /// Route connections only: the route's state (remote server, its interest, ...).
-    pub route: Option<Box<crate::route::RouteState>>,
+    pub route: Option<Box<crate::cluster::RouteState>>,
     /// Subscriptions by sid.
     pub subs: FastMap<Box<[u8]>, SubId>,
 
@@ -194,7 +196,7 @@ pub struct Conn {
     /// Bytes the socket has taken in all (stall.rs measures a consumer's drain with it).
     pub written: u64,
     /// Set while this consumer, found not draining, paces no producer (stall.rs).
-    pub lag: Option<crate::stall::Lag>,
+    pub lag: Option<crate::conn::stall::Lag>,
     pub counters: Counters,
 }
 
@@ -233,7 +235,7 @@ impl Conn {
             account: 0,
             perms: None,
             route: None,
-            subs: crate::hash::new_map(),
+            subs: crate::util::hash::new_map(),
             pings_out: 0,
             next_ping: now,
             last_ping_sent: None,

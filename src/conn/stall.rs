@@ -19,9 +19,9 @@
 //! `over_water` runs where bytes are queued (`Broker::queued_for`, `deliver`);
 //! `check_stalls` ends stalls at the end of each loop pass; the loop re-reads `wake`.
 
-use crate::broker::Broker;
 use crate::config::{STALL_DRAIN, STALL_MAX, STALL_WATER};
 use crate::conn::{CloseReason, Kind};
+use crate::core::broker::Broker;
 use std::time::Instant;
 
 /// A producer paused because a consumer it delivered to cannot keep up.
@@ -176,8 +176,8 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Identity;
     use crate::config::Config;
+    use crate::core::broker::Identity;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::time::{Duration, SystemTime};

@@ -4,6 +4,12 @@
 //! build one before the loop starts, and the loop only reads it. A reload builds a fresh
 //! `Config` and swaps it in whole; nothing mutates a live one field by field.
 
+pub mod flags;
+pub mod keys;
+pub mod reload;
+pub mod syntax;
+pub mod values;
+
 use std::time::Duration;
 
 /// The version we report in INFO and `-v`. The protocol is nats-server 2.9's.

@@ -15,7 +15,7 @@
 //!
 //! Removal is O(1) in the size of a subject's list: each `Sub` remembers its slot.
 
-use crate::hash::{new_map, FastMap};
+use crate::util::hash::{new_map, FastMap};
 use slab::Slab;
 use std::rc::Rc;
 

@@ -282,7 +282,7 @@ pub fn build_config(flags: &Flags) -> Result<(Config, Vec<String>), String> {
     let mut cfg = Config::default();
     let mut warnings = Vec::new();
     if let Some(path) = &flags.config {
-        warnings = crate::config_file::load(std::path::Path::new(path), &mut cfg)?;
+        warnings = crate::config::keys::load(std::path::Path::new(path), &mut cfg)?;
     }
     apply(flags, &mut cfg)?;
     Ok((cfg, warnings))

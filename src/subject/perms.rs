@@ -8,8 +8,8 @@
 //! limited number of times within a time limit.
 
 use crate::config::{Permissions, SubjectPerm};
-use crate::hash::{new_map, FastMap};
-use crate::sublist::subject_matches;
+use crate::subject::sublist::subject_matches;
+use crate::util::hash::{new_map, FastMap};
 use std::time::{Duration, Instant};
 
 /// Entries of an allow or deny list: a subject pattern, optionally with a queue group.

@@ -1,10 +1,10 @@
 //! What the cluster shows of itself: the client URLs this server advertises, the `cluster`
 //! object of /varz and the routes of /routez.
 
-use crate::broker::Broker;
 use crate::config::RouteUrl;
 use crate::conn::Kind;
-use crate::json::Obj;
+use crate::core::broker::Broker;
+use crate::protocol::json::Obj;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -113,21 +113,21 @@ impl Broker {
                 .bool("is_configured", configured)
                 .str("ip", &c.addr.ip().to_string())
                 .uint("port", c.addr.port() as u64)
-                .str("start", &crate::timefmt::rfc3339(c.started_wall))
+                .str("start", &crate::util::timefmt::rfc3339(c.started_wall))
                 .str(
                     "last_activity",
-                    &crate::timefmt::rfc3339(wall(c.last_activity)),
+                    &crate::util::timefmt::rfc3339(wall(c.last_activity)),
                 );
             if !c.rtt.is_zero() {
-                o.str("rtt", &crate::timefmt::go_duration(c.rtt));
+                o.str("rtt", &crate::util::timefmt::go_duration(c.rtt));
             }
             o.str(
                 "uptime",
-                &crate::timefmt::uptime(self.now.saturating_duration_since(c.started)),
+                &crate::util::timefmt::uptime(self.now.saturating_duration_since(c.started)),
             )
             .str(
                 "idle",
-                &crate::timefmt::uptime(self.now.saturating_duration_since(c.last_activity)),
+                &crate::util::timefmt::uptime(self.now.saturating_duration_since(c.last_activity)),
             )
             .uint("pending_size", c.pending() as u64)
             .uint("in_msgs", c.counters.in_msgs)

@@ -3,14 +3,14 @@
 //! Fields and their order are nats-server 2.9's (`server.go` `Info`), written as
 //! `INFO {json} \r\n` with the space before CRLF that clients expect.
 
-use crate::broker::Broker;
-use crate::json::Obj;
+use crate::core::broker::Broker;
+use crate::protocol::json::Obj;
 use std::net::SocketAddr;
 
 /// A server id shaped like nats-server's (an NKey public key: 'N' and 55 base32 characters).
 pub fn new_server_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut x = crate::hash::random_seed();
+    let mut x = crate::util::hash::random_seed();
     let mut id = String::with_capacity(56);
     id.push('N');
     for _ in 0..55 {

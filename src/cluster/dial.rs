@@ -15,10 +15,10 @@
 //! RECONNECT_DELAY.
 
 use super::RouteState;
-use crate::broker::Broker;
 use crate::config::RouteUrl;
-use crate::logger::os_error;
-use crate::worker::Worker;
+use crate::core::broker::Broker;
+use crate::util::logger::os_error;
+use crate::util::worker::Worker;
 use log::{debug, log, Level};
 use mio::net::TcpStream;
 use mio::{Interest, Token, Waker};
@@ -166,12 +166,12 @@ impl Broker {
         }
         let Some(cl) = &mut self.cluster else { return };
         cl.dialer.in_flight.push(target);
-        if let Some(addr) = crate::resolve::literal(&d.url.host, d.url.port) {
+        if let Some(addr) = crate::util::resolve::literal(&d.url.host, d.url.port) {
             return self.connect(d, addr);
         }
         if cl.dialer.resolver.is_none() {
             let started = Worker::spawn("tern-resolver", cl.dialer.waker.clone(), |d: Dial| {
-                let addr = crate::resolve::resolve(&d.url.host, d.url.port);
+                let addr = crate::util::resolve::resolve(&d.url.host, d.url.port);
                 (d, addr)
             });
             match started {

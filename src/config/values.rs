@@ -6,7 +6,7 @@
 //! capped at Go's `time.Duration` maximum (what nats-server can hold), which also keeps every
 //! `Instant + duration` in the loop from overflowing.
 
-use crate::conf::{self, Item, Map, Value};
+use crate::config::syntax::{self, Item, Map, Value};
 use std::time::Duration;
 
 pub type Result<T> = std::result::Result<T, String>;
@@ -81,7 +81,7 @@ pub fn map<'a>(item: &'a Item, key: &str) -> Result<&'a Map> {
 pub fn duration(item: &Item, key: &str, warnings: &mut Vec<String>) -> Result<Duration> {
     match &item.value {
         Value::Str(s) => {
-            conf::parse_duration(s).map_err(|e| err(item, format!("error parsing {key}: {e}")))
+            syntax::parse_duration(s).map_err(|e| err(item, format!("error parsing {key}: {e}")))
         }
         Value::Int(n) if *n >= 0 => {
             let d = Duration::from_secs(n.unsigned_abs());

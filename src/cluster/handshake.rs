@@ -4,11 +4,11 @@
 //! and gossip (a later INFO naming another server of the cluster makes us dial it).
 
 use super::RouteUrl;
-use crate::broker::Broker;
 use crate::config::FIRST_ROUTE_PING;
 use crate::conn::{CloseReason, Kind};
-use crate::json::{self, Obj, Value};
-use crate::proto;
+use crate::core::broker::Broker;
+use crate::protocol::json::{self, Obj, Value};
+use crate::protocol::wire;
 use log::{debug, error, info};
 use std::net::SocketAddr;
 
@@ -142,7 +142,7 @@ impl Broker {
 
     pub(super) fn route_auth_violation(&mut self, t: usize) {
         self.log_error(t, "authentication error");
-        self.send_err(t, proto::ERR_AUTH_VIOLATION, CloseReason::AuthViolation);
+        self.send_err(t, wire::ERR_AUTH_VIOLATION, CloseReason::AuthViolation);
     }
 
     pub(super) fn on_route_connect(&mut self, t: usize, arg: &[u8]) {

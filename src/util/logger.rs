@@ -114,7 +114,7 @@ impl Log for Logger {
             format!(
                 "[{}] {} {} {}\n",
                 pid(),
-                crate::timefmt::local_timestamp(SystemTime::now()),
+                crate::util::timefmt::local_timestamp(SystemTime::now()),
                 tag(r.level()),
                 r.args()
             )

@@ -13,17 +13,20 @@
 //! Signals arrive through a signalfd registered with the same poll; helper threads (DNS
 //! lookups for routes) wake it through a `mio::Waker`.
 
-use crate::accept::Backoff;
-use crate::broker::{Broker, Identity};
+pub mod listener;
+pub mod signals;
+
+use crate::cluster;
+use crate::config::flags::{self, Flags};
+use crate::config::reload;
 use crate::config::{Config, FLUSH_AT, READS_PER_PASS, READ_CHUNK};
 use crate::conn::{CloseReason, Conn, Kind, ReadOutcome};
-use crate::info;
-use crate::logger::{self, LogSettings};
+use crate::core::broker::{Broker, Identity};
 use crate::monitor::side::{HttpSide, HTTP_BASE};
-use crate::options::{self, Flags};
-use crate::reload;
-use crate::route;
-use crate::signals::{Signal, Signals};
+use crate::protocol::info;
+use crate::server::listener::Backoff;
+use crate::server::signals::{Signal, Signals};
+use crate::util::logger::{self, LogSettings};
 use log::{debug, error, info as log_info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -85,7 +88,7 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 fn listen_addr(host: &str, port: i32) -> io::Result<SocketAddr> {
     let port = if port < 0 { 0 } else { port as u16 };
-    crate::resolve::resolve(host, port)
+    crate::util::resolve::resolve(host, port)
 }
 
 impl Server {
@@ -109,7 +112,7 @@ impl Server {
             host: cfg.host.clone(),
             port: bound.port(),
             started: SystemTime::now(),
-            client_urls: route::client_urls(&cfg.host, bound.port()),
+            client_urls: cluster::client_urls(&cfg.host, bound.port()),
         };
         log_info!("Starting tern");
         log_info!("  Version:  {}", crate::config::VERSION);
@@ -197,8 +200,8 @@ impl Server {
                             h.on_event(t - HTTP_BASE, self.poll.registry(), &self.broker);
                         }
                     }
-                    Token(t) if t >= route::DIAL_BASE => {
-                        self.broker.on_dial_event(t - route::DIAL_BASE)
+                    Token(t) if t >= cluster::DIAL_BASE => {
+                        self.broker.on_dial_event(t - cluster::DIAL_BASE)
                     }
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -352,7 +355,7 @@ impl Server {
                 Ok((sock, addr)) => {
                     self.route_backoff.accepted();
                     self.broker
-                        .add_route(sock, addr, route::RouteState::default());
+                        .add_route(sock, addr, cluster::RouteState::default());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -397,7 +400,7 @@ impl Server {
                 "can only reload config when a file is provided using -c or --config".into(),
             );
         }
-        let (cfg, warnings) = options::build_config(&self.flags)?;
+        let (cfg, warnings) = flags::build_config(&self.flags)?;
         reload::check_immutable(&self.broker.cfg, &cfg)?;
         logger::init(&LogSettings::from_config(&cfg))
             .map_err(|e| format!("cannot open log file: {e}"))?;

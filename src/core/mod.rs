@@ -1,0 +1,6 @@
+//! The core: what a message server is. The broker (connections and accounts), what client
+//! frames do, and the fan-out of a message to its subscribers.
+
+pub mod broker;
+pub mod client;
+pub mod deliver;
