@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = logger::init(&logger::LogSettings::from_config(&cfg)) {
+    if let Err(e) = logger::init(&cfg.log_settings()) {
         eprintln!("tern: cannot open log file: {e}");
         return ExitCode::FAILURE;
     }

@@ -2,8 +2,8 @@
 //!
 //! A dial waits for its time in `Dialer::waiting` (configured routes at start, servers learned
 //! by gossip, redials). When it is due, an IP literal is connected at once; a host name goes
-//! to the resolver, a helper thread (`worker.rs`) that may sit in getaddrinfo as long as DNS
-//! takes, and its answer comes back through the loop's waker (`route_lookups_done`). The
+//! to the resolver, a helper thread (`util/worker.rs`) that may sit in getaddrinfo as long as DNS
+//! takes, and its answer comes back through the loop's waker (`lookups_done`). The
 //! connect itself is non-blocking: the socket waits in `connecting` (tokens from `DIAL_BASE`)
 //! until it is writable and then becomes a route (`add_route`: "Route connection created"),
 //! or the attempt fails.
@@ -14,8 +14,9 @@
 //! for every attempt of a reconnect, at debug level otherwise; the next attempt comes after
 //! RECONNECT_DELAY.
 
-use super::RouteState;
+use super::Cluster;
 use crate::config::RouteUrl;
+use crate::conn::RouteState;
 use crate::core::broker::Broker;
 use crate::util::logger::os_error;
 use crate::util::worker::Worker;
@@ -101,10 +102,10 @@ impl Dialer {
     }
 }
 
-impl Broker {
+impl Cluster {
     /// The earliest pending dial or connect deadline.
     pub fn next_dial(&self) -> Option<Instant> {
-        let d = &self.cluster.as_ref()?.dialer;
+        let d = &self.dialer;
         let waiting = d.waiting.iter().map(|d| d.at);
         waiting
             .chain(d.connecting.iter().map(|(_, c)| c.deadline))
@@ -112,109 +113,85 @@ impl Broker {
     }
 
     /// Gives up on connects past their deadline, and starts every dial whose time has come.
-    pub fn run_dials(&mut self) {
-        let now = self.now;
-        let Some(cl) = &mut self.cluster else { return };
-        if cl.stopping {
+    pub fn run_dials(&mut self, b: &mut Broker) {
+        let now = b.conns.now;
+        if self.stopping {
             return;
         }
-        let late: Vec<usize> = (cl.dialer.connecting.iter())
+        let d = &mut self.dialer;
+        let late: Vec<usize> = (d.connecting.iter())
             .filter(|(_, c)| c.deadline <= now)
             .map(|(k, _)| k)
             .collect();
         let due: Vec<Dial>;
-        (due, cl.dialer.waiting) = std::mem::take(&mut cl.dialer.waiting)
+        (due, d.waiting) = std::mem::take(&mut d.waiting)
             .into_iter()
             .partition(|d| d.at <= now);
         for k in late {
-            let Some(cl) = &mut self.cluster else { return };
-            let mut c = cl.dialer.connecting.remove(k);
-            let _ = self.registry.deregister(&mut c.sock);
-            self.dial_failed(c.dial, &format!("dial tcp {}: i/o timeout", c.addr));
+            let mut c = self.dialer.connecting.remove(k);
+            let _ = b.conns.registry.deregister(&mut c.sock);
+            self.dial_failed(b, c.dial, &format!("dial tcp {}: i/o timeout", c.addr));
         }
         for d in due {
-            self.dial(d);
+            self.dial(b, d);
         }
-    }
-
-    /// Whether a route to `url` exists. For a dial that gossip asked for, a registered route
-    /// counts only if it is to the server gossip named: a server restarted on the same address
-    /// has a new id, and the route to its old self may not have noticed the death yet
-    /// (nats-server also decides by server id).
-    fn already_routed(&self, url: &RouteUrl, gossiped_id: Option<&str>) -> bool {
-        let target = url.host_port();
-        self.conns.iter().any(|(_, c)| {
-            c.route.as_ref().is_some_and(|r| {
-                let same_server = gossiped_id.is_none_or(|id| !r.registered || r.remote_id == id);
-                same_server
-                    && (r.dialled.as_ref().is_some_and(|u| u.host_port() == target)
-                        || (r.registered
-                            && format!("{}:{}", r.remote_host, r.remote_port) == target))
-            })
-        })
     }
 
     /// Starts an attempt: connects an IP literal, hands a host name to the resolver.
-    fn dial(&mut self, d: Dial) {
+    fn dial(&mut self, b: &mut Broker, d: Dial) {
         let target = d.url.host_port();
-        let Some(cl) = &self.cluster else { return };
-        if cl.self_urls.contains(&target)
-            || cl.dialer.in_flight.contains(&target)
-            || self.already_routed(&d.url, d.gossiped_id.as_deref())
+        if self.self_urls.contains(&target)
+            || self.dialer.in_flight.contains(&target)
+            || already_routed(b, &d.url, d.gossiped_id.as_deref())
         {
             return;
         }
-        let Some(cl) = &mut self.cluster else { return };
-        cl.dialer.in_flight.push(target);
+        self.dialer.in_flight.push(target);
         if let Some(addr) = crate::util::resolve::literal(&d.url.host, d.url.port) {
-            return self.connect(d, addr);
+            return self.connect(b, d, addr);
         }
-        if cl.dialer.resolver.is_none() {
-            let started = Worker::spawn("tern-resolver", cl.dialer.waker.clone(), |d: Dial| {
+        let dialer = &mut self.dialer;
+        if dialer.resolver.is_none() {
+            let started = Worker::spawn("tern-resolver", dialer.waker.clone(), |d: Dial| {
                 let addr = crate::util::resolve::resolve(&d.url.host, d.url.port);
                 (d, addr)
             });
             match started {
-                Ok(w) => cl.dialer.resolver = Some(w),
+                Ok(w) => dialer.resolver = Some(w),
                 Err(e) => {
                     let why = format!("lookup {}: cannot start the resolver: {e}", d.url.host);
-                    return self.dial_failed(d, &why);
+                    return self.dial_failed(b, d, &why);
                 }
             }
         }
-        let Some(r) = &cl.dialer.resolver else { return };
+        let Some(r) = &dialer.resolver else { return };
         debug!("Looking up route host {}", d.url.host);
         if let Err(d) = r.submit(d) {
-            cl.dialer.resolver = None; // the next lookup starts a new thread
+            dialer.resolver = None; // the next lookup starts a new thread
             let why = format!("lookup {}: the resolver thread is gone", d.url.host);
-            self.dial_failed(d, &why);
+            self.dial_failed(b, d, &why);
         }
     }
 
     /// Takes the resolver's answers (the loop was woken for them) and connects or fails each.
-    pub fn route_lookups_done(&mut self) {
-        let Some(r) = self
-            .cluster
-            .as_ref()
-            .and_then(|cl| cl.dialer.resolver.as_ref())
-        else {
+    pub fn lookups_done(&mut self, b: &mut Broker) {
+        let Some(r) = &self.dialer.resolver else {
             return;
         };
         for (d, addr) in r.ready() {
             match addr {
-                Ok(addr) => self.connect(d, addr),
+                Ok(addr) => self.connect(b, d, addr),
                 Err(e) => {
                     let why = format!("lookup {}: {}", d.url.host, os_error(&e));
-                    self.dial_failed(d, &why);
+                    self.dial_failed(b, d, &why);
                 }
             }
         }
     }
 
     /// Starts a non-blocking connect; `on_dial_event` sees how it ends.
-    fn connect(&mut self, d: Dial, addr: SocketAddr) {
-        let Some(cl) = &mut self.cluster else { return };
-        if cl.stopping {
+    fn connect(&mut self, b: &mut Broker, d: Dial, addr: SocketAddr) {
+        if self.stopping {
             return;
         }
         debug!(
@@ -224,27 +201,31 @@ impl Broker {
         let mut sock = match TcpStream::connect(addr) {
             Ok(sock) => sock,
             Err(e) => {
-                return self.dial_failed(d, &format!("dial tcp {addr}: connect: {}", os_error(&e)))
+                let why = format!("dial tcp {addr}: connect: {}", os_error(&e));
+                return self.dial_failed(b, d, &why);
             }
         };
-        let entry = cl.dialer.connecting.vacant_entry();
+        let entry = self.dialer.connecting.vacant_entry();
         let token = Token(DIAL_BASE + entry.key());
-        if let Err(e) = self.registry.register(&mut sock, token, Interest::WRITABLE) {
-            return self.dial_failed(d, &format!("dial tcp {addr}: {}", os_error(&e)));
+        if let Err(e) = b
+            .conns
+            .registry
+            .register(&mut sock, token, Interest::WRITABLE)
+        {
+            return self.dial_failed(b, d, &format!("dial tcp {addr}: {}", os_error(&e)));
         }
         entry.insert(Connecting {
             sock,
             addr,
             dial: d,
-            deadline: self.now + DIAL_TIMEOUT,
+            deadline: b.conns.now + DIAL_TIMEOUT,
         });
     }
 
     /// A connecting socket became writable (or failed): it is now a route, or the attempt
     /// failed. A spurious wake-up leaves it waiting.
-    pub fn on_dial_event(&mut self, key: usize) {
-        let Some(cl) = &mut self.cluster else { return };
-        let Some(c) = cl.dialer.connecting.get(key) else {
+    pub fn on_dial_event(&mut self, b: &mut Broker, key: usize) {
+        let Some(c) = self.dialer.connecting.get(key) else {
             return;
         };
         let outcome = match c.sock.take_error() {
@@ -255,11 +236,11 @@ impl Broker {
             },
             Ok(Some(e)) | Err(e) => Err(e),
         };
-        let mut c = cl.dialer.connecting.remove(key);
-        let _ = self.registry.deregister(&mut c.sock);
+        let mut c = self.dialer.connecting.remove(key);
+        let _ = b.conns.registry.deregister(&mut c.sock);
         if let Err(e) = outcome {
             let why = format!("dial tcp {}: connect: {}", c.addr, os_error(&e));
-            return self.dial_failed(c.dial, &why);
+            return self.dial_failed(b, c.dial, &why);
         }
         let state = RouteState {
             dialled: Some(c.dial.url.clone()),
@@ -267,22 +248,20 @@ impl Broker {
             attempts: c.dial.attempts,
             ..RouteState::default()
         };
-        if self.add_route(c.sock, c.addr, state).is_some() {
+        if self.add_route(b, c.sock, c.addr, state).is_some() {
             self.dial_done(&c.dial);
         } else {
-            self.dial_failed(c.dial, "cannot register the connection");
+            self.dial_failed(b, c.dial, "cannot register the connection");
         }
     }
 
     fn dial_done(&mut self, d: &Dial) {
         let target = d.url.host_port();
-        if let Some(cl) = &mut self.cluster {
-            cl.dialer.in_flight.retain(|t| *t != target);
-        }
+        self.dialer.in_flight.retain(|t| *t != target);
     }
 
     /// One line for the failed attempt, then the next one after RECONNECT_DELAY.
-    fn dial_failed(&mut self, d: Dial, why: &str) {
+    fn dial_failed(&mut self, b: &mut Broker, d: Dial, why: &str) {
         self.dial_done(&d);
         let attempts = d.attempts + 1;
         let report = !d.first || attempts == 1 || attempts.is_multiple_of(CONNECT_ERROR_REPORTS);
@@ -291,38 +270,35 @@ impl Broker {
             level,
             "Error trying to connect to route (attempt {attempts}): {why}"
         );
-        self.redial(Dial { attempts, ..d }, RECONNECT_DELAY);
+        self.redial(b, Dial { attempts, ..d }, RECONNECT_DELAY);
     }
 
     /// Schedules another attempt unless the rules say to give up (a gossiped route is tried
     /// `connect_retries` more times).
-    fn redial(&mut self, d: Dial, delay: Duration) {
-        let retries = self.cfg.cluster.as_ref().map_or(0, |c| c.connect_retries);
-        let jitter = Duration::from_millis(self.rand() % 100);
-        let Some(cl) = &mut self.cluster else { return };
-        if cl.stopping || (!d.explicit && d.attempts > retries) {
+    fn redial(&mut self, b: &mut Broker, d: Dial, delay: Duration) {
+        let retries = b.cfg.cluster.as_ref().map_or(0, |c| c.connect_retries);
+        let jitter = Duration::from_millis(b.rng.next_u64() % 100);
+        if self.stopping || (!d.explicit && d.attempts > retries) {
             return;
         }
-        let at = self.now + delay + jitter;
-        cl.dialer.waiting.push(Dial { at, ..d });
+        let at = b.conns.now + delay + jitter;
+        self.dialer.waiting.push(Dial { at, ..d });
     }
 
     /// Gossip named a server we have no route to: dial it at the end of this pass.
-    pub(super) fn dial_gossiped(&mut self, url: RouteUrl, id: String) {
-        if let Some(cl) = &mut self.cluster {
-            cl.dialer.waiting.push(Dial {
-                at: self.now,
-                url,
-                explicit: false,
-                attempts: 0,
-                first: true,
-                gossiped_id: Some(id),
-            });
-        }
+    pub(super) fn dial_gossiped(&mut self, b: &Broker, url: RouteUrl, id: String) {
+        self.dialer.waiting.push(Dial {
+            at: b.conns.now,
+            url,
+            explicit: false,
+            attempts: 0,
+            first: true,
+            gossiped_id: Some(id),
+        });
     }
 
     /// A route connection closed: dial it again if we dialled it (or must, see `retry`).
-    pub(super) fn redial_closed(&mut self, r: &RouteState) {
+    pub(super) fn redial_closed(&mut self, b: &mut Broker, r: &RouteState) {
         let url = r.dialled.clone().or_else(|| {
             (r.retry && r.remote_port != 0).then(|| RouteUrl {
                 host: r.remote_host.clone(),
@@ -345,13 +321,29 @@ impl Broker {
             );
         }
         let d = Dial {
-            at: self.now,
+            at: b.conns.now,
             url,
             explicit: r.explicit,
             attempts: if failed { r.attempts + 1 } else { 0 },
             first: false,
             gossiped_id: None,
         };
-        self.redial(d, delay);
+        self.redial(b, d, delay);
     }
+}
+
+/// Whether a route to `url` exists. For a dial that gossip asked for, a registered route
+/// counts only if it is to the server gossip named: a server restarted on the same address
+/// has a new id, and the route to its old self may not have noticed the death yet
+/// (nats-server also decides by server id).
+fn already_routed(b: &Broker, url: &RouteUrl, gossiped_id: Option<&str>) -> bool {
+    let target = url.host_port();
+    b.conns.routes.iter().any(|&t| {
+        b.conns[t].route().is_some_and(|r| {
+            let same_server = gossiped_id.is_none_or(|id| !r.registered || r.remote_id == id);
+            same_server
+                && (r.dialled.as_ref().is_some_and(|u| u.host_port() == target)
+                    || (r.registered && format!("{}:{}", r.remote_host, r.remote_port) == target))
+        })
+    })
 }

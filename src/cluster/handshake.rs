@@ -1,11 +1,11 @@
 //! The route handshake: the CONNECT and INFO we send, what an accepted route may send before
-//! its CONNECT (nothing else: see the module comment of `route`), the checks of its CONNECT
+//! its CONNECT (nothing else: see the module comment of `cluster`), the checks of its CONNECT
 //! (credentials, cluster name) and of its INFO (ourselves, duplicates, names), registration,
 //! and gossip (a later INFO naming another server of the cluster makes us dial it).
 
-use super::RouteUrl;
-use crate::config::FIRST_ROUTE_PING;
-use crate::conn::{CloseReason, Kind};
+use super::{client_urls_changed, registered_routes, route_to, Cluster};
+use crate::config::{RouteUrl, BUILT_WITH, FIRST_ROUTE_PING, VERSION};
+use crate::conn::CloseReason;
 use crate::core::broker::Broker;
 use crate::protocol::json::{self, Obj, Value};
 use crate::protocol::wire;
@@ -59,311 +59,250 @@ fn parse_info(arg: &[u8]) -> Result<RouteInfo, String> {
     })
 }
 
-impl Broker {
-    /// The CONNECT a dialling server sends (credentials from the route URL).
-    pub(super) fn route_connect_line(&self, t: usize) -> String {
-        let cl = self.cluster.as_ref().expect("cluster on");
-        let url = self.conns[t]
-            .route
-            .as_ref()
-            .and_then(|r| r.dialled.as_ref());
-        let mut s = String::from("CONNECT ");
-        let mut o = Obj::new(&mut s);
-        o.bool("echo", true)
-            .bool("verbose", false)
-            .bool("pedantic", false);
-        if let Some(u) = url.and_then(|u| u.user.as_deref()) {
-            o.str("user", u);
-        }
-        if let Some(p) = url.and_then(|u| u.pass.as_deref()) {
-            o.str("pass", p);
-        }
-        o.bool("tls_required", false)
-            .bool("headers", true)
-            .str("name", &self.ident.id)
-            .str("cluster", &cl.name);
-        if cl.dynamic {
-            o.bool("cluster_dynamic", true);
-        }
-        o.end();
-        s.push_str("\r\n");
-        s
-    }
+/// Our cluster name and whether it is generated ("dynamic").
+fn our_name(b: &Broker) -> (&str, bool) {
+    b.ident
+        .cluster
+        .as_ref()
+        .map_or(("", false), |c| (c.name.as_str(), c.dynamic))
+}
 
-    /// Our route INFO (with `ldm` in lame-duck mode).
-    pub fn route_info_json(&self, lame_duck: bool) -> String {
-        let cl = self.cluster.as_ref().expect("cluster on");
-        let cc = self.cfg.cluster.as_ref();
-        let mut s = String::from("INFO ");
-        let mut o = Obj::new(&mut s);
-        o.str("server_id", &self.ident.id)
-            .str("server_name", &self.ident.name)
-            .str("version", crate::config::VERSION)
-            .int("proto", 2)
-            .str("go", crate::config::BUILT_WITH)
-            .str("host", &cl.host)
-            .uint("port", cl.port as u64)
-            .bool("headers", true);
-        if cc.is_some_and(|c| c.user.is_some()) {
-            o.bool("auth_required", true);
-        }
-        o.uint("max_payload", self.cfg.max_payload as u64)
-            .str("cluster", &cl.name);
-        if cl.dynamic {
-            o.bool("cluster_dynamic", true);
-        }
-        // nats-server does not hand its client URLs to the cluster when told not to advertise.
-        if !cc.is_some_and(|c| c.no_advertise) {
-            o.strs("connect_urls", &self.ident.client_urls);
-        }
-        if lame_duck {
-            o.bool("ldm", true);
-        }
-        o.end();
-        s.push_str(" \r\n");
-        s
+/// The CONNECT a dialling server sends (credentials from the route URL).
+pub(super) fn connect_line(b: &Broker, t: usize) -> String {
+    let (name, dynamic) = our_name(b);
+    let url = b.conns[t].route().and_then(|r| r.dialled.as_ref());
+    let mut s = String::from("CONNECT ");
+    let mut o = Obj::new(&mut s);
+    o.bool("echo", true)
+        .bool("verbose", false)
+        .bool("pedantic", false);
+    if let Some(u) = url.and_then(|u| u.user.as_deref()) {
+        o.str("user", u);
     }
-
-    /// Whether route `t` may send its next frame: an accepted route only once a CONNECT has
-    /// been accepted, unless that frame is the CONNECT (`first` is its first byte). Otherwise
-    /// it gets nats-server's answer to a frame before CONNECT when authorization is required,
-    /// and is closed.
-    pub fn route_may_send(&mut self, t: usize, first: u8) -> bool {
-        let waiting = self.conns[t]
-            .route
-            .as_ref()
-            .is_some_and(|r| r.dialled.is_none() && !r.connect_received);
-        if !waiting || matches!(first, b'C' | b'c') {
-            return true;
-        }
-        self.route_auth_violation(t);
-        false
+    if let Some(p) = url.and_then(|u| u.pass.as_deref()) {
+        o.str("pass", p);
     }
-
-    pub(super) fn route_auth_violation(&mut self, t: usize) {
-        self.log_error(t, "authentication error");
-        self.send_err(t, wire::ERR_AUTH_VIOLATION, CloseReason::AuthViolation);
+    o.bool("tls_required", false)
+        .bool("headers", true)
+        .str("name", &b.ident.id)
+        .str("cluster", name);
+    if dynamic {
+        o.bool("cluster_dynamic", true);
     }
+    o.end();
+    s.push_str("\r\n");
+    s
+}
 
-    pub(super) fn on_route_connect(&mut self, t: usize, arg: &[u8]) {
-        let v = match json::parse(arg) {
-            Ok(v @ Value::Obj(_)) => v,
-            _ => {
-                self.log_error(t, "route CONNECT parse error");
-                return self.close(t, CloseReason::ProtocolViolation);
-            }
-        };
-        let text = |k: &str| v.get_str(k).ok().flatten().unwrap_or("").to_string();
-        if !text("lang").is_empty() {
-            self.log_error(t, "attempted to connect to route port");
-            self.send_err_text(t, "attempted to connect to route port");
-            return self.close(t, CloseReason::ProtocolViolation);
+/// Our route INFO (with `ldm` in lame-duck mode).
+pub(super) fn info_line(b: &Broker, lame_duck: bool) -> String {
+    let Some(cl) = &b.ident.cluster else {
+        return String::new();
+    };
+    let cc = b.cfg.cluster.as_ref();
+    let mut s = String::from("INFO ");
+    let mut o = Obj::new(&mut s);
+    o.str("server_id", &b.ident.id)
+        .str("server_name", &b.ident.name)
+        .str("version", VERSION)
+        .int("proto", 2)
+        .str("go", BUILT_WITH)
+        .str("host", &cl.host)
+        .uint("port", cl.port as u64)
+        .bool("headers", true);
+    if cc.is_some_and(|c| c.user.is_some()) {
+        o.bool("auth_required", true);
+    }
+    o.uint("max_payload", b.cfg.max_payload as u64)
+        .str("cluster", &cl.name);
+    if cl.dynamic {
+        o.bool("cluster_dynamic", true);
+    }
+    // nats-server does not hand its client URLs to the cluster when told not to advertise.
+    if !cc.is_some_and(|c| c.no_advertise) {
+        o.strs("connect_urls", &b.ident.client_urls);
+    }
+    if lame_duck {
+        o.bool("ldm", true);
+    }
+    o.end();
+    s.push_str(" \r\n");
+    s
+}
+
+/// Whether route `t` may send its next frame: an accepted route only once a CONNECT has
+/// been accepted, unless that frame is the CONNECT (`first` is its first byte). Otherwise
+/// it gets nats-server's answer to a frame before CONNECT when authorization is required,
+/// and is closed.
+pub(super) fn may_send(b: &mut Broker, t: usize, first: u8) -> bool {
+    let waiting = b.conns[t]
+        .route()
+        .is_some_and(|r| r.dialled.is_none() && !r.connect_received);
+    if !waiting || matches!(first, b'C' | b'c') {
+        return true;
+    }
+    auth_violation(b, t);
+    false
+}
+
+fn auth_violation(b: &mut Broker, t: usize) {
+    b.conns.log_error(t, "authentication error");
+    b.conns
+        .send_err(t, wire::ERR_AUTH_VIOLATION, CloseReason::AuthViolation);
+}
+
+pub(super) fn on_connect(b: &mut Broker, t: usize, arg: &[u8]) {
+    let v = match json::parse(arg) {
+        Ok(v @ Value::Obj(_)) => v,
+        _ => {
+            b.conns.log_error(t, "route CONNECT parse error");
+            return b.conns.close(t, CloseReason::ProtocolViolation);
         }
-        if let Some(cc) = self.cfg.cluster.as_ref().filter(|cc| cc.user.is_some()) {
-            if Some(text("user")) != cc.user
-                || Some(text("pass")) != cc.pass.clone().or(Some(String::new()))
-            {
-                return self.route_auth_violation(t);
-            }
+    };
+    let text = |k: &str| v.get_str(k).ok().flatten().unwrap_or("").to_string();
+    if !text("lang").is_empty() {
+        b.conns.log_error(t, "attempted to connect to route port");
+        b.conns
+            .send_err_text(t, "attempted to connect to route port");
+        return b.conns.close(t, CloseReason::ProtocolViolation);
+    }
+    if let Some(cc) = b.cfg.cluster.as_ref().filter(|cc| cc.user.is_some()) {
+        if Some(text("user")) != cc.user
+            || Some(text("pass")) != cc.pass.clone().or(Some(String::new()))
+        {
+            return auth_violation(b, t);
         }
-        let dynamic = v
-            .get_bool("cluster_dynamic")
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-        if !self.agree_cluster_name(t, &text("cluster"), dynamic) {
-            return;
-        }
-        let c = &mut self.conns[t];
-        c.auth_deadline = None;
-        let r = c.route.as_mut().expect("route");
+    }
+    let dynamic = v
+        .get_bool("cluster_dynamic")
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    if !agree_cluster_name(b, t, &text("cluster"), dynamic) {
+        return;
+    }
+    let c = &mut b.conns[t];
+    c.auth_deadline = None;
+    c.opts.headers = v.get_bool("headers").ok().flatten().unwrap_or(false);
+    if let Some(r) = c.route_mut() {
         r.connect_received = true;
         r.remote_id = text("name");
-        c.opts.headers = v.get_bool("headers").ok().flatten().unwrap_or(false);
     }
+}
 
-    /// Settles a cluster name difference as nats-server does: a dynamic name gives way to a
-    /// configured one, or to a greater dynamic one; otherwise the route is refused.
-    fn agree_cluster_name(&mut self, t: usize, theirs: &str, they_are_dynamic: bool) -> bool {
-        let cl = self.cluster.as_mut().expect("cluster on");
-        if theirs.is_empty() || theirs == cl.name {
-            return true;
-        }
-        if cl.dynamic && (!they_are_dynamic || cl.name.as_str() < theirs) {
-            info!("Cluster name updated to {theirs}");
-            cl.name = theirs.to_string();
-            cl.dynamic = they_are_dynamic;
-            let others: Vec<usize> = self
-                .conns
-                .iter()
-                .filter(|(o, c)| *o != t && c.kind == Kind::Route)
-                .map(|(o, _)| o)
-                .collect();
-            for o in others {
-                self.close(o, CloseReason::ClusterNameConflict);
-            }
-            return true;
-        }
-        let text = format!(
-            "Rejecting connection, cluster name {theirs:?} does not match {:?}",
-            cl.name
-        );
-        self.log_error(t, &text);
-        self.send_err_text(t, &text);
-        self.close(t, CloseReason::ClusterNameConflict);
-        false
+/// Settles a cluster name difference as nats-server does: a dynamic name gives way to a
+/// configured one, or to a greater dynamic one; otherwise the route is refused.
+fn agree_cluster_name(b: &mut Broker, t: usize, theirs: &str, they_are_dynamic: bool) -> bool {
+    let Some(cl) = b.ident.cluster.as_mut() else {
+        return false;
+    };
+    if theirs.is_empty() || theirs == cl.name {
+        return true;
     }
+    if cl.dynamic && (!they_are_dynamic || cl.name.as_str() < theirs) {
+        info!("Cluster name updated to {theirs}");
+        cl.name = theirs.to_string();
+        cl.dynamic = they_are_dynamic;
+        let others: Vec<usize> = b.conns.routes.iter().copied().filter(|&o| o != t).collect();
+        for o in others {
+            b.conns.close(o, CloseReason::ClusterNameConflict);
+        }
+        return true;
+    }
+    let text = format!(
+        "Rejecting connection, cluster name {theirs:?} does not match {:?}",
+        cl.name
+    );
+    b.conns.log_error(t, &text);
+    b.conns.send_err_text(t, &text);
+    b.conns.close(t, CloseReason::ClusterNameConflict);
+    false
+}
 
-    pub(super) fn on_route_info(&mut self, t: usize, arg: &[u8]) {
+impl Cluster {
+    pub(super) fn on_info(&mut self, b: &mut Broker, t: usize, arg: &[u8]) {
         let info = match parse_info(arg) {
             Ok(i) => i,
             Err(e) => {
-                self.log_error(t, &format!("route INFO parse error: {e}"));
-                return self.close(t, CloseReason::ProtocolViolation);
+                b.conns
+                    .log_error(t, &format!("route INFO parse error: {e}"));
+                return b.conns.close(t, CloseReason::ProtocolViolation);
             }
         };
-        if info.id == self.ident.id {
-            debug!(
-                "{} - Detected route to self, ignoring",
-                self.conns[t].label()
-            );
-            let url = self.conns[t]
-                .route
-                .as_ref()
+        if info.id == b.ident.id {
+            debug!("{} - Detected route to self, ignoring", b.conns[t].label());
+            let route = b.conns[t].route();
+            let url = route
                 .and_then(|r| r.dialled.as_ref())
                 .map(RouteUrl::host_port);
-            if let (Some(cl), Some(url)) = (self.cluster.as_mut(), url) {
-                cl.self_urls.push(url);
+            if let Some(url) = url {
+                self.self_urls.push(url);
             }
-            return self.close(t, CloseReason::DuplicateRoute);
+            return b.conns.close(t, CloseReason::DuplicateRoute);
         }
-        if !self.agree_cluster_name(t, &info.cluster, info.dynamic) {
+        if !agree_cluster_name(b, t, &info.cluster, info.dynamic) {
             return;
         }
-        let r = self.conns[t].route.as_ref().expect("route");
+        let Some(r) = b.conns[t].route() else { return };
         // Server names must be unique in a cluster; the accepting side refuses (nats-server).
-        if !r.info_received && r.dialled.is_none() && info.name == self.ident.name {
-            self.log_error(
-                t,
-                &format!("Remote server has a duplicate name: {:?}", info.name),
-            );
-            return self.close(t, CloseReason::DuplicateServerName);
+        if !r.info_received && r.dialled.is_none() && info.name == b.ident.name {
+            let text = format!("Remote server has a duplicate name: {:?}", info.name);
+            b.conns.log_error(t, &text);
+            return b.conns.close(t, CloseReason::DuplicateServerName);
         }
         if r.info_received {
-            if info.id != r.remote_id {
-                return self.gossiped(info);
-            }
-            if info.lame_duck {
-                let urls =
-                    std::mem::take(&mut self.conns[t].route.as_mut().expect("route").connect_urls);
-                if !urls.is_empty() {
-                    self.client_urls_changed();
-                }
-            }
-            return;
+            return self.later_info(b, t, info);
         }
-        let existing = self
-            .cluster
-            .as_ref()
-            .and_then(|cl| cl.routes.get(&info.id).copied());
-        if let Some(other) = existing {
+        if let Some(other) = route_to(b, &info.id) {
             debug!(
                 "{} - Detected duplicate remote route {:?}",
-                self.conns[t].label(),
+                b.conns[t].label(),
                 info.id
             );
-            if let Some(o) = self.conns.get_mut(other).and_then(|o| o.route.as_mut()) {
+            if let Some(o) = b.conns.get_mut(other).and_then(|o| o.route_mut()) {
                 o.retry = true;
             }
-            let r = self.conns[t].route.as_mut().expect("route");
-            (r.info_received, r.remote_id) = (true, info.id.clone());
-            return self.close(t, CloseReason::DuplicateRoute);
+            if let Some(r) = b.conns[t].route_mut() {
+                (r.info_received, r.remote_id) = (true, info.id.clone());
+            }
+            return b.conns.close(t, CloseReason::DuplicateRoute);
         }
-        self.register_route(t, info);
+        register(b, t, info);
     }
 
-    /// The route's first INFO passed every check: from now on it is part of the cluster.
-    fn register_route(&mut self, t: usize, info: RouteInfo) {
-        let peer_ip = self.conns[t].addr.ip();
-        let c = &mut self.conns[t];
-        c.opts.headers = info.headers;
-        let r = c.route.as_mut().expect("route");
-        r.info_received = true;
-        r.remote_id = info.id.clone();
-        r.remote_name = info.name.clone();
-        r.remote_host = if info.host.is_empty() || info.host == "0.0.0.0" || info.host == "::" {
-            peer_ip.to_string()
-        } else {
-            info.host.clone()
+    /// An INFO after the first: gossip about another server, or the remote's lame duck.
+    fn later_info(&mut self, b: &mut Broker, t: usize, info: RouteInfo) {
+        let Some(r) = b.conns[t].route_mut() else {
+            return;
         };
-        r.remote_port = info.port;
-        r.registered = true;
-        r.connect_urls = info.connect_urls.clone();
-        r.attempts = 0;
-        c.connected = true;
-        c.next_ping = self.now + FIRST_ROUTE_PING;
-        debug!("{} - Registering remote route {:?}", c.label(), info.id);
-        let cl = self.cluster.as_mut().expect("cluster on");
-        cl.routes.insert(info.id.clone(), t);
-        let others: Vec<usize> = cl.routes.values().copied().filter(|&o| o != t).collect();
-        self.send_all_interest(t);
-        // Gossip: the others learn of this server and dial it.
-        if !others.is_empty() {
-            let ip = if info.ip.is_empty() {
-                format!("nats-route://{}/", SocketAddr::new(peer_ip, info.port))
-            } else {
-                info.ip.clone()
-            };
-            let line = self.gossip_line(&info, &ip);
-            for o in others {
-                self.queue(o, line.as_bytes());
+        if info.id != r.remote_id {
+            return self.gossiped(b, info);
+        }
+        if info.lame_duck {
+            let urls = std::mem::take(&mut r.connect_urls);
+            if !urls.is_empty() {
+                client_urls_changed(b);
             }
         }
-        if !info.connect_urls.is_empty() {
-            self.client_urls_changed();
-        }
-        self.schedule(t);
-    }
-
-    /// The INFO that tells other routes about a new server.
-    fn gossip_line(&self, info: &RouteInfo, ip: &str) -> String {
-        let mut s = String::from("INFO ");
-        let mut o = Obj::new(&mut s);
-        o.str("server_id", &info.id)
-            .str("server_name", &info.name)
-            .str("version", crate::config::VERSION)
-            .int("proto", 2)
-            .str("host", &info.host)
-            .uint("port", info.port as u64)
-            .bool("headers", info.headers)
-            .uint("max_payload", self.cfg.max_payload as u64)
-            .str("ip", ip);
-        if let Some(cl) = &self.cluster {
-            o.str("cluster", &cl.name);
-        }
-        o.strs("connect_urls", &info.connect_urls).end();
-        s.push_str(" \r\n");
-        s
     }
 
     /// A route told us of another server of the cluster: dial it, unless we know it.
-    fn gossiped(&mut self, info: RouteInfo) {
-        let Some(cl) = &self.cluster else { return };
-        if info.id == self.ident.id || cl.routes.contains_key(&info.id) {
+    fn gossiped(&mut self, b: &mut Broker, info: RouteInfo) {
+        if info.id == b.ident.id || route_to(b, &info.id).is_some() {
             return;
         }
         let url = match RouteUrl::parse(&info.ip)
             .or_else(|_| RouteUrl::parse(&format!("{}:{}", info.host, info.port)))
         {
             Ok(mut u) => {
-                if let Some(cc) = &self.cfg.cluster {
+                if let Some(cc) = &b.cfg.cluster {
                     (u.user, u.pass) = (cc.user.clone(), cc.pass.clone());
                 }
                 u
             }
             Err(e) => return error!("Error parsing URL from INFO: {e}"),
         };
-        let configured = self
+        let configured = b
             .cfg
             .cluster
             .as_ref()
@@ -371,8 +310,74 @@ impl Broker {
         if configured {
             return;
         }
-        self.dial_gossiped(url, info.id);
+        self.dial_gossiped(b, url, info.id);
     }
+}
+
+/// The route's first INFO passed every check: from now on it is part of the cluster.
+fn register(b: &mut Broker, t: usize, info: RouteInfo) {
+    let (now, peer_ip) = (b.conns.now, b.conns[t].addr.ip());
+    let c = &mut b.conns[t];
+    c.opts.headers = info.headers;
+    c.connected = true;
+    c.next_ping = now + FIRST_ROUTE_PING;
+    let label = c.label();
+    let Some(r) = c.route_mut() else { return };
+    r.info_received = true;
+    r.remote_id = info.id.clone();
+    r.remote_name = info.name.clone();
+    r.remote_host = if info.host.is_empty() || info.host == "0.0.0.0" || info.host == "::" {
+        peer_ip.to_string()
+    } else {
+        info.host.clone()
+    };
+    r.remote_port = info.port;
+    r.registered = true;
+    r.connect_urls = info.connect_urls.clone();
+    r.attempts = 0;
+    debug!("{label} - Registering remote route {:?}", info.id);
+    let others: Vec<usize> = registered_routes(b)
+        .into_iter()
+        .filter(|&o| o != t)
+        .collect();
+    super::interest::send_all(b, t);
+    // Gossip: the others learn of this server and dial it.
+    if !others.is_empty() {
+        let ip = if info.ip.is_empty() {
+            format!("nats-route://{}/", SocketAddr::new(peer_ip, info.port))
+        } else {
+            info.ip.clone()
+        };
+        let line = gossip_line(b, &info, &ip);
+        for o in others {
+            b.conns.queue(o, line.as_bytes());
+        }
+    }
+    if !info.connect_urls.is_empty() {
+        client_urls_changed(b);
+    }
+    b.conns.schedule(t);
+}
+
+/// The INFO that tells other routes about a new server.
+fn gossip_line(b: &Broker, info: &RouteInfo, ip: &str) -> String {
+    let mut s = String::from("INFO ");
+    let mut o = Obj::new(&mut s);
+    o.str("server_id", &info.id)
+        .str("server_name", &info.name)
+        .str("version", VERSION)
+        .int("proto", 2)
+        .str("host", &info.host)
+        .uint("port", info.port as u64)
+        .bool("headers", info.headers)
+        .uint("max_payload", b.cfg.max_payload as u64)
+        .str("ip", ip);
+    if let Some(cl) = &b.ident.cluster {
+        o.str("cluster", &cl.name);
+    }
+    o.strs("connect_urls", &info.connect_urls).end();
+    s.push_str(" \r\n");
+    s
 }
 
 #[cfg(test)]

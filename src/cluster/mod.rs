@@ -1,6 +1,6 @@
 //! Clustering: route connections to other servers, tern or nats-server 2.9, in the same loop.
 //!
-//! A route is a `Conn` of kind `Route` with a `RouteState`. Its life:
+//! A route is a `Conn` of kind `Route`, which carries its `RouteState`. Its life:
 //! - dialled (`--routes`, gossip, reconnect; `dial.rs`: the host name is looked up on a
 //!   helper thread and the connect completes in the loop) or accepted on the cluster port.
 //!   The dialler sends `CONNECT` and `INFO` at once; the acceptor sends `INFO` and checks the
@@ -21,95 +21,57 @@
 //! - when it closes, its remote interest goes away, and a route we dialled is dialled again
 //!   (configured routes forever, gossiped ones `connect_retries` times).
 //!
-//! Interest (RS+/RS-) is in `interest.rs`; /varz and /routez in `monitor.rs`.
+//! The handshake and gossip are in `handshake.rs`, dialling in `dial.rs`, remote interest in
+//! `interest.rs`. The data plane is the core's: messages to routes (`core/deliver.rs`) and
+//! local interest (`core/account.rs`) go to every registered route in `Table::routes`. What
+//! the cluster shows of itself (/varz, /routez) is in `monitor/routez.rs`.
 
 mod dial;
 mod handshake;
 mod interest;
-mod routez;
 
 pub use dial::DIAL_BASE;
-pub use routez::client_urls;
 
-use crate::config::RouteUrl;
-use crate::conn::{CloseReason, Conn, Kind};
+use crate::conn::{CloseReason, Conn, Kind, RouteState};
 use crate::core::broker::Broker;
+use crate::protocol::info::ClusterIdent;
+use crate::protocol::parser::{self, Limits, Op, Parsed, Peer};
 use crate::protocol::wire;
-use crate::subject::sublist::SubId;
-use crate::util::hash::{new_map, FastMap};
+use crate::util::logger;
+use crate::util::rng::Rng;
 use log::{debug, error, info};
 use mio::net::TcpStream;
-use mio::{Interest, Token, Waker};
+use mio::Waker;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// One route connection's state.
-#[derive(Debug, Default)]
-pub struct RouteState {
-    /// The URL we dialled, if we did (None: accepted on the cluster port).
-    pub dialled: Option<RouteUrl>,
-    /// A configured route (`--routes`): redialled forever.
-    pub explicit: bool,
-    /// Failed dial attempts so far (gossiped routes give up after `connect_retries`).
-    pub attempts: u32,
-    /// Redial when this closes even if we did not dial it (set on the survivor of a
-    /// duplicate pair, as nats-server does, so two crossed closes cannot lose the route).
-    pub retry: bool,
-    /// An accepted route sent a valid CONNECT: only then is anything else it sends acted on.
-    pub connect_received: bool,
-    pub info_received: bool,
-    /// Registered under its server id: it may get interest and messages.
-    pub registered: bool,
-    pub remote_id: String,
-    pub remote_name: String,
-    /// Where the remote accepts routes, from its INFO (for redialling an accepted route).
-    pub remote_host: String,
-    pub remote_port: u16,
-    /// The remote's client URLs, offered to our clients for failover.
-    pub connect_urls: Vec<String>,
-    /// Remote interest: `account subject[ queue]` -> (account index, subscription).
-    pub subs: FastMap<Box<[u8]>, (usize, SubId)>,
-}
-
-/// The broker's cluster state.
+/// The cluster's own state; who we are in the cluster (name, route port) is in the broker's
+/// identity, the routes themselves are connections.
 pub struct Cluster {
-    pub name: String,
-    /// No name was configured: adopt the cluster's.
-    pub dynamic: bool,
-    pub host: String,
-    pub port: u16,
-    /// Registered routes by remote server id.
-    pub routes: FastMap<String, usize>,
     /// Dials waiting for their time, for a lookup or for their connect (`dial.rs`).
     dialer: dial::Dialer,
     /// Addresses that turned out to be ourselves; never dialled again.
     self_urls: Vec<String>,
     /// Set while shutting down: closed routes are not redialled.
     pub stopping: bool,
-    /// When the set of client URLs last changed (clients learn it on their first PING).
-    pub urls_changed: Instant,
 }
 
 /// A generated cluster name (nats-server generates one too when none is configured).
 fn generated_name() -> String {
-    let mut x = crate::util::hash::random_seed();
+    let mut rng = Rng::seeded();
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..22)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[(x % 62) as usize]
-                as char
-        })
+        .map(|_| ALPHABET[(rng.next_u64() % 62) as usize] as char)
         .collect()
 }
 
-impl Broker {
-    /// Turns clustering on once the route listener is bound to `port`; configured routes are
-    /// dialled in the first pass. `waker` wakes the loop when a host name lookup is done.
-    pub fn start_cluster(&mut self, port: u16, waker: Arc<Waker>) {
-        let Some(cc) = &self.cfg.cluster else { return };
+impl Cluster {
+    /// Turns clustering on once the route listener is bound to `port` (None when the config
+    /// has no cluster); configured routes are dialled in the first pass. `waker` wakes the
+    /// loop when a host name lookup is done.
+    pub fn start(b: &mut Broker, port: u16, waker: Arc<Waker>) -> Option<Cluster> {
+        let cc = b.cfg.cluster.as_ref()?;
         let (name, dynamic) = match &cc.name {
             Some(n) => (n.clone(), false),
             None => (generated_name(), true),
@@ -117,92 +79,113 @@ impl Broker {
         info!("Cluster name is {name}");
         let mut dialer = dial::Dialer::new(waker);
         for url in &cc.routes {
-            dialer.configured(url.clone(), self.now);
+            dialer.configured(url.clone(), b.conns.now);
         }
-        self.cluster = Some(Cluster {
+        b.ident.cluster = Some(ClusterIdent {
             name,
             dynamic,
             host: cc.host.clone(),
             port,
-            routes: new_map(),
+        });
+        b.ident.urls_changed = b.conns.now;
+        Some(Cluster {
             dialer,
             self_urls: Vec::new(),
             stopping: false,
-            urls_changed: self.now,
-        });
+        })
     }
 
     /// Takes in a connected route (accepted, or dialled with `state.dialled` set).
     pub fn add_route(
         &mut self,
-        mut sock: TcpStream,
+        b: &mut Broker,
+        sock: TcpStream,
         addr: SocketAddr,
         state: RouteState,
     ) -> Option<usize> {
-        let _ = sock.set_nodelay(true);
         let dialled = state.dialled.is_some();
-        let entry = self.conns.vacant_entry();
-        let t = entry.key();
-        if let Err(e) = self
-            .registry
-            .register(&mut sock, Token(t), Interest::READABLE)
-        {
-            error!("Error registering route connection: {e}");
-            return None;
-        }
-        let cid = self.next_cid;
-        self.next_cid += 1;
-        let mut c = Conn::new(sock, Kind::Route, cid, addr, self.now);
+        let t = match b.conns.add(sock, addr, Kind::Route(Box::new(state))) {
+            Ok(t) => t,
+            Err(e) => {
+                error!("Error registering route connection: {e}");
+                return None;
+            }
+        };
+        let now = b.conns.now;
+        let c = &mut b.conns[t];
         // Until the handshake is done, only the auth timeout (if any) matters.
-        c.next_ping = self.now + Duration::from_secs(3600);
+        c.next_ping = now + Duration::from_secs(3600);
         if !dialled {
-            if let Some(cc) = self.cfg.cluster.as_ref().filter(|cc| cc.user.is_some()) {
-                c.auth_deadline = Some(
-                    self.now
-                        + cc.auth_timeout
-                            .unwrap_or(crate::config::DEFAULT_AUTH_TIMEOUT),
-                );
+            if let Some(cc) = b.cfg.cluster.as_ref().filter(|cc| cc.user.is_some()) {
+                let timeout = cc
+                    .auth_timeout
+                    .unwrap_or(crate::config::DEFAULT_AUTH_TIMEOUT);
+                c.auth_deadline = Some(now + timeout);
             }
         }
-        c.route = Some(Box::new(state));
-        entry.insert(c);
-        info!("{} - Route connection created", self.conns[t].label());
+        info!("{} - Route connection created", c.label());
         if dialled {
-            let connect = self.route_connect_line(t);
-            self.queue(t, connect.as_bytes());
+            let connect = handshake::connect_line(b, t);
+            b.conns.queue(t, connect.as_bytes());
         }
-        let info = self.route_info_json(false);
-        self.queue(t, info.as_bytes());
-        self.schedule(t);
+        let info = handshake::info_line(b, false);
+        b.conns.queue(t, info.as_bytes());
+        b.conns.schedule(t);
         Some(t)
     }
 
-    /// Whether connection `t` is a registered route (the only kind that gets messages).
-    pub fn is_registered_route(&self, t: usize) -> bool {
-        self.conns
-            .get(t)
-            .and_then(|c| c.route.as_ref())
-            .is_some_and(|r| r.registered)
+    /// Acts on bytes from route `t`, frame by frame; returns how many were used (the caller
+    /// keeps the rest, a frame split by the read).
+    pub fn input(&mut self, b: &mut Broker, t: usize, data: &[u8]) -> usize {
+        let mut pos = 0;
+        while pos < data.len() {
+            if b.conns[t].closing.is_some() || !handshake::may_send(b, t, data[pos]) {
+                return data.len();
+            }
+            let lim = Limits {
+                peer: Peer::Route,
+                max_control_line: b.cfg.max_control_line,
+                max_payload: b.cfg.max_payload,
+                headers: b.conns[t].opts.headers,
+            };
+            match parser::parse(&data[pos..], &lim) {
+                Parsed::Frame(op, n) => {
+                    if logger::trace_on() {
+                        b.trace_in(t, &data[pos..pos + n], &op);
+                    }
+                    pos += n;
+                    self.route_op(b, t, op);
+                }
+                Parsed::Incomplete(need) => {
+                    b.conns[t].need = need;
+                    break;
+                }
+                Parsed::Fail(f) => {
+                    b.parse_failure(t, f, &data[pos..]);
+                    return data.len();
+                }
+            }
+        }
+        pos
     }
 
     /// What a route's frame does.
-    pub fn route_op(&mut self, t: usize, op: crate::protocol::parser::Op) {
-        use crate::protocol::parser::Op;
-        let registered = self.is_registered_route(t);
+    fn route_op(&mut self, b: &mut Broker, t: usize, op: Op) {
+        let registered = b.conns[t].is_registered_route();
         match op {
-            Op::Connect(arg) => self.on_route_connect(t, arg),
-            Op::Info(arg) => self.on_route_info(t, arg),
+            Op::Connect(arg) => handshake::on_connect(b, t, arg),
+            Op::Info(arg) => self.on_info(b, t, arg),
             Op::Ping => {
-                self.conns[t].last_ping_in = self.now;
-                self.queue(t, wire::PONG);
+                b.conns[t].last_ping_in = b.conns.now;
+                b.conns.queue(t, wire::PONG);
             }
-            Op::Pong => self.on_pong(t),
+            Op::Pong => b.conns.on_pong(t),
             // See the module comment: nothing before registration reaches the subject index
             // or a subscriber.
             Op::RouteSub { .. } | Op::RouteUnsub { .. } | Op::Pub(_) if !registered => {
                 debug!(
                     "{} - Ignoring a frame from a route not registered yet",
-                    self.conns[t].label()
+                    b.conns[t].label()
                 );
             }
             Op::RouteSub {
@@ -210,104 +193,95 @@ impl Broker {
                 subject,
                 queue,
                 weight,
-            } => self.on_remote_sub(t, account, subject, queue, weight),
+            } => interest::on_remote_sub(b, t, account, subject, queue, weight),
             Op::RouteUnsub {
                 account,
                 subject,
                 queue,
-            } => self.on_remote_unsub(t, account, subject, queue),
+            } => interest::on_remote_unsub(b, t, account, subject, queue),
             Op::Pub(m) => {
-                let c = &mut self.conns[t];
+                let now = b.conns.now;
+                let c = &mut b.conns[t];
                 c.counters.in_msgs += 1;
                 c.counters.in_bytes += m.payload.len() as u64;
-                c.last_activity = self.now;
-                self.stats.in_msgs += 1;
-                self.stats.in_bytes += m.payload.len() as u64;
-                self.deliver(t, &m);
+                c.last_activity = now;
+                b.stats.in_msgs += 1;
+                b.stats.in_bytes += m.payload.len() as u64;
+                b.deliver(t, &m);
             }
             Op::Err(text) => {
-                self.log_error(t, &format!("Route Error {}", String::from_utf8_lossy(text)));
-                self.close(t, CloseReason::ParseError);
+                let text = format!("Route Error {}", String::from_utf8_lossy(text));
+                b.conns.log_error(t, &text);
+                b.conns.close(t, CloseReason::ParseError);
             }
             // +OK, and client verbs that nats-server also ignores on routes.
             Op::Ok | Op::Sub { .. } | Op::Unsub { .. } => {}
         }
     }
 
-    /// Cleans up after a route connection is freed: its remote interest, its registration,
-    /// and, if the rules say so, dials it again.
-    pub fn route_closed(&mut self, t: usize, c: &mut Conn) {
-        let Some(r) = c.route.as_mut() else { return };
+    /// Cleans up after route connection `c` was freed: its remote interest, the URLs it
+    /// offered our clients, and, if the rules say so, dials it again.
+    pub fn route_closed(&mut self, b: &mut Broker, c: Conn) {
+        let Kind::Route(mut r) = c.kind else { return };
         for (_, (acc, id)) in r.subs.drain() {
-            self.accounts[acc].sublist.remove(id);
+            b.accounts[acc].sublist.remove(id);
         }
-        let Some(cl) = &mut self.cluster else { return };
-        let was_registered = r.registered && cl.routes.get(&r.remote_id) == Some(&t);
-        if was_registered {
-            cl.routes.remove(&r.remote_id);
-        }
-        let still_connected = !r.remote_id.is_empty() && cl.routes.contains_key(&r.remote_id);
-        let stopping = cl.stopping;
-        if was_registered && !r.connect_urls.is_empty() {
+        let still_connected = !r.remote_id.is_empty() && route_to(b, &r.remote_id).is_some();
+        if r.registered && !r.connect_urls.is_empty() {
             r.connect_urls.clear();
-            self.client_urls_changed();
+            client_urls_changed(b);
         }
-        if stopping || still_connected || r.remote_id == self.ident.id {
+        if self.stopping || still_connected || r.remote_id == b.ident.id {
             return;
         }
-        self.redial_closed(r);
+        self.redial_closed(b, &r);
     }
+}
 
-    /// Client URLs changed: remember when, and tell connected clients (async INFO).
-    pub fn client_urls_changed(&mut self) {
-        if let Some(cl) = &mut self.cluster {
-            cl.urls_changed = self.now;
-        }
-        if self.cfg.cluster.as_ref().is_some_and(|c| c.no_advertise) {
-            return;
-        }
-        let clients: Vec<(usize, u64, SocketAddr)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.kind == Kind::Client && c.connected && c.opts.protocol >= 1)
-            .map(|(t, c)| (t, c.cid, c.addr))
-            .collect();
-        for (t, cid, addr) in clients {
-            let line = crate::protocol::info::client_info(self, cid, addr);
-            self.queue(t, line.as_bytes());
-        }
+/// The registered route to the server with id `id`, if any.
+fn route_to(b: &Broker, id: &str) -> Option<usize> {
+    let mut routes = b.conns.routes.iter().copied();
+    routes.find(|&t| {
+        b.conns[t]
+            .route()
+            .is_some_and(|r| r.registered && r.remote_id == id)
+    })
+}
+
+/// The registered routes.
+fn registered_routes(b: &Broker) -> Vec<usize> {
+    let routes = b.conns.routes.iter().copied();
+    routes
+        .filter(|&t| b.conns[t].is_registered_route())
+        .collect()
+}
+
+/// Client URLs changed: remember when, and tell connected clients (async INFO).
+fn client_urls_changed(b: &mut Broker) {
+    b.ident.urls_changed = b.conns.now;
+    if b.cfg.cluster.as_ref().is_some_and(|c| c.no_advertise) {
+        return;
     }
-
-    /// Every client URL of the cluster (ours first), for INFO's `connect_urls`.
-    pub fn cluster_connect_urls(&self) -> Vec<String> {
-        let mut urls = self.ident.client_urls.clone();
-        for (_, c) in self.conns.iter() {
-            if let Some(r) = c.route.as_ref().filter(|r| r.registered) {
-                for u in &r.connect_urls {
-                    if !urls.contains(u) {
-                        urls.push(u.clone());
-                    }
-                }
-            }
-        }
-        urls
+    let clients: Vec<(usize, u64, SocketAddr)> = b
+        .conns
+        .iter()
+        .filter(|(_, c)| c.is_client() && c.connected && c.opts.protocol >= 1)
+        .map(|(t, c)| (t, c.cid, c.addr))
+        .collect();
+    for (t, cid, addr) in clients {
+        let line = b.client_info(cid, addr);
+        b.conns.queue(t, line.as_bytes());
     }
+}
 
-    /// Tells the routes we are in lame-duck mode (they stop offering our URLs to clients).
-    pub fn routes_lame_duck(&mut self) {
-        if self.cluster.is_none() {
-            return;
-        }
-        let line = self.route_info_json(true);
-        let routes: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.route.as_ref().is_some_and(|r| r.registered))
-            .map(|(t, _)| t)
-            .collect();
-        for t in routes {
-            self.queue(t, line.as_bytes());
-        }
+/// Tells the routes we are in lame-duck mode (they stop offering our URLs to clients).
+pub fn routes_lame_duck(b: &mut Broker) {
+    if b.ident.cluster.is_none() {
+        return;
+    }
+    let line = handshake::info_line(b, true);
+    for t in registered_routes(b) {
+        b.conns.queue(t, line.as_bytes());
     }
 }
 
@@ -315,69 +289,42 @@ impl Broker {
 mod tests {
     use super::*;
     use crate::config::{ClusterConfig, Config};
-    use crate::core::broker::Identity;
+    use crate::core::testing::World;
     use crate::protocol::parser::Msg;
-    use std::net::TcpListener;
+    use mio::Token;
 
-    /// A clustered broker, and a way to give it accepted connections.
-    struct World {
-        b: Broker,
-        listener: TcpListener,
-        peers: Vec<std::net::TcpStream>,
-        _poll: mio::Poll,
+    /// A clustered broker with no loop.
+    fn world() -> (World, Cluster) {
+        let cfg = Config {
+            cluster: Some(ClusterConfig {
+                name: Some("c".into()),
+                host: "127.0.0.1".into(),
+                ..ClusterConfig::default()
+            }),
+            ..Config::default()
+        };
+        let mut w = World::new(cfg);
+        let waker = Arc::new(Waker::new(w.poll.registry(), Token(usize::MAX)).unwrap());
+        let cl = Cluster::start(&mut w.b, 6222, waker).unwrap();
+        (w, cl)
     }
 
-    impl World {
-        fn new() -> World {
-            let poll = mio::Poll::new().unwrap();
-            let cfg = Config {
-                cluster: Some(ClusterConfig {
-                    name: Some("c".into()),
-                    host: "127.0.0.1".into(),
-                    ..ClusterConfig::default()
-                }),
-                ..Config::default()
-            };
-            let ident = Identity {
-                id: "NTEST".into(),
-                name: "test".into(),
-                host: "127.0.0.1".into(),
-                port: 4222,
-                started: std::time::SystemTime::now(),
-                client_urls: Vec::new(),
-            };
-            let mut b = Broker::new(cfg, ident, poll.registry().try_clone().unwrap());
-            let waker = Arc::new(Waker::new(poll.registry(), Token(usize::MAX)).unwrap());
-            b.start_cluster(6222, waker);
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            World {
-                b,
-                listener,
-                peers: Vec::new(),
-                _poll: poll,
-            }
-        }
-
-        fn accept(&mut self) -> (TcpStream, SocketAddr) {
-            let addr = self.listener.local_addr().unwrap();
-            self.peers.push(std::net::TcpStream::connect(addr).unwrap());
-            let (sock, addr) = self.listener.accept().unwrap();
-            sock.set_nonblocking(true).unwrap();
-            (TcpStream::from_std(sock), addr)
-        }
+    /// An accepted route connection.
+    fn route(w: &mut World, cl: &mut Cluster) -> usize {
+        let (sock, addr) = w.accept();
+        cl.add_route(&mut w.b, sock, addr, RouteState::default())
+            .unwrap()
     }
 
     /// Remote interest of a route that is not registered (as if it had got in before the
     /// handshake) draws no message: the fan-out skips it, plain and queue alike.
     #[test]
     fn only_registered_routes_get_messages() {
-        let mut w = World::new();
-        let (sock, addr) = w.accept();
-        let r = w.b.add_route(sock, addr, RouteState::default()).unwrap();
-        w.b.on_remote_sub(r, b"$G", b">", None, 0);
-        w.b.on_remote_sub(r, b"$G", b"foo", Some(b"q"), 1);
-        let (sock, addr) = w.accept();
-        let c = w.b.add_client(sock, addr).unwrap();
+        let (mut w, mut cl) = world();
+        let r = route(&mut w, &mut cl);
+        interest::on_remote_sub(&mut w.b, r, b"$G", b">", None, 0);
+        interest::on_remote_sub(&mut w.b, r, b"$G", b"foo", Some(b"q"), 1);
+        let c = w.client();
         let m = Msg {
             account: b"",
             subject: b"foo",
@@ -391,7 +338,7 @@ mod tests {
         };
         assert!(!w.b.deliver(c, &m));
         assert_eq!(w.b.conns[r].counters.out_msgs, 0);
-        w.b.conns[r].route.as_mut().unwrap().registered = true;
+        w.b.conns[r].route_mut().unwrap().registered = true;
         assert!(w.b.deliver(c, &m));
         assert_eq!(w.b.conns[r].counters.out_msgs, 1);
     }
@@ -400,39 +347,38 @@ mod tests {
     /// and its RS+/RMSG are not acted on: no interest, no message for local subscribers.
     #[test]
     fn an_accepted_route_must_connect_first() {
-        let mut w = World::new();
-        let (sock, addr) = w.accept();
-        let c = w.b.add_client(sock, addr).unwrap();
-        w.b.process(c, b"CONNECT {}\r\nSUB foo 1\r\n");
+        let (mut w, mut cl) = world();
+        let c = w.client();
+        w.send(c, b"CONNECT {}\r\nSUB foo 1\r\n");
         for early in [
             &b"RS+ $G >\r\n"[..],
             b"RMSG $G foo 8\r\ninjected\r\n",
             b"PING\r\n",
         ] {
-            let (sock, addr) = w.accept();
-            let r = w.b.add_route(sock, addr, RouteState::default()).unwrap();
+            let r = route(&mut w, &mut cl);
             w.b.conns[c].counters.out_msgs = 0;
-            w.b.process(r, early);
+            cl.input(&mut w.b, r, early);
             assert_eq!(w.b.conns[r].closing, Some(CloseReason::AuthViolation));
-            assert!(w.b.conns[r].route.as_ref().unwrap().subs.is_empty());
+            assert!(w.b.conns[r].route().unwrap().subs.is_empty());
             assert_eq!(w.b.conns[c].counters.out_msgs, 0);
         }
         // After a CONNECT, but before its INFO registers it: still not acted on.
-        let (sock, addr) = w.accept();
-        let r = w.b.add_route(sock, addr, RouteState::default()).unwrap();
-        w.b.process(
+        let r = route(&mut w, &mut cl);
+        cl.input(
+            &mut w.b,
             r,
             b"CONNECT {\"cluster\":\"c\",\"name\":\"X\"}\r\nRS+ $G >\r\nRMSG $G foo 8\r\ninjected\r\n",
         );
         assert_eq!(w.b.conns[r].closing, None);
-        assert!(w.b.conns[r].route.as_ref().unwrap().subs.is_empty());
+        assert!(w.b.conns[r].route().unwrap().subs.is_empty());
         assert_eq!(w.b.conns[c].counters.out_msgs, 0);
         // Registered: now its interest and messages count.
-        w.b.process(
+        cl.input(
+            &mut w.b,
             r,
             b"INFO {\"server_id\":\"X\",\"cluster\":\"c\",\"port\":1}\r\nRS+ $G >\r\nRMSG $G foo 2\r\nok\r\n",
         );
-        assert_eq!(w.b.conns[r].route.as_ref().unwrap().subs.len(), 1);
+        assert_eq!(w.b.conns[r].route().unwrap().subs.len(), 1);
         assert_eq!(w.b.conns[c].counters.out_msgs, 1);
     }
 }

@@ -10,7 +10,8 @@ use crate::config::values::{
     boolean, count, duration, err, host_port, int, map, port, positive, proto_limit, seconds,
     string, Result,
 };
-use crate::config::{ClusterConfig, Config, Permissions, RouteUrl, SubjectPerm, User};
+use crate::config::{ClusterConfig, Config, RouteUrl, User};
+use crate::subject::perms::{Permissions, SubjectPerm};
 use std::path::Path;
 use std::time::Duration;
 
@@ -414,7 +415,7 @@ fn subjects(item: &Item) -> Result<Vec<String>> {
     for s in list {
         let subject = string(s, "subject")?;
         let subj = subject.split(' ').next().unwrap_or_default();
-        if !crate::subject::sublist::valid_subject(subj.as_bytes()) {
+        if !crate::subject::valid_subject(subj.as_bytes()) {
             return Err(err(
                 s,
                 format!("invalid subject {subject:?} in permissions"),

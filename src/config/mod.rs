@@ -10,6 +10,8 @@ pub mod reload;
 pub mod syntax;
 pub mod values;
 
+use crate::subject::perms::Permissions;
+use crate::util::logger::LogSettings;
 use std::time::Duration;
 
 /// The version we report in INFO and `-v`. The protocol is nats-server 2.9's.
@@ -64,25 +66,6 @@ pub const OUT_KEEP: usize = 2 * 1024 * 1024;
 /// between reads instead of at the end of the pass, so one pass of a wide fan-out cannot
 /// pile up (fan-out × input) bytes in user space. Each subscriber still gets large writes.
 pub const FLUSH_AT: usize = 1024 * 1024;
-
-/// Subjects one may (allow) and may not (deny) use. `allow: None` allows everything;
-/// deny wins over allow. Entries may use wildcards; a subscribe entry may name a queue
-/// group as `"subject queue"`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SubjectPerm {
-    pub allow: Option<Vec<String>>,
-    pub deny: Vec<String>,
-}
-
-/// What a user may publish and subscribe to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Permissions {
-    pub publish: SubjectPerm,
-    pub subscribe: SubjectPerm,
-    /// `allow_responses`: may publish to reply subjects of requests it received, at most
-    /// this many times each, within the duration.
-    pub allow_responses: Option<(u64, Duration)>,
-}
 
 /// A user allowed to connect.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -268,6 +251,16 @@ impl Config {
 
     pub fn auth_timeout(&self) -> Duration {
         self.auth.timeout.unwrap_or(DEFAULT_AUTH_TIMEOUT)
+    }
+
+    /// What the logger is told (at start, on reload and on SIGUSR1).
+    pub fn log_settings(&self) -> LogSettings {
+        LogSettings {
+            debug: self.debug,
+            trace: self.trace,
+            time: self.logtime,
+            file: self.log_file.clone(),
+        }
     }
 }
 

@@ -1,85 +1,34 @@
-//! One connection: its socket, protocol state, carried input, write buffer and timers.
+//! Connections: one NATS connection (a client or a route) and the table that holds them all.
+//!
+//! - `mod.rs` (here): `Conn`, its kind and the state a route carries;
+//! - `io.rs`: a connection's buffers, the one read and the one write loop;
+//! - `table.rs`: the slab of connections, queueing output, the dirty list, closing;
+//! - `timers.rs`: auth timeout, PINGs and the write deadline;
+//! - `stall.rs`: producer stalls and slow consumers;
+//! - `close.rs`: why a connection closed, and the log of closed ones (/connz?state=closed).
 //!
 //! Input: the loop reads into a shared buffer; only when a read ends inside a frame does the
 //! connection get bytes of its own (`inbuf`), and further reads go straight into them until
 //! the frame completes (`need` says how many bytes that takes). Idle connections hold no
-//! buffers at all.
-//!
-//! Output: everything for the peer is appended to `out`; `flush` writes it with as few
-//! syscalls as the socket allows and reports whether bytes remain, so the loop registers
-//! WRITABLE interest only while they do. `pending()` is what max_pending is checked against.
+//! buffers at all. Output: everything for the peer is appended to `out`; `flush` writes it
+//! with as few syscalls as the socket allows.
 
+pub mod close;
+pub mod io;
 pub mod stall;
+pub mod table;
+pub mod timers;
 
-use crate::config::{OUT_KEEP, READ_CHUNK};
+pub use close::CloseReason;
+pub use table::Table;
+
+use crate::config::RouteUrl;
 use crate::subject::perms::ConnPerms;
 use crate::subject::sublist::SubId;
 use crate::util::hash::FastMap;
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
-
-/// Why a connection was closed, in nats-server's words (logs and /connz).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    ClientClosed,
-    AuthTimeout,
-    AuthViolation,
-    SlowConsumerPending,
-    SlowConsumerDeadline,
-    WriteError,
-    ReadError,
-    ParseError,
-    StaleConnection,
-    ProtocolViolation,
-    BadClientProtocol,
-    MaxConnections,
-    MaxPayload,
-    MaxControlLine,
-    ServerShutdown,
-    NoRespondersHeaders,
-    DuplicateRoute,
-    DuplicateServerName,
-    ClusterNameConflict,
-}
-
-impl CloseReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::ClientClosed => "Client Closed",
-            CloseReason::AuthTimeout => "Authentication Timeout",
-            CloseReason::AuthViolation => "Authentication Failure",
-            CloseReason::SlowConsumerPending => "Slow Consumer (Pending Bytes)",
-            CloseReason::SlowConsumerDeadline => "Slow Consumer (Write Deadline)",
-            CloseReason::WriteError => "Write Error",
-            CloseReason::ReadError => "Read Error",
-            CloseReason::ParseError => "Parse Error",
-            CloseReason::StaleConnection => "Stale Connection",
-            CloseReason::ProtocolViolation => "Protocol Violation",
-            CloseReason::BadClientProtocol => "Bad Client Protocol Version",
-            CloseReason::MaxConnections => "Maximum Connections Exceeded",
-            CloseReason::MaxPayload => "Maximum Message Payload Exceeded",
-            CloseReason::MaxControlLine => "Maximum Control Line Exceeded",
-            CloseReason::ServerShutdown => "Server Shutdown",
-            CloseReason::NoRespondersHeaders => "No Responders Requires Headers",
-            CloseReason::DuplicateRoute => "Duplicate Route",
-            CloseReason::DuplicateServerName => "Duplicate Server Name",
-            CloseReason::ClusterNameConflict => "Cluster Name Conflict",
-        }
-    }
-
-    /// Slow consumers are cut off without flushing what they failed to read.
-    pub fn skips_flush(self) -> bool {
-        matches!(
-            self,
-            CloseReason::SlowConsumerPending
-                | CloseReason::SlowConsumerDeadline
-                | CloseReason::WriteError
-                | CloseReason::ReadError
-        )
-    }
-}
+use std::time::{Duration, Instant, SystemTime};
 
 /// What the client told us in CONNECT. Before CONNECT, verbose, pedantic and echo are true.
 #[derive(Clone, Debug)]
@@ -122,10 +71,40 @@ pub struct Credentials {
     pub account: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What is at the other end. A route carries its state, so a route connection is never
+/// without it (`cluster/` drives it; the core reads `registered`).
+#[derive(Debug)]
 pub enum Kind {
     Client,
-    Route,
+    Route(Box<RouteState>),
+}
+
+/// One route connection's state.
+#[derive(Debug, Default)]
+pub struct RouteState {
+    /// The URL we dialled, if we did (None: accepted on the cluster port).
+    pub dialled: Option<RouteUrl>,
+    /// A configured route (`--routes`): redialled forever.
+    pub explicit: bool,
+    /// Failed dial attempts so far (gossiped routes give up after `connect_retries`).
+    pub attempts: u32,
+    /// Redial when this closes even if we did not dial it (set on the survivor of a
+    /// duplicate pair, as nats-server does, so two crossed closes cannot lose the route).
+    pub retry: bool,
+    /// An accepted route sent a valid CONNECT: only then is anything else it sends acted on.
+    pub connect_received: bool,
+    pub info_received: bool,
+    /// Registered under its server id: it may get interest and messages.
+    pub registered: bool,
+    pub remote_id: String,
+    pub remote_name: String,
+    /// Where the remote accepts routes, from its INFO (for redialling an accepted route).
+    pub remote_host: String,
+    pub remote_port: u16,
+    /// The remote's client URLs, offered to our clients for failover.
+    pub connect_urls: Vec<String>,
+    /// Remote interest: `account subject[ queue]` -> (account index, subscription).
+    pub subs: FastMap<Box<[u8]>, (usize, SubId)>,
 }
 
 /// Per-connection message counters, as /connz reports them.
@@ -163,7 +142,7 @@ pub struct Conn {
 
     pub out: Vec<u8>,
     pub out_pos: usize,
-    /// Queued on the loop's dirty list for the end-of-pass flush.
+    /// Queued on the table's dirty list for the end-of-pass flush.
     pub dirty: bool,
     /// WRITABLE interest is registered.
     pub want_write: bool,
@@ -175,8 +154,6 @@ pub struct Conn {
     pub account: usize,
     /// Publish/subscribe permissions of its user, if restricted.
     pub perms: Option<Box<ConnPerms>>,
-    /// Route connections only: the route's state (remote server, its interest, ...).
-    pub route: Option<Box<crate::cluster::RouteState>>,
     /// Subscriptions by sid.
     pub subs: FastMap<Box<[u8]>, SubId>,
 
@@ -184,7 +161,7 @@ pub struct Conn {
     pub next_ping: Instant,
     pub last_ping_sent: Option<Instant>,
     /// Round trip: accept to CONNECT at first, then PING to PONG.
-    pub rtt: std::time::Duration,
+    pub rtt: Duration,
     /// Last CONNECT, message in or out, or subscription change (nats-server's `last`).
     pub last_activity: Instant,
     /// Last PING from the peer: like activity, it makes our own PING moot.
@@ -196,17 +173,8 @@ pub struct Conn {
     /// Bytes the socket has taken in all (stall.rs measures a consumer's drain with it).
     pub written: u64,
     /// Set while this consumer, found not draining, paces no producer (stall.rs).
-    pub lag: Option<crate::conn::stall::Lag>,
+    pub lag: Option<stall::Lag>,
     pub counters: Counters,
-}
-
-pub enum ReadOutcome {
-    /// Some bytes arrived.
-    Data(usize),
-    /// Nothing more until the next readiness event.
-    WouldBlock,
-    /// The peer closed or the socket failed.
-    Closed(CloseReason),
 }
 
 impl Conn {
@@ -234,12 +202,11 @@ impl Conn {
             last_write: now,
             account: 0,
             perms: None,
-            route: None,
             subs: crate::util::hash::new_map(),
             pings_out: 0,
             next_ping: now,
             last_ping_sent: None,
-            rtt: std::time::Duration::ZERO,
+            rtt: Duration::ZERO,
             last_activity: now,
             last_ping_in: now,
             timer_at: None,
@@ -250,108 +217,44 @@ impl Conn {
         }
     }
 
+    #[inline]
+    pub fn is_client(&self) -> bool {
+        matches!(self.kind, Kind::Client)
+    }
+
+    /// The route's state, if this is a route.
+    #[inline]
+    pub fn route(&self) -> Option<&RouteState> {
+        match &self.kind {
+            Kind::Route(r) => Some(r),
+            Kind::Client => None,
+        }
+    }
+
+    pub fn route_mut(&mut self) -> Option<&mut RouteState> {
+        match &mut self.kind {
+            Kind::Route(r) => Some(r),
+            Kind::Client => None,
+        }
+    }
+
+    /// A route that completed its handshake (the only kind that gets messages and interest).
+    #[inline]
+    pub fn is_registered_route(&self) -> bool {
+        self.route().is_some_and(|r| r.registered)
+    }
+
     /// Bytes queued for the peer and not yet taken by the socket.
     #[inline]
     pub fn pending(&self) -> usize {
         self.out.len() - self.out_pos
     }
 
-    /// Reads once into `buf`, mapping errors to a close reason.
-    pub fn read_into(sock: &mut TcpStream, buf: &mut [u8]) -> ReadOutcome {
-        loop {
-            match sock.read(buf) {
-                Ok(0) => return ReadOutcome::Closed(CloseReason::ClientClosed),
-                Ok(n) => return ReadOutcome::Data(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return ReadOutcome::Closed(CloseReason::ReadError),
-            }
-        }
-    }
-
-    /// Makes room in `inbuf` for the next read: at least what the pending frame still needs.
-    pub fn inbuf_room(&mut self) -> &mut [u8] {
-        let want = self.need.max(self.in_len + READ_CHUNK);
-        if self.inbuf.len() < want {
-            self.inbuf.resize(want, 0);
-        }
-        &mut self.inbuf[self.in_len..]
-    }
-
-    /// Keeps the unparsed tail `rest` of a read from the shared buffer.
-    pub fn carry(&mut self, rest: &[u8]) {
-        let want = self.need.max(rest.len() + READ_CHUNK);
-        if self.inbuf.len() < want {
-            self.inbuf.resize(want, 0);
-        }
-        self.inbuf[..rest.len()].copy_from_slice(rest);
-        self.in_len = rest.len();
-    }
-
-    /// Appends bytes that arrived behind a split frame.
-    pub fn append_in(&mut self, data: &[u8]) {
-        let end = self.in_len + data.len();
-        if self.inbuf.len() < end {
-            self.inbuf.resize(end, 0);
-        }
-        self.inbuf[self.in_len..end].copy_from_slice(data);
-        self.in_len = end;
-    }
-
-    /// Drops the first `used` bytes of `inbuf`; frees it when nothing is left.
-    pub fn consume_inbuf(&mut self, used: usize) {
-        if used >= self.in_len {
-            self.in_len = 0;
-            self.need = 0;
-            self.inbuf = Vec::new();
-        } else if used > 0 {
-            self.inbuf.copy_within(used..self.in_len, 0);
-            self.in_len -= used;
-        }
-    }
-
-    /// Writes as much of `out` as the socket takes. `Ok(true)` when everything went.
-    pub fn flush(&mut self, now: Instant) -> io::Result<bool> {
-        while self.out_pos < self.out.len() {
-            match self.sock.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_pos += n;
-                    self.written += n as u64;
-                    self.last_write = now;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Keep the unsent tail at the front once most of the buffer is sent.
-                    if self.out_pos > self.out.len() / 2 {
-                        self.out.drain(..self.out_pos);
-                        self.out_pos = 0;
-                    }
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        if self.out.capacity() > OUT_KEEP {
-            self.out = Vec::new();
-        }
-        self.last_write = now;
-        Ok(true)
-    }
-
-    /// Discards the write buffer (slow consumers, shutdown of dead sockets).
-    pub fn drop_output(&mut self) {
-        self.out = Vec::new();
-        self.out_pos = 0;
-    }
-
-    /// How the connection names itself in logs: `ip:port - cid:N`.
+    /// How the connection names itself in logs: `ip:port - cid:N` (`rid:N` for routes).
     pub fn label(&self) -> String {
         let kind = match self.kind {
             Kind::Client => "cid",
-            Kind::Route => "rid",
+            Kind::Route(_) => "rid",
         };
         format!("{} - {}:{}", self.addr, kind, self.cid)
     }

@@ -16,12 +16,11 @@
 //! producers and only enforces output limits; nats-server pauses them only briefly; this
 //! keeps tern's pacing for readers that read and drops it for those that do not.
 //!
-//! `over_water` runs where bytes are queued (`Broker::queued_for`, `deliver`);
+//! `over_water` runs where bytes are queued (`Table::queued_for`, `core/deliver.rs`);
 //! `check_stalls` ends stalls at the end of each loop pass; the loop re-reads `wake`.
 
+use super::{CloseReason, Table};
 use crate::config::{STALL_DRAIN, STALL_MAX, STALL_WATER};
-use crate::conn::{CloseReason, Kind};
-use crate::core::broker::Broker;
 use std::time::Instant;
 
 /// A producer paused because a consumer it delivered to cannot keep up.
@@ -44,12 +43,12 @@ pub struct Lag {
     written: u64,
 }
 
-impl Broker {
+impl Table {
     /// Past this many unsent bytes a consumer pauses its producers (at most half of
     /// max_pending, so a small max_pending still leaves room to pace before cutting).
     #[inline]
     pub fn stall_water(&self) -> usize {
-        STALL_WATER.min(self.cfg.max_pending / 2)
+        STALL_WATER.min(self.limits.max_pending / 2)
     }
 
     /// Bytes a consumer must drain per STALL_MAX while behind to keep pacing its producers
@@ -68,27 +67,27 @@ impl Broker {
         // A lagging consumer's socket was full at its last write and WRITABLE is registered:
         // trying again for every message it is sent would be one failed syscall each.
         if !self
-            .conns
+            .slab
             .get(consumer)
             .is_some_and(|c| c.lag.is_some() && c.want_write)
         {
             self.flush(consumer);
         }
-        let Some(c) = self.conns.get(consumer).filter(|c| c.closing.is_none()) else {
+        let Some(c) = self.slab.get(consumer).filter(|c| c.closing.is_none()) else {
             return;
         };
-        if c.pending() > self.cfg.max_pending {
+        if c.pending() > self.limits.max_pending {
             return self.slow_consumer(consumer, CloseReason::SlowConsumerPending);
         }
         if producer == consumer || c.pending() <= self.stall_water() || !self.keeps_pace(consumer) {
             return;
         }
-        let c = &self.conns[consumer];
+        let c = &self.slab[consumer];
         let (consumer_cid, written) = (c.cid, c.written);
         let Some(p) = self
-            .conns
+            .slab
             .get_mut(producer)
-            .filter(|p| !p.stalled && p.kind == Kind::Client)
+            .filter(|p| !p.stalled && p.is_client())
         else {
             return;
         };
@@ -109,7 +108,7 @@ impl Broker {
     /// at that average pace over a longer window; otherwise a new window starts.
     fn keeps_pace(&mut self, consumer: usize) -> bool {
         let (now, need) = (self.now, self.stall_drain());
-        let c = &mut self.conns[consumer];
+        let c = &mut self.slab[consumer];
         let Some(lag) = c.lag else {
             return true;
         };
@@ -142,7 +141,7 @@ impl Broker {
         let mut stalls = std::mem::take(&mut self.stalls);
         stalls.retain(|s| {
             let consumer = self
-                .conns
+                .slab
                 .get_mut(s.consumer)
                 .filter(|c| c.cid == s.consumer_cid && c.closing.is_none());
             if let Some(c) = consumer.filter(|c| c.pending() > low_water && c.lag.is_none()) {
@@ -156,7 +155,7 @@ impl Broker {
                     });
                 }
             }
-            if let Some(p) = self.conns.get_mut(s.producer) {
+            if let Some(p) = self.slab.get_mut(s.producer) {
                 if p.cid == s.producer_cid {
                     p.stalled = false;
                     self.wake.push(s.producer);
@@ -175,50 +174,29 @@ impl Broker {
 
 #[cfg(test)]
 mod tests {
+    use super::super::timers::tests::World;
     use super::*;
     use crate::config::Config;
-    use crate::core::broker::Identity;
     use std::io::Read;
-    use std::net::{TcpListener, TcpStream};
-    use std::time::{Duration, SystemTime};
+    use std::net::TcpStream;
+    use std::time::Duration;
 
-    /// A broker with a producer and a consumer connection; the consumer's peer socket is
+    /// A table with a producer and a consumer connection; the consumer's peer socket is
     /// returned unread, so the consumer's output backs up.
-    fn broker_with_pair() -> (Broker, usize, usize, TcpStream, mio::Poll) {
-        let poll = mio::Poll::new().unwrap();
-        let ident = Identity {
-            id: "NTEST".into(),
-            name: "test".into(),
-            host: "127.0.0.1".into(),
-            port: 4222,
-            started: SystemTime::now(),
-            client_urls: Vec::new(),
-        };
-        let mut b = Broker::new(
-            Config::default(),
-            ident,
-            poll.registry().try_clone().unwrap(),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let accept = |b: &mut Broker| {
-            let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            let (sock, addr) = listener.accept().unwrap();
-            sock.set_nonblocking(true).unwrap();
-            let t = b.add_client(mio::net::TcpStream::from_std(sock), addr);
-            (t.unwrap(), peer)
-        };
-        let (producer, _) = accept(&mut b);
-        let (consumer, peer) = accept(&mut b);
-        b.flush_dirty();
-        (b, producer, consumer, peer, poll)
+    fn pair() -> (World, usize, usize, TcpStream) {
+        let mut w = World::new(&Config::default());
+        let producer = w.client();
+        let consumer = w.client();
+        let peer = w.peers.pop().unwrap();
+        (w, producer, consumer, peer)
     }
 
     /// Queues output for `consumer` until its socket refuses bytes and more than the water
     /// mark is left unsent, then reports it over water on behalf of `producer`.
-    fn back_up(b: &mut Broker, producer: usize, consumer: usize) {
+    fn back_up(b: &mut Table, producer: usize, consumer: usize) {
         let chunk = vec![b'x'; 256 * 1024];
-        while !b.conns[consumer].want_write || b.conns[consumer].pending() <= b.stall_water() {
-            b.conns[consumer].out.extend_from_slice(&chunk);
+        while !b[consumer].want_write || b[consumer].pending() <= b.stall_water() {
+            b[consumer].out.extend_from_slice(&chunk);
             b.flush(consumer);
         }
         b.over_water(producer, consumer);
@@ -228,37 +206,38 @@ mod tests {
     /// is read again and later deliveries to the consumer do not pause it.
     #[test]
     fn a_consumer_that_does_not_drain_stops_pacing() {
-        let (mut b, p, c, _peer, _poll) = broker_with_pair();
-        back_up(&mut b, p, c);
+        let (mut w, p, c, _peer) = pair();
+        let b = &mut w.table;
+        back_up(b, p, c);
         assert!(
-            b.conns[p].stalled,
+            b[p].stalled,
             "a consumer over the water mark pauses its producer"
         );
         b.now += Duration::from_millis(100);
         b.check_stalls();
         assert!(
-            b.conns[p].stalled,
+            b[p].stalled,
             "the stall lasts while the consumer may still drain"
         );
         b.now += STALL_MAX;
         b.check_stalls();
-        assert!(!b.conns[p].stalled && b.wake == vec![p]);
-        assert!(b.conns[c].lag.is_some(), "it drained nothing: lagging");
-        b.conns[c].out.extend_from_slice(&[b'y'; 4096]);
+        assert!(!b[p].stalled && b.wake == vec![p]);
+        assert!(b[c].lag.is_some(), "it drained nothing: lagging");
+        b[c].out.extend_from_slice(&[b'y'; 4096]);
         b.over_water(p, c);
-        assert!(!b.conns[p].stalled, "a lagging consumer pauses nobody");
+        assert!(!b[p].stalled, "a lagging consumer pauses nobody");
         assert!(
-            b.conns[c].closing.is_none(),
+            b[c].closing.is_none(),
             "below max_pending it stays connected"
         );
     }
 
     /// The peer reads until the consumer's socket took the minimum drain more.
-    fn drain(b: &mut Broker, c: usize, peer: &mut TcpStream) {
-        let (start, n) = (b.conns[c].written, b.stall_drain());
+    fn drain(b: &mut Table, c: usize, peer: &mut TcpStream) {
+        let (start, n) = (b[c].written, b.stall_drain());
         let mut buf = vec![0u8; 64 * 1024];
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        while b.conns[c].written - start < n {
+        while b[c].written - start < n {
             assert!(peer.read(&mut buf).unwrap() > 0);
             b.flush(c);
         }
@@ -268,22 +247,23 @@ mod tests {
     /// (a slow reader is paced, not cut), and a lagging one that starts reading again does too.
     #[test]
     fn a_consumer_that_drains_keeps_pacing() {
-        let (mut b, p, c, mut peer, _poll) = broker_with_pair();
-        back_up(&mut b, p, c);
-        drain(&mut b, c, &mut peer);
+        let (mut w, p, c, mut peer) = pair();
+        let b = &mut w.table;
+        back_up(b, p, c);
+        drain(b, c, &mut peer);
         b.now += STALL_MAX;
         b.check_stalls();
-        assert!(b.conns[c].lag.is_none(), "it drained enough to keep pacing");
-        assert!(!b.conns[p].stalled);
-        back_up(&mut b, p, c);
-        assert!(b.conns[p].stalled, "paced again");
+        assert!(b[c].lag.is_none(), "it drained enough to keep pacing");
+        assert!(!b[p].stalled);
+        back_up(b, p, c);
+        assert!(b[p].stalled, "paced again");
         b.now += STALL_MAX;
         b.check_stalls();
-        assert!(b.conns[c].lag.is_some() && !b.conns[p].stalled);
+        assert!(b[c].lag.is_some() && !b[p].stalled);
         // The reader comes back: once it drained the minimum, it paces its producer again.
-        drain(&mut b, c, &mut peer);
+        drain(b, c, &mut peer);
         b.now += Duration::from_millis(10);
-        back_up(&mut b, p, c);
-        assert!(b.conns[c].lag.is_none() && b.conns[p].stalled);
+        back_up(b, p, c);
+        assert!(b[c].lag.is_none() && b[p].stalled);
     }
 }

@@ -1,108 +1,73 @@
 //! What a client's frames do: CONNECT (options and authentication), PUB/HPUB, SUB, UNSUB,
 //! PING/PONG, and the wire reaction to each parse failure.
 //!
-//! `process` is the entry point: the loop hands it bytes read from a client, it runs the
-//! parser over them frame by frame and returns how many bytes were used; the caller keeps the
-//! rest (a frame split by the read). Replies are queued on the connection; delivery of
-//! published messages is in `deliver.rs`.
+//! `process` is the entry point: the loop hands it bytes read from a client (`input.rs`), it
+//! runs the parser over them frame by frame and returns how many bytes were used; the caller
+//! keeps the rest (a frame split by the read). Replies are queued on the connection; delivery of
+//! published messages is in `deliver.rs`, authentication in `auth.rs`.
 
-use crate::conn::{CloseReason, Conn, Credentials, Kind};
-use crate::core::broker::Broker;
-use crate::core::deliver::Run;
-use crate::protocol::info;
+use super::auth::Login;
+use super::broker::Broker;
+use super::deliver::Run;
+use crate::config::FIRST_PING_INTERVAL;
+use crate::conn::{ClientOpts, CloseReason, Credentials, Kind};
 use crate::protocol::json::{self, JsonError, Value};
 use crate::protocol::parser::{self, Failure, Limits, Msg, Op, Parsed, Peer};
 use crate::protocol::wire;
-use crate::subject::perms::{reserved_reply, ConnPerms};
-use crate::subject::sublist::{self, Sub, SubId};
+use crate::subject::perms::reserved_reply;
+use crate::subject::sublist::Sub;
+use crate::subject::valid_literal_subject;
+use crate::util::logger;
 use log::{debug, error, trace};
 use mio::net::TcpStream;
-use mio::{Interest, Token};
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 impl Broker {
     /// Takes in a newly accepted client: registers it, sends INFO, arms its timers, and
     /// refuses it (after INFO, as nats-server does) past max_connections.
-    pub fn add_client(&mut self, mut sock: TcpStream, addr: SocketAddr) -> Option<usize> {
-        let _ = sock.set_nodelay(true);
+    pub fn add_client(&mut self, sock: TcpStream, addr: SocketAddr) -> Option<usize> {
+        let now = self.conns.now;
+        let t = match self.conns.add(sock, addr, Kind::Client) {
+            Ok(t) => t,
+            Err(e) => {
+                error!("Error registering client connection: {e}");
+                return None;
+            }
+        };
+        self.stats.total_connections += 1;
+        let c = &mut self.conns[t];
         // As nats-server: until CONNECT only the full ping interval runs (a client that
         // never sends CONNECT still goes stale); the short first PING is armed at CONNECT, so
         // a client whose CONNECT+PING comes seconds after INFO reads its PONG first.
-        let first_ping = self.now + self.cfg.ping_interval;
-        let auth_deadline = self
+        c.next_ping = now + self.cfg.ping_interval;
+        c.auth_deadline = self
             .cfg
             .auth
             .required()
-            .then(|| self.now + self.cfg.auth_timeout());
-        let entry = self.conns.vacant_entry();
-        let t = entry.key();
-        if let Err(e) = self
-            .registry
-            .register(&mut sock, Token(t), Interest::READABLE)
-        {
-            error!("Error registering client connection: {e}");
-            return None;
+            .then(|| now + self.cfg.auth_timeout());
+        debug!("{} - Client connection created", c.label());
+        let (cid, addr) = (c.cid, c.addr);
+        let info = self.client_info(cid, addr);
+        self.conns.queue(t, info.as_bytes());
+        if self.conns.clients > self.cfg.max_connections {
+            self.conns.log_error(t, "maximum connections exceeded");
+            self.conns
+                .send_err(t, wire::ERR_MAX_CONNECTIONS, CloseReason::MaxConnections);
         }
-        let cid = self.next_cid;
-        self.next_cid += 1;
-        self.stats.total_connections += 1;
-        self.clients += 1;
-        let mut c = Conn::new(sock, Kind::Client, cid, addr, self.now);
-        c.next_ping = first_ping;
-        c.auth_deadline = auth_deadline;
-        entry.insert(c);
-        debug!("{} - Client connection created", self.conns[t].label());
-        let info = info::client_info(self, cid, addr);
-        self.queue(t, info.as_bytes());
-        if self.clients > self.cfg.max_connections {
-            self.log_error(t, "maximum connections exceeded");
-            self.send_err(t, wire::ERR_MAX_CONNECTIONS, CloseReason::MaxConnections);
-        }
-        self.schedule(t);
+        self.conns.schedule(t);
         Some(t)
     }
 
-    /// Acts on bytes that arrived for connection `t` and keeps any unfinished frame.
-    pub fn ingest(&mut self, t: usize, data: &[u8]) {
-        let Some(c) = self.conns.get_mut(t) else {
-            return;
-        };
-        if c.in_len > 0 {
-            c.append_in(data);
-            self.process_carried(t);
-            return;
-        }
-        let used = self.process(t, data);
-        let c = &mut self.conns[t];
-        if used < data.len() && c.closing.is_none() {
-            c.carry(&data[used..]);
-        }
-    }
-
-    /// Parses the bytes a connection holds, once they can make a whole frame.
-    pub fn process_carried(&mut self, t: usize) {
-        let Some(c) = self.conns.get_mut(t) else {
-            return;
-        };
-        if c.in_len == 0 || c.in_len < c.need || c.stalled || c.closing.is_some() {
-            return;
-        }
-        let buf = std::mem::take(&mut c.inbuf);
-        let len = c.in_len;
-        let used = self.process(t, &buf[..len]);
-        let c = &mut self.conns[t];
-        c.inbuf = buf;
-        c.consume_inbuf(used);
-    }
-
-    /// Parses and acts on bytes from client `t`; returns how many were used.
+    /// Parses and acts on bytes from client `t`; returns how many were used. Before CONNECT,
+    /// a frame is acted on only as authentication allows (`auth.rs`).
     pub fn process(&mut self, t: usize, data: &[u8]) -> usize {
         let mut run = Vec::new();
-        std::mem::swap(&mut run, &mut self.run);
+        std::mem::swap(&mut run, &mut self.scratch.run);
         let used = self.process_frames(t, data, &mut run);
         run.clear();
-        self.run = run;
+        self.scratch.run = run;
         used
     }
 
@@ -112,20 +77,11 @@ impl Broker {
         let mut first: Option<Msg> = None;
         let mut pos = 0;
         while pos < data.len() {
-            let c = &self.conns[t];
-            if c.closing.is_some() {
-                return data.len();
-            }
-            let peer = if c.kind == Kind::Route {
-                Peer::Route
-            } else {
-                Peer::Client
-            };
-            if !self.may_act(t, peer, data[pos]) {
+            if self.conns[t].closing.is_some() || !self.may_act_before_connect(t, data[pos]) {
                 return data.len();
             }
             let lim = Limits {
-                peer,
+                peer: Peer::Client,
                 max_control_line: self.cfg.max_control_line,
                 max_payload: self.cfg.max_payload,
                 headers: self.conns[t].opts.headers,
@@ -133,9 +89,7 @@ impl Broker {
             match parser::parse(&data[pos..], &lim) {
                 Parsed::Frame(op, n) => {
                     let pub_run = match &op {
-                        Op::Pub(m) if m.reply.is_empty() && peer == Peer::Client => {
-                            self.runs_allowed(t).then_some(*m)
-                        }
+                        Op::Pub(m) if m.reply.is_empty() => self.runs_allowed(t).then_some(*m),
                         _ => None,
                     };
                     // A frame that does not continue the run ends it (delivers it) first.
@@ -156,14 +110,11 @@ impl Broker {
                         pos += n;
                         continue;
                     }
-                    if self.trace {
+                    if logger::trace_on() {
                         self.trace_in(t, &data[pos..pos + n], &op);
                     }
                     pos += n;
-                    match peer {
-                        Peer::Client => self.client_op(t, op),
-                        Peer::Route => self.route_op(t, op),
-                    }
+                    self.client_op(t, op);
                     if self.conns[t].stalled {
                         // A consumer is behind: the rest waits, carried by the caller.
                         self.conns[t].need = 0;
@@ -185,27 +136,11 @@ impl Broker {
         pos
     }
 
-    /// Whether the frame that starts with byte `first` may be acted on. With authentication
-    /// on, anything before CONNECT is a violation (nats-server decides on the first byte),
-    /// unless no_auth_user makes the client that user; an accepted route must always begin
-    /// with CONNECT (route/). False: the connection was refused.
-    fn may_act(&mut self, t: usize, peer: Peer, first: u8) -> bool {
-        if peer == Peer::Route {
-            return self.route_may_send(t, first);
-        }
-        if self.conns[t].connected || !self.cfg.auth.required() || matches!(first, b'C' | b'c') {
-            return true;
-        }
-        let no_auth = self.cfg.auth.no_auth_user.as_ref();
-        let user = no_auth.and_then(|n| self.cfg.auth.users.iter().position(|u| &u.name == n));
-        if user.is_none() || !self.bind_user(t, user) {
-            self.auth_violation(t);
-            return false;
-        }
-        let c = &mut self.conns[t];
-        c.connected = true;
-        c.auth_deadline = None;
-        true
+    /// When the first PING goes to a client after CONNECT: soon, to measure RTT, with jitter.
+    fn first_ping_at(&mut self) -> Instant {
+        let d = self.cfg.ping_interval.min(FIRST_PING_INTERVAL);
+        let jitter = (d.as_nanos() as u64 / 5).max(1);
+        self.conns.now + d + Duration::from_nanos(self.rng.next_u64() % jitter)
     }
 
     /// Whether client `t`'s PUBs may be gathered into runs: only when nothing is done per
@@ -213,8 +148,8 @@ impl Broker {
     /// routes).
     fn runs_allowed(&self, t: usize) -> bool {
         let c = &self.conns[t];
-        !self.trace
-            && self.cluster.is_none()
+        !logger::trace_on()
+            && self.ident.cluster.is_none()
             && !c.opts.verbose
             && !c.opts.pedantic
             && c.perms.is_none()
@@ -252,83 +187,81 @@ impl Broker {
             } => self.on_sub(t, subject, queue, sid),
             Op::Unsub { sid, max } => self.on_unsub(t, sid, max),
             Op::Ping => {
+                let now = self.conns.now;
                 let c = &mut self.conns[t];
-                c.last_ping_in = self.now;
+                c.last_ping_in = now;
                 // Like nats-server: a client's first PING after CONNECT gets a fresh INFO
                 // first if the cluster's URLs changed since it connected.
                 let first = c.connected && !c.ponged;
                 c.ponged |= c.connected;
-                let stale = self
-                    .cluster
-                    .as_ref()
-                    .is_some_and(|cl| cl.urls_changed > c.started);
+                let stale = self.ident.urls_changed > c.started;
                 if first && stale && c.opts.protocol >= 1 {
                     let (cid, addr) = (c.cid, c.addr);
-                    let line = info::client_info(self, cid, addr);
-                    self.queue(t, line.as_bytes());
+                    let line = self.client_info(cid, addr);
+                    self.conns.queue(t, line.as_bytes());
                 }
                 self.trace_out(t, "PONG");
-                self.queue(t, wire::PONG);
+                self.conns.queue(t, wire::PONG);
             }
-            Op::Pong => self.on_pong(t),
+            Op::Pong => self.conns.on_pong(t),
             Op::Ok => {}
             Op::Info(arg) => {
                 // A client has no business sending INFO, but nats-server only checks it is JSON.
                 if json::parse(arg).is_err() {
-                    self.log_error(t, "INFO parse error");
-                    self.close(t, CloseReason::ProtocolViolation);
+                    self.conns.log_error(t, "INFO parse error");
+                    self.conns.close(t, CloseReason::ProtocolViolation);
                 }
             }
             Op::Err(text) => {
                 let text = String::from_utf8_lossy(text).into_owned();
-                self.log_error(t, &format!("Client Error {text}"));
-                self.close(t, CloseReason::ParseError);
+                self.conns.log_error(t, &format!("Client Error {text}"));
+                self.conns.close(t, CloseReason::ParseError);
             }
             Op::RouteSub { .. } | Op::RouteUnsub { .. } => {
                 // The client parser never produces these.
-                self.close(t, CloseReason::ProtocolViolation);
+                self.conns.close(t, CloseReason::ProtocolViolation);
             }
         }
     }
 
-    fn parse_failure(&mut self, t: usize, f: Failure, at: &[u8]) {
+    pub fn parse_failure(&mut self, t: usize, f: Failure, at: &[u8]) {
         let snippet = String::from_utf8_lossy(&at[..at.len().min(32)]).into_owned();
         match f {
             Failure::UnknownOp => {
-                let who = match self.conns[t].kind {
-                    Kind::Client => "Client",
-                    Kind::Route => "Router",
+                let who = if self.conns[t].is_client() {
+                    "Client"
+                } else {
+                    "Router"
                 };
-                self.log_error(t, &format!("{who} parser ERROR, proto='{snippet:?}...'"));
-                self.send_err(t, wire::ERR_UNKNOWN_OP, CloseReason::ProtocolViolation);
+                self.conns
+                    .log_error(t, &format!("{who} parser ERROR, proto='{snippet:?}...'"));
+                self.conns
+                    .send_err(t, wire::ERR_UNKNOWN_OP, CloseReason::ProtocolViolation);
             }
             Failure::MaxControlLine => {
-                self.log_error(
+                self.conns.log_error(
                     t,
                     &format!("{} (snip: {snippet:?}...)", wire::ERR_MAX_CONTROL_LINE.text),
                 );
-                self.send_err(t, wire::ERR_MAX_CONTROL_LINE, CloseReason::MaxControlLine);
+                self.conns
+                    .send_err(t, wire::ERR_MAX_CONTROL_LINE, CloseReason::MaxControlLine);
             }
             Failure::MaxPayload => {
-                self.log_error(
+                self.conns.log_error(
                     t,
                     &format!(
                         "maximum payload exceeded (max_payload {})",
                         self.cfg.max_payload
                     ),
                 );
-                self.send_err(t, wire::ERR_MAX_PAYLOAD, CloseReason::MaxPayload);
+                self.conns
+                    .send_err(t, wire::ERR_MAX_PAYLOAD, CloseReason::MaxPayload);
             }
             Failure::BadArgs(what) => {
-                self.log_error(t, &format!("{what}: {snippet:?}"));
-                self.close(t, CloseReason::ProtocolViolation);
+                self.conns.log_error(t, &format!("{what}: {snippet:?}"));
+                self.conns.close(t, CloseReason::ProtocolViolation);
             }
         }
-    }
-
-    pub fn auth_violation(&mut self, t: usize) {
-        self.log_error(t, "authentication error");
-        self.send_err(t, wire::ERR_AUTH_VIOLATION, CloseReason::AuthViolation);
     }
 
     fn on_connect(&mut self, t: usize, arg: &[u8]) {
@@ -346,8 +279,9 @@ impl Broker {
             Ok(v)
         });
         if let Err(e) = applied {
-            self.log_error(t, &format!("CONNECT parse error: {}", e.0));
-            self.close(t, CloseReason::ProtocolViolation);
+            self.conns
+                .log_error(t, &format!("CONNECT parse error: {}", e.0));
+            self.conns.close(t, CloseReason::ProtocolViolation);
             return;
         }
         // Naming an account in CONNECT is refused, as in nats-server without JWTs.
@@ -360,11 +294,12 @@ impl Broker {
             }
         };
         if !(0..=1).contains(&opts.protocol) {
-            self.send_err(t, wire::ERR_BAD_PROTOCOL, CloseReason::BadClientProtocol);
+            self.conns
+                .send_err(t, wire::ERR_BAD_PROTOCOL, CloseReason::BadClientProtocol);
             return;
         }
         if opts.no_responders && !opts.headers {
-            self.send_err(
+            self.conns.send_err(
                 t,
                 wire::ERR_NO_RESPONDERS_HEADERS,
                 CloseReason::NoRespondersHeaders,
@@ -377,104 +312,43 @@ impl Broker {
         }
         let verbose = opts.verbose;
         let next_ping = self.first_ping_at();
+        let now = self.conns.now;
         let c = &mut self.conns[t];
         opts.user = std::mem::take(&mut c.opts.user);
         c.opts = opts;
         c.creds = (creds != Credentials::default()).then(|| Box::new(creds));
         c.connected = true;
         c.auth_deadline = None;
-        c.rtt = self.now.saturating_duration_since(c.started);
+        c.rtt = now.saturating_duration_since(c.started);
         c.next_ping = next_ping;
-        c.last_activity = self.now;
+        c.last_activity = now;
         if verbose {
             self.trace_out(t, "OK");
-            self.queue(t, wire::OK);
+            self.conns.queue(t, wire::OK);
         }
-        self.schedule(t);
-    }
-
-    /// Who CONNECT's credentials identify (the no_auth_user when none were given).
-    pub fn authenticate(&self, creds: &Credentials) -> Login {
-        let auth = &self.cfg.auth;
-        if !auth.required() {
-            return Login::Open;
-        }
-        if let Some(token) = &auth.token {
-            return if creds.token == *token {
-                Login::Open
-            } else {
-                Login::Refused
-            };
-        }
-        let anonymous = creds.user.is_empty() && creds.pass.is_empty() && creds.token.is_empty();
-        let wanted = match (&auth.no_auth_user, anonymous) {
-            (Some(name), true) => auth.users.iter().position(|u| &u.name == name),
-            _ => auth
-                .users
-                .iter()
-                .position(|u| u.name == creds.user && u.password == creds.pass),
-        };
-        wanted.map_or(Login::Refused, Login::User)
-    }
-
-    /// Gives connection `t` the account and permissions of configured user `user` (or the
-    /// global account and no restrictions). False if the user's account does not exist.
-    pub fn bind_user(&mut self, t: usize, user: Option<usize>) -> bool {
-        let (account, perms, name) = match user.and_then(|i| self.cfg.auth.users.get(i)) {
-            None => (Some(0), None, String::new()),
-            Some(u) => (
-                self.account_index(&u.account),
-                u.permissions.as_ref().map(|p| Box::new(ConnPerms::new(p))),
-                u.name.clone(),
-            ),
-        };
-        let Some(account) = account else { return false };
-        self.move_to_account(t, account);
-        let c = &mut self.conns[t];
-        c.perms = perms;
-        c.opts.user = name;
-        true
-    }
-
-    /// Moves a connection (and any subscriptions it already has) into another account.
-    fn move_to_account(&mut self, t: usize, account: usize) {
-        let from = self.conns[t].account;
-        if from == account {
-            return;
-        }
-        let ids: Vec<(Box<[u8]>, SubId)> = self.conns[t].subs.drain().collect();
-        for (sid, id) in ids {
-            if let Some(sub) = self.accounts[from].sublist.remove(id) {
-                let (subject, queue) = (sub.subject.clone(), sub.queue.clone());
-                self.interest_changed(from, &subject, queue.as_deref(), -1);
-                if let Ok(new_id) = self.accounts[account].sublist.insert(sub) {
-                    self.conns[t].subs.insert(sid, new_id);
-                    self.interest_changed(account, &subject, queue.as_deref(), 1);
-                }
-            }
-        }
-        self.conns[t].account = account;
+        self.conns.schedule(t);
     }
 
     /// A client's published message, counted.
     fn count_pub(&mut self, t: usize, m: &Msg) {
+        let now = self.conns.now;
         let c = &mut self.conns[t];
         c.counters.in_msgs += 1;
         c.counters.in_bytes += m.payload.len() as u64;
-        c.last_activity = self.now;
+        c.last_activity = now;
         self.stats.in_msgs += 1;
         self.stats.in_bytes += m.payload.len() as u64;
     }
 
     fn on_pub(&mut self, t: usize, m: &Msg) {
-        let now = self.now;
+        let now = self.conns.now;
         self.count_pub(t, m);
         let c = &self.conns[t];
         let (pedantic, verbose, no_responders) =
             (c.opts.pedantic, c.opts.verbose, c.opts.no_responders);
         // An empty subject only comes from a client's HMSG, which nats-server does not check.
-        if pedantic && !m.subject.is_empty() && !sublist::valid_literal_subject(m.subject) {
-            self.send_err(
+        if pedantic && !m.subject.is_empty() && !valid_literal_subject(m.subject) {
+            self.conns.send_err(
                 t,
                 wire::ERR_INVALID_PUB_SUBJECT,
                 CloseReason::ProtocolViolation,
@@ -493,7 +367,7 @@ impl Broker {
         }
         if verbose {
             self.trace_out(t, "OK");
-            self.queue(t, wire::OK);
+            self.conns.queue(t, wire::OK);
         }
         let delivered = self.deliver(t, m);
         if !delivered && no_responders && !m.reply.is_empty() {
@@ -511,11 +385,11 @@ impl Broker {
             text.push_str(&format!(" using queue {}", wire::go_quote(q)));
         }
         let user = self.conns[t].opts.user.clone();
-        self.log_error(
+        self.conns.log_error(
             t,
             &format!("{text} - User {}", wire::go_quote(user.as_bytes())),
         );
-        self.send_err_text(t, &text);
+        self.conns.send_err_text(t, &text);
     }
 
     /// Tells a requester nobody is listening: a 503 status on its own reply subscription.
@@ -534,13 +408,13 @@ impl Broker {
         };
         let c = &mut self.conns[t];
         wire::write_no_responders(&mut c.out, reply, &sub.sid);
-        self.after_queue(t);
+        self.conns.after_queue(t);
     }
 
     fn on_sub(&mut self, t: usize, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
-        let max_subs = self.cfg.max_subs;
+        let (max_subs, now) = (self.cfg.max_subs, self.conns.now);
         let c = &mut self.conns[t];
-        c.last_activity = self.now;
+        c.last_activity = now;
         let verbose = c.opts.verbose;
         // nats-server reserves the queue name `_sys_`, with or without permissions.
         let allowed = c
@@ -552,8 +426,9 @@ impl Broker {
             return;
         }
         if max_subs > 0 && c.subs.len() >= max_subs {
-            self.log_error(t, wire::ERR_MAX_SUBS.text);
-            self.send_err(t, wire::ERR_MAX_SUBS, CloseReason::ProtocolViolation);
+            self.conns.log_error(t, wire::ERR_MAX_SUBS.text);
+            self.conns
+                .send_err(t, wire::ERR_MAX_SUBS, CloseReason::ProtocolViolation);
             return;
         }
         // A sid already in use is acknowledged and otherwise ignored, as nats-server does.
@@ -568,20 +443,25 @@ impl Broker {
                     self.interest_changed(acc, subject, queue, 1);
                 }
                 Err(_) => {
-                    self.send_err(t, wire::ERR_INVALID_SUBJECT, CloseReason::ProtocolViolation);
+                    self.conns.send_err(
+                        t,
+                        wire::ERR_INVALID_SUBJECT,
+                        CloseReason::ProtocolViolation,
+                    );
                     return;
                 }
             }
         }
         if verbose {
             self.trace_out(t, "OK");
-            self.queue(t, wire::OK);
+            self.conns.queue(t, wire::OK);
         }
     }
 
     fn on_unsub(&mut self, t: usize, sid: &[u8], max: i64) {
+        let now = self.conns.now;
         let c = &mut self.conns[t];
-        c.last_activity = self.now;
+        c.last_activity = now;
         let verbose = c.opts.verbose;
         if let Some(&id) = c.subs.get(sid) {
             match self.accounts[c.account].sublist.get_mut(id) {
@@ -591,11 +471,11 @@ impl Broker {
         }
         if verbose {
             self.trace_out(t, "OK");
-            self.queue(t, wire::OK);
+            self.conns.queue(t, wire::OK);
         }
     }
 
-    fn trace_in(&self, t: usize, frame: &[u8], op: &Op) {
+    pub fn trace_in(&self, t: usize, frame: &[u8], op: &Op) {
         let line_end = memchr::memchr(b'\n', frame).unwrap_or(frame.len());
         let line = String::from_utf8_lossy(&frame[..line_end]);
         let label = self.conns[t].label();
@@ -610,28 +490,15 @@ impl Broker {
     }
 
     pub fn trace_out(&self, t: usize, what: &str) {
-        if self.trace {
+        if logger::trace_on() {
             trace!("{} - ->> [{}]", self.conns[t].label(), what);
         }
     }
 }
 
-/// What credentials amount to.
-pub enum Login {
-    /// No authentication configured, or the token matched.
-    Open,
-    /// Configured user number `i`.
-    User(usize),
-    Refused,
-}
-
 /// Applies CONNECT's fields onto `o`; a field of the wrong type fails the whole CONNECT, as
 /// Go's json.Unmarshal does for nats-server. Absent fields keep their current value.
-fn apply_connect(
-    v: &Value,
-    o: &mut crate::conn::ClientOpts,
-    creds: &mut Credentials,
-) -> Result<(), JsonError> {
+fn apply_connect(v: &Value, o: &mut ClientOpts, creds: &mut Credentials) -> Result<(), JsonError> {
     let flags: [(&str, &mut bool); 5] = [
         ("verbose", &mut o.verbose),
         ("pedantic", &mut o.pedantic),

@@ -9,18 +9,33 @@
 //! one go where that cannot change what any connection sees. Nothing is written to sockets
 //! here: touched connections sit on the dirty list and are flushed at the end of the loop pass
 //! (or sooner, see `FLUSH_AT`). The output-side limits are enforced here too
-//! (`Broker::queued_for`: max_pending, and the producer stall when a consumer falls behind).
+//! (`Table::queued_for`: max_pending, and the producer stall when a consumer falls behind).
 //!
 //! With clustering on, subscriptions owned by routes stand for remote interest: each route
-//! gets one `RMSG` per message, naming the queue groups it was picked for (see route/interest.rs).
+//! gets one `RMSG` per message, naming the queue groups it was picked for (see
+//! `cluster/interest.rs`).
 
 use std::ops::Range;
 
-use crate::conn::Kind;
-use crate::core::broker::Broker;
+use super::broker::Broker;
 use crate::protocol::parser::Msg;
 use crate::protocol::wire;
 use crate::subject::sublist::SubId;
+use crate::util::logger;
+use log::debug;
+
+/// Delivery's buffers, reused from message to message (kept for their capacity).
+#[derive(Default)]
+pub struct Scratch {
+    /// The current message's MSG line parts.
+    head: MsgHead,
+    /// Routes a message goes to, with the queue groups picked there.
+    route_targets: Vec<(usize, Vec<u8>)>,
+    /// Auto-unsubscribes reached during a fan-out, applied after it.
+    unsub_later: Vec<SubId>,
+    /// Payload ranges of the PUB run being gathered (`client::process`).
+    pub(crate) run: Vec<Range<usize>>,
+}
 
 /// Consecutive messages of one publisher that differ only in their payloads: same subject,
 /// no reply, same sizes. Delivering them together puts each subscriber's share in its buffer
@@ -133,8 +148,8 @@ impl Broker {
     /// subscribers and, for a client's message, to the routes with interest. Returns whether
     /// anyone got it.
     pub fn deliver(&mut self, from: usize, m: &Msg) -> bool {
-        let clustered = self.cluster.is_some();
-        let from_route = self.conns[from].kind == Kind::Route;
+        let clustered = self.ident.cluster.is_some();
+        let from_route = !self.conns[from].is_client();
         let acc = if from_route {
             match self.account_index(&String::from_utf8_lossy(m.account)) {
                 Some(a) => a,
@@ -146,7 +161,7 @@ impl Broker {
         let Some(matches) = self.accounts[acc].sublist.lookup(m.subject) else {
             return false;
         };
-        let mut head = std::mem::take(&mut self.msg_head);
+        let mut head = std::mem::take(&mut self.scratch.head);
         head.build(m);
         let mut delivered = false;
         for &id in &matches.plain {
@@ -177,12 +192,12 @@ impl Broker {
             }
         }
         drop(matches);
-        self.msg_head = head;
-        if !self.route_targets.is_empty() {
+        self.scratch.head = head;
+        if !self.scratch.route_targets.is_empty() {
             delivered = true;
             self.send_to_routes(from, acc, m);
         }
-        if !self.unsub_later.is_empty() {
+        if !self.scratch.unsub_later.is_empty() {
             self.apply_unsubs(acc);
         }
         delivered
@@ -200,7 +215,7 @@ impl Broker {
     ) -> bool {
         let n = members.len();
         let start = if n > 1 {
-            (self.rand() % n as u64) as usize
+            (self.rng.next_u64() % n as u64) as usize
         } else {
             0
         };
@@ -217,7 +232,12 @@ impl Broker {
     /// The route owning subscription `id`, if a route owns it.
     fn route_of(&self, acc: usize, id: SubId) -> Option<usize> {
         let t = self.accounts[acc].sublist.get(id)?.conn;
-        (self.conns.get(t)?.kind == Kind::Route).then_some(t)
+        (!self.conns.get(t)?.is_client()).then_some(t)
+    }
+
+    /// Whether connection `t` is a registered route (the only kind that gets messages).
+    fn is_registered_route(&self, t: usize) -> bool {
+        self.conns.get(t).is_some_and(|c| c.is_registered_route())
     }
 
     /// A queue pick across local members (weight 1) and routes (weight = the remote's member
@@ -243,7 +263,7 @@ impl Broker {
         if total == 0 {
             return false;
         }
-        let mut pick = self.rand() % total;
+        let mut pick = self.rng.next_u64() % total;
         let start = members
             .iter()
             .position(|&id| {
@@ -277,11 +297,21 @@ impl Broker {
         if !self.is_registered_route(rt) {
             return;
         }
-        let target = match self.route_targets.iter_mut().position(|(t, _)| *t == rt) {
-            Some(i) => &mut self.route_targets[i].1,
+        let target = match self
+            .scratch
+            .route_targets
+            .iter_mut()
+            .position(|(t, _)| *t == rt)
+        {
+            Some(i) => &mut self.scratch.route_targets[i].1,
             None => {
-                self.route_targets.push((rt, Vec::new()));
-                &mut self.route_targets.last_mut().expect("just pushed").1
+                self.scratch.route_targets.push((rt, Vec::new()));
+                &mut self
+                    .scratch
+                    .route_targets
+                    .last_mut()
+                    .expect("just pushed")
+                    .1
             }
         };
         if let Some(q) = queue {
@@ -292,7 +322,7 @@ impl Broker {
 
     /// One RMSG (HMSG with headers) per route target, naming the queue groups picked there.
     fn send_to_routes(&mut self, from: usize, acc: usize, m: &Msg) {
-        let mut targets = std::mem::take(&mut self.route_targets);
+        let mut targets = std::mem::take(&mut self.scratch.route_targets);
         let account = self.accounts[acc].name.clone();
         for (rt, queues) in &targets {
             let rt = *rt;
@@ -323,11 +353,11 @@ impl Broker {
             c.counters.out_bytes += payload.len() as u64;
             self.stats.out_msgs += 1;
             self.stats.out_bytes += payload.len() as u64;
-            self.queued += payload.len() + 64;
-            self.queued_for(from, rt);
+            self.conns.queued += payload.len() + 64;
+            self.conns.queued_for(from, rt);
         }
         targets.clear();
-        self.route_targets = targets;
+        self.scratch.route_targets = targets;
     }
 
     /// Appends one copy of `m` for subscription `id` of account `acc`. False if it could not
@@ -348,7 +378,7 @@ impl Broker {
     /// Delivers a run of messages that differ only in their payloads (see `Run`), as
     /// `deliver` would one by one. A run of one is just `deliver`.
     pub fn deliver_run(&mut self, from: usize, m: &Msg, run: &Run) {
-        if run.payloads.len() == 1 || self.cluster.is_some() {
+        if run.payloads.len() == 1 || self.ident.cluster.is_some() {
             for r in run.payloads {
                 self.deliver(from, &run.message(m, r));
             }
@@ -358,7 +388,7 @@ impl Broker {
         let Some(matches) = self.accounts[acc].sublist.lookup(m.subject) else {
             return;
         };
-        let mut head = std::mem::take(&mut self.msg_head);
+        let mut head = std::mem::take(&mut self.scratch.head);
         head.build(m);
         // A connection with one subscription takes the run in one go. The others take it
         // message by message, as `deliver` gives it, so a connection whose subscriptions
@@ -383,8 +413,8 @@ impl Broker {
             }
         }
         drop(matches);
-        self.msg_head = head;
-        if !self.unsub_later.is_empty() {
+        self.scratch.head = head;
+        if !self.scratch.unsub_later.is_empty() {
             self.apply_unsubs(acc);
         }
     }
@@ -403,12 +433,13 @@ impl Broker {
         run: Option<&Run>,
         head: &mut MsgHead,
     ) -> bool {
-        let water = self.stall_water();
+        let water = self.conns.stall_water();
+        let now = self.conns.now;
         let Some(sub) = self.accounts[acc].sublist.get_mut(id) else {
             return false;
         };
         let t = sub.conn;
-        let c = match self.conns.get_mut(t) {
+        let c = match self.conns.slab.get_mut(t) {
             Some(c) if c.closing.is_none() => c,
             _ => return false,
         };
@@ -420,7 +451,7 @@ impl Broker {
                 return false;
             }
             if !m.reply.is_empty() && p.tracks_replies() {
-                p.saw_reply(m.reply, self.now);
+                p.saw_reply(m.reply, now);
             }
         }
         if let Some(run) = run.filter(|_| sub.max > 0) {
@@ -439,7 +470,7 @@ impl Broker {
             if sub.delivered > sub.max {
                 return false;
             }
-            self.unsub_later.push(id);
+            self.scratch.unsub_later.push(id);
         }
         // A subscriber that did not ask for headers gets the body only, as a MSG.
         let plain = m.hdr_size.is_some() && !c.opts.headers;
@@ -463,17 +494,17 @@ impl Broker {
         let n64 = n as u64;
         c.counters.out_msgs += n64;
         c.counters.out_bytes += payload.len() as u64 * n64;
-        c.last_activity = self.now;
+        c.last_activity = now;
         // The dirty list (as `queued_for`, inline: `c` is at hand).
         if !c.dirty {
             c.dirty = true;
-            self.dirty.push(t);
+            self.conns.dirty.push(t);
         }
         let over_water = c.pending() > water;
-        self.queued += (payload.len() + 64) * n;
+        self.conns.queued += (payload.len() + 64) * n;
         self.stats.out_msgs += n64;
         self.stats.out_bytes += payload.len() as u64 * n64;
-        if self.trace {
+        if logger::trace_on() {
             let head = format!(
                 "MSG {} {} {}",
                 String::from_utf8_lossy(m.subject),
@@ -483,9 +514,23 @@ impl Broker {
             self.trace_out(t, &head);
         }
         if over_water {
-            self.over_water(from, t);
+            self.conns.over_water(from, t);
         }
         true
+    }
+}
+
+impl Broker {
+    /// Applies the auto-unsubscribes that a fan-out in account `acc` reached.
+    pub fn apply_unsubs(&mut self, acc: usize) {
+        while let Some(id) = self.scratch.unsub_later.pop() {
+            if let Some(owner) = self.accounts[acc].sublist.get(id).map(|s| s.conn) {
+                if let Some(c) = self.conns.get(owner) {
+                    debug!("{} - Auto-unsubscribe limit reached", c.label());
+                }
+                self.remove_sub(owner, id);
+            }
+        }
     }
 }
 

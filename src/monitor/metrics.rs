@@ -112,7 +112,7 @@ pub(super) fn metrics(m: &mut Monitor, b: &Broker) -> Response {
         st.out_msgs as f64,
         st.in_bytes as f64,
         st.out_bytes as f64,
-        st.slow_consumers as f64,
+        b.conns.slow_consumers as f64,
         st.total_connections as f64,
         clients as f64,
         routes as f64,

@@ -163,10 +163,10 @@ impl HttpSide {
             }
             let mut answered = false;
             while slot.pending.is_none() && slot.conn.out.len() < http::OUT_LIMIT {
-                let Some(next) = slot.conn.next_request(b.now) else {
+                let Some(next) = slot.conn.next_request(b.conns.now) else {
                     break;
                 };
-                slot.since = b.now;
+                slot.since = b.conns.now;
                 answered = true;
                 let keep_alive = !slot.conn.closing;
                 let req = match next {
@@ -201,7 +201,7 @@ impl HttpSide {
                 break;
             }
         }
-        self.flush(key, registry, b.now);
+        self.flush(key, registry, b.conns.now);
     }
 
     /// Writes what `key` has queued; closes it when done and asked to, or on error.
@@ -284,7 +284,7 @@ impl HttpSide {
             let ready = self.slots.get(key).is_some_and(|s| s.conn.unsent() < WATER);
             if ready {
                 budget = budget.saturating_sub(self.produce_one(key, b, budget));
-                self.flush(key, registry, b.now);
+                self.flush(key, registry, b.conns.now);
                 if self.slots.get(key).is_some_and(|s| s.pending.is_none()) {
                     // Done: requests that queued behind this body are answered now.
                     self.streaming.retain(|&k| k != key);

@@ -1,5 +1,6 @@
 //! Wire text the server writes: `+OK`, `PING`, `PONG`, every `-ERR` with its close/keep rule,
-//! and the RMSG header writer used toward routes (MSG lines are built in deliver.rs).
+//! and what tern writes to routes: RMSG headers and interest (`RS+`/`RS-`). MSG lines are
+//! built in `core/deliver.rs`.
 //!
 //! The error texts are nats-server 2.9's, byte for byte (see PROTOCOL-NOTES.md); each one is
 //! defined once here together with whether the connection is closed after sending it.
@@ -144,6 +145,29 @@ pub fn write_no_responders(out: &mut Vec<u8>, reply: &[u8], sid: &[u8]) {
     out.extend_from_slice(sid);
     out.extend_from_slice(b" 16 16\r\n");
     out.extend_from_slice(STATUS);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `RS+ acc subject[ queue weight]` or, at zero, `RS- acc subject[ queue]`.
+pub fn write_interest(
+    out: &mut Vec<u8>,
+    account: &[u8],
+    subject: &[u8],
+    queue: Option<&[u8]>,
+    n: u32,
+) {
+    out.extend_from_slice(if n > 0 { b"RS+ " } else { b"RS- " });
+    out.extend_from_slice(account);
+    out.push(b' ');
+    out.extend_from_slice(subject);
+    if let Some(q) = queue {
+        out.push(b' ');
+        out.extend_from_slice(q);
+        if n > 0 {
+            out.push(b' ');
+            write_uint(out, n as u64);
+        }
+    }
     out.extend_from_slice(b"\r\n");
 }
 

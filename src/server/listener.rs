@@ -87,9 +87,75 @@ impl Backoff {
     }
 }
 
+/// The client URLs of this server: the listen address, or every non-loopback interface
+/// address when listening on all of them (as nats-server advertises).
+pub fn client_urls(host: &str, port: u16) -> Vec<String> {
+    let fmt = |ip: std::net::IpAddr| SocketAddr::new(ip, port).to_string();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => {
+            let mut urls = Vec::new();
+            // SAFETY: getifaddrs gives a linked list we only read, then free once.
+            unsafe {
+                let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+                if libc::getifaddrs(&mut list) == 0 {
+                    let mut p = list;
+                    while !p.is_null() {
+                        let a = (*p).ifa_addr;
+                        if !a.is_null() {
+                            let ip = match i32::from((*a).sa_family) {
+                                libc::AF_INET => {
+                                    let sin = &*(a as *const libc::sockaddr_in);
+                                    Some(std::net::IpAddr::from(
+                                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                                    ))
+                                }
+                                libc::AF_INET6 if ip.is_ipv6() || host == "0.0.0.0" => {
+                                    let sin6 = &*(a as *const libc::sockaddr_in6);
+                                    Some(std::net::IpAddr::from(sin6.sin6_addr.s6_addr))
+                                }
+                                _ => None,
+                            };
+                            if let Some(ip) =
+                                ip.filter(|ip| !ip.is_loopback() && !is_link_local(ip))
+                            {
+                                urls.push(fmt(ip));
+                            }
+                        }
+                        p = (*p).ifa_next;
+                    }
+                    libc::freeifaddrs(list);
+                }
+            }
+            urls.dedup();
+            urls
+        }
+        Ok(ip) => vec![fmt(ip)],
+        Err(_) => vec![format!("{host}:{port}")],
+    }
+}
+
+fn is_link_local(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_listen_address_is_its_own_url() {
+        assert_eq!(
+            client_urls("127.0.0.1", 4222),
+            vec!["127.0.0.1:4222".to_string()]
+        );
+        assert_eq!(client_urls("::1", 4222), vec!["[::1]:4222".to_string()]);
+        for u in client_urls("0.0.0.0", 4222) {
+            assert!(!u.starts_with("127."), "{u}");
+        }
+    }
 
     #[test]
     fn delays_double_up_to_a_second_and_reset_on_success() {

@@ -16,20 +16,21 @@
 pub mod listener;
 pub mod signals;
 
-use crate::cluster;
+use crate::cluster::{self, Cluster};
 use crate::config::flags::{self, Flags};
 use crate::config::reload;
 use crate::config::{Config, FLUSH_AT, READS_PER_PASS, READ_CHUNK};
-use crate::conn::{CloseReason, Conn, Kind, ReadOutcome};
-use crate::core::broker::{Broker, Identity};
+use crate::conn::io::{read_into, ReadOutcome};
+use crate::conn::{CloseReason, Conn, RouteState};
+use crate::core::broker::Broker;
 use crate::monitor::side::{HttpSide, HTTP_BASE};
-use crate::protocol::info;
-use crate::server::listener::Backoff;
-use crate::server::signals::{Signal, Signals};
-use crate::util::logger::{self, LogSettings};
+use crate::protocol::info::{self, Identity};
+use crate::util::logger;
+use listener::Backoff;
 use log::{debug, error, info as log_info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use signals::{Signal, Signals};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub struct Server {
     http: Option<HttpSide>,
     /// The cluster port, when clustering is on.
     route_listener: Option<TcpListener>,
+    cluster: Option<Cluster>,
     /// The command line, kept so a reload rebuilds the config exactly as at start.
     flags: Flags,
     /// Lame-duck mode: clients still to close, and when to close the next one.
@@ -102,18 +104,13 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         signals.register(poll.registry(), SIGNALS)?;
         let id = info::new_server_id();
-        let ident = Identity {
-            name: if cfg.server_name.is_empty() {
-                id.clone()
-            } else {
-                cfg.server_name.clone()
-            },
-            id,
-            host: cfg.host.clone(),
-            port: bound.port(),
-            started: SystemTime::now(),
-            client_urls: cluster::client_urls(&cfg.host, bound.port()),
+        let name = if cfg.server_name.is_empty() {
+            id.clone()
+        } else {
+            cfg.server_name.clone()
         };
+        let urls = listener::client_urls(&cfg.host, bound.port());
+        let ident = Identity::new(id, name, cfg.host.clone(), bound.port(), urls);
         log_info!("Starting tern");
         log_info!("  Version:  {}", crate::config::VERSION);
         log_info!("  Name:     {}", ident.name);
@@ -146,11 +143,12 @@ impl Server {
         };
         let registry = poll.registry().try_clone()?;
         let mut broker = Broker::new(cfg, ident, registry);
-        // One waker per Poll, shared by every helper thread (`worker.rs`).
+        // One waker per Poll, shared by every helper thread (`util/worker.rs`).
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        if let Some(l) = &route_listener {
-            broker.start_cluster(l.local_addr()?.port(), waker);
-        }
+        let cluster = match &route_listener {
+            Some(l) => Cluster::start(&mut broker, l.local_addr()?.port(), waker),
+            None => None,
+        };
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -160,6 +158,7 @@ impl Server {
             broker,
             http,
             route_listener,
+            cluster,
             flags,
             lame_duck: None,
             accept_backoff: Backoff::new("Client"),
@@ -183,32 +182,38 @@ impl Server {
                     return Err(e);
                 }
             }
-            self.broker.now = Instant::now();
+            self.broker.conns.now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
                     HTTP_LISTENER => {
                         if let Some(h) = &mut self.http {
-                            h.accept(self.poll.registry(), self.broker.now);
+                            h.accept(self.poll.registry(), self.broker.conns.now);
                         }
                     }
                     ROUTE_LISTENER => self.accept_routes(),
-                    WAKER => self.broker.route_lookups_done(),
+                    WAKER => {
+                        if let Some(cl) = &mut self.cluster {
+                            cl.lookups_done(&mut self.broker);
+                        }
+                    }
                     Token(t) if t >= HTTP_BASE => {
                         if let Some(h) = &mut self.http {
                             h.on_event(t - HTTP_BASE, self.poll.registry(), &self.broker);
                         }
                     }
                     Token(t) if t >= cluster::DIAL_BASE => {
-                        self.broker.on_dial_event(t - cluster::DIAL_BASE)
+                        if let Some(cl) = &mut self.cluster {
+                            cl.on_dial_event(&mut self.broker, t - cluster::DIAL_BASE);
+                        }
                     }
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read(t);
                         }
                         if ev.is_writable() && self.broker.conns.contains(t) {
-                            self.broker.flush(t);
+                            self.broker.conns.flush(t);
                         }
                     }
                 }
@@ -219,10 +224,11 @@ impl Server {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        if let Some(cl) = &mut self.broker.cluster {
+        if let Some(cl) = &mut self.cluster {
             cl.stopping = true;
         }
-        self.broker.close_all();
+        let routes = self.broker.close_all();
+        self.routes_closed(routes);
         log_info!("Server Exiting..");
         Ok(())
     }
@@ -230,17 +236,18 @@ impl Server {
     fn poll_timeout(&self) -> Option<Duration> {
         let http = self.http.as_ref();
         if !self.pending_reads.is_empty()
-            || !self.broker.wake.is_empty()
+            || !self.broker.conns.wake.is_empty()
             || http.is_some_and(|h| h.has_work())
         {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        let mut deadline = self.broker.next_deadline();
+        let mut deadline = self.broker.conns.next_deadline();
         let lame_duck = self.lame_duck.as_ref().map(|l| l.next_at);
         let (accept, routes) = (self.accept_backoff.retry_at, self.route_backoff.retry_at);
         let http = http.and_then(|h| h.next_deadline());
-        for r in [accept, routes, lame_duck, self.broker.next_dial(), http]
+        let dial = self.cluster.as_ref().and_then(|cl| cl.next_dial());
+        for r in [accept, routes, lame_duck, dial, http]
             .into_iter()
             .flatten()
         {
@@ -251,30 +258,59 @@ impl Server {
 
     fn end_of_pass(&mut self) {
         let mut again = std::mem::take(&mut self.pending_reads);
-        again.append(&mut self.broker.wake);
+        again.append(&mut self.broker.conns.wake);
         for t in again {
             self.read(t);
         }
-        if self.accept_backoff.due(self.broker.now) {
+        let now = self.broker.conns.now;
+        if self.accept_backoff.due(now) {
             self.accept();
         }
-        if self.route_backoff.due(self.broker.now) {
+        if self.route_backoff.due(now) {
             self.accept_routes();
         }
         if let Some(h) = &mut self.http {
-            h.expire(self.poll.registry(), self.broker.now);
+            h.expire(self.poll.registry(), now);
             h.produce(self.poll.registry(), &self.broker);
         }
         self.lame_duck_step();
-        self.broker.run_dials();
-        self.broker.check_stalls();
-        self.broker.fire_timers();
-        self.broker.flush_dirty();
-        self.broker.reap();
+        if let Some(cl) = &mut self.cluster {
+            cl.run_dials(&mut self.broker);
+        }
+        let conns = &mut self.broker.conns;
+        conns.check_stalls();
+        conns.fire_timers();
+        conns.flush_dirty();
+        let routes = self.broker.reap();
+        self.routes_closed(routes);
+    }
+
+    /// The cluster cleans up after the route connections the reap freed.
+    fn routes_closed(&mut self, routes: Vec<Conn>) {
+        if let Some(cl) = &mut self.cluster {
+            for c in routes {
+                cl.route_closed(&mut self.broker, c);
+            }
+        }
+    }
+
+    /// Acts on bytes read from connection `t` (the core handles clients, the cluster routes)
+    /// and keeps any unfinished frame.
+    fn ingest(&mut self, t: usize, data: &[u8]) {
+        let cluster = &mut self.cluster;
+        self.broker
+            .ingest(t, data, &mut |b, t, d| process(b, cluster, t, d));
+    }
+
+    /// Acts on the bytes connection `t` holds once they make a whole frame.
+    fn process_carried(&mut self, t: usize) {
+        let cluster = &mut self.cluster;
+        self.broker
+            .process_carried(t, &mut |b, t, d| process(b, cluster, t, d));
     }
 
     fn accept(&mut self) {
-        if !self.accept_backoff.begin(self.broker.now) {
+        if !self.accept_backoff.begin(self.broker.conns.now) {
             return;
         }
         loop {
@@ -289,7 +325,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     let local = listener.local_addr().ok();
-                    if self.accept_backoff.failed(&e, local, self.broker.now) {
+                    if self.accept_backoff.failed(&e, local, self.broker.conns.now) {
                         return;
                     }
                 }
@@ -299,43 +335,43 @@ impl Server {
 
     /// Reads connection `t` until WouldBlock or its budget for this pass is spent.
     fn read(&mut self, t: usize) {
-        let b = &mut self.broker;
         // Bytes kept back by a stall may hold whole frames: act on them first.
-        b.process_carried(t);
+        self.process_carried(t);
         for _ in 0..READS_PER_PASS {
-            let Some(c) = b.conns.get_mut(t) else { return };
+            let Some(c) = self.broker.conns.get_mut(t) else {
+                return;
+            };
             if c.closing.is_some() || c.stalled {
                 return;
             }
             let outcome = if c.in_len == 0 {
                 // The common case: parse straight out of the shared buffer, keep only a tail.
-                match Conn::read_into(&mut c.sock, &mut self.rbuf) {
-                    ReadOutcome::Data(n) => {
-                        b.ingest(t, &self.rbuf[..n]);
-                        ReadOutcome::Data(n)
-                    }
-                    other => other,
+                let mut rbuf = std::mem::take(&mut self.rbuf);
+                let outcome = read_into(&mut c.sock, &mut rbuf);
+                if let ReadOutcome::Data(n) = outcome {
+                    self.ingest(t, &rbuf[..n]);
                 }
+                self.rbuf = rbuf;
+                outcome
             } else {
                 // A split frame: read straight into the connection's own bytes.
                 c.inbuf_room();
-                match Conn::read_into(&mut c.sock, &mut c.inbuf[c.in_len..]) {
-                    ReadOutcome::Data(n) => {
-                        c.in_len += n;
-                        b.process_carried(t);
-                        ReadOutcome::Data(n)
-                    }
-                    other => other,
+                let outcome = read_into(&mut c.sock, &mut c.inbuf[c.in_len..]);
+                if let ReadOutcome::Data(n) = outcome {
+                    c.in_len += n;
+                    self.process_carried(t);
                 }
+                outcome
             };
-            if b.queued >= FLUSH_AT {
-                b.flush_dirty();
+            let conns = &mut self.broker.conns;
+            if conns.queued >= FLUSH_AT {
+                conns.flush_dirty();
             }
             match outcome {
                 ReadOutcome::Data(_) => {}
                 ReadOutcome::WouldBlock => return,
                 ReadOutcome::Closed(reason) => {
-                    b.close(t, reason);
+                    conns.close(t, reason);
                     return;
                 }
             }
@@ -344,25 +380,22 @@ impl Server {
     }
 
     fn accept_routes(&mut self) {
-        let Some(l) = &self.route_listener else {
+        let (Some(l), Some(cl)) = (&self.route_listener, &mut self.cluster) else {
             return;
         };
-        if !self.route_backoff.begin(self.broker.now) {
+        let now = self.broker.conns.now;
+        if !self.route_backoff.begin(now) {
             return;
         }
         loop {
             match l.accept() {
                 Ok((sock, addr)) => {
                     self.route_backoff.accepted();
-                    self.broker
-                        .add_route(sock, addr, cluster::RouteState::default());
+                    cl.add_route(&mut self.broker, sock, addr, RouteState::default());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    if self
-                        .route_backoff
-                        .failed(&e, l.local_addr().ok(), self.broker.now)
-                    {
+                    if self.route_backoff.failed(&e, l.local_addr().ok(), now) {
                         return;
                     }
                 }
@@ -384,7 +417,7 @@ impl Server {
                     }
                 }
                 Signal::User1 => {
-                    if let Err(e) = logger::init(&LogSettings::from_config(&self.broker.cfg)) {
+                    if let Err(e) = logger::init(&self.broker.cfg.log_settings()) {
                         error!("Failed to reopen log file: {e}");
                     }
                 }
@@ -402,8 +435,7 @@ impl Server {
         }
         let (cfg, warnings) = flags::build_config(&self.flags)?;
         reload::check_immutable(&self.broker.cfg, &cfg)?;
-        logger::init(&LogSettings::from_config(&cfg))
-            .map_err(|e| format!("cannot open log file: {e}"))?;
+        logger::init(&cfg.log_settings()).map_err(|e| format!("cannot open log file: {e}"))?;
         for w in &warnings {
             warn!("{w}");
         }
@@ -426,12 +458,12 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut l);
         }
         let b = &mut self.broker;
-        b.lame_duck = true;
-        b.routes_lame_duck();
+        b.ident.lame_duck = true;
+        cluster::routes_lame_duck(b);
         let clients: Vec<(usize, u64)> = b
             .conns
             .iter()
-            .filter(|(_, c)| c.kind == Kind::Client)
+            .filter(|(_, c)| c.is_client())
             .map(|(t, c)| (t, c.cid))
             .collect();
         if clients.is_empty() {
@@ -441,8 +473,8 @@ impl Server {
         for &(t, cid) in &clients {
             let c = &b.conns[t];
             if c.opts.protocol >= 1 {
-                let line = info::client_info(b, cid, c.addr);
-                b.queue(t, line.as_bytes());
+                let line = b.client_info(cid, c.addr);
+                b.conns.queue(t, line.as_bytes());
             }
         }
         let grace = b.cfg.lame_duck_grace;
@@ -454,14 +486,14 @@ impl Server {
         let interval = (spread / clients.len() as u32).min(Duration::from_secs(1));
         self.lame_duck = Some(LameDuck {
             clients,
-            next_at: b.now + grace,
+            next_at: b.conns.now + grace,
             interval,
             closing: false,
         });
     }
 
     fn lame_duck_step(&mut self) {
-        let now = self.broker.now;
+        let now = self.broker.conns.now;
         let Some(ld) = &mut self.lame_duck else {
             return;
         };
@@ -481,14 +513,23 @@ impl Server {
                 break;
             };
             if self.broker.conns.get(t).is_some_and(|c| c.cid == cid) {
-                self.broker.close(t, CloseReason::ServerShutdown);
+                self.broker.conns.close(t, CloseReason::ServerShutdown);
             }
         }
         let half = ld.interval / 2;
-        let jitter = Duration::from_nanos(self.broker.rand() % half.as_nanos().max(1) as u64);
+        let jitter =
+            Duration::from_nanos(self.broker.rng.next_u64() % half.as_nanos().max(1) as u64);
         ld.next_at = now + half + jitter;
         if ld.clients.is_empty() {
             self.stopping = true;
         }
+    }
+}
+
+/// Hands bytes from connection `t` to whoever speaks its protocol.
+fn process(b: &mut Broker, cluster: &mut Option<Cluster>, t: usize, data: &[u8]) -> usize {
+    match cluster {
+        Some(cl) if !b.conns[t].is_client() => cl.input(b, t, data),
+        _ => b.process(t, data),
     }
 }

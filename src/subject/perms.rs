@@ -7,10 +7,28 @@
 //! `allow_responses` lets a user publish to the reply subjects of requests it received, a
 //! limited number of times within a time limit.
 
-use crate::config::{Permissions, SubjectPerm};
-use crate::subject::sublist::subject_matches;
+use crate::subject::subject_matches;
 use crate::util::hash::{new_map, FastMap};
 use std::time::{Duration, Instant};
+
+/// Subjects one may (allow) and may not (deny) use. `allow: None` allows everything;
+/// deny wins over allow. Entries may use wildcards; a subscribe entry may name a queue
+/// group as `"subject queue"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubjectPerm {
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
+}
+
+/// What a user may publish and subscribe to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: SubjectPerm,
+    pub subscribe: SubjectPerm,
+    /// `allow_responses`: may publish to reply subjects of requests it received, at most
+    /// this many times each, within the duration.
+    pub allow_responses: Option<(u64, Duration)>,
+}
 
 /// Entries of an allow or deny list: a subject pattern, optionally with a queue group.
 #[derive(Debug, Default)]

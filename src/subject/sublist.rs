@@ -15,6 +15,7 @@
 //!
 //! Removal is O(1) in the size of a subject's list: each `Sub` remembers its slot.
 
+use crate::subject::{has_wildcard, subject_matches, valid_subject};
 use crate::util::hash::{new_map, FastMap};
 use slab::Slab;
 use std::rc::Rc;
@@ -174,46 +175,6 @@ pub struct Sublist {
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct InvalidSubject;
-
-/// A subject a client may subscribe to: no empty token, `>` only as the last token.
-pub fn valid_subject(subject: &[u8]) -> bool {
-    let mut toks = subject.split(|&b| b == b'.').peekable();
-    while let Some(t) = toks.next() {
-        if t.is_empty() || (t == b">" && toks.peek().is_some()) {
-            return false;
-        }
-    }
-    true
-}
-
-/// A subject fit to publish to in pedantic mode: no empty token and no wildcard token.
-pub fn valid_literal_subject(subject: &[u8]) -> bool {
-    subject
-        .split(|&b| b == b'.')
-        .all(|t| !t.is_empty() && t != b"*" && t != b">")
-}
-
-/// Whether the subject has a wildcard token.
-pub fn has_wildcard(subject: &[u8]) -> bool {
-    subject
-        .split(|&b| b == b'.')
-        .any(|t| t == b"*" || t == b">")
-}
-
-/// Whether a subscription `pattern` matches the literal subject `subject`.
-pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
-    let mut p = pattern.split(|&b| b == b'.');
-    let mut s = subject.split(|&b| b == b'.');
-    loop {
-        match (p.next(), s.next()) {
-            (Some(b">"), Some(_)) => return true,
-            (Some(b"*"), Some(_)) => {}
-            (Some(pt), Some(st)) if pt == st => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
 
 impl Default for Sublist {
     fn default() -> Sublist {
@@ -452,6 +413,7 @@ fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::subject::valid_literal_subject;
 
     fn ids(m: &Matches) -> Vec<SubId> {
         let mut v: Vec<SubId> = m.plain.clone();

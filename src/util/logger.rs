@@ -2,11 +2,13 @@
 //! `[pid] 2026/11/21 10:00:00.123456 [INF] message` (local time, microseconds), to stderr or
 //! to the file given by `-l`. `-D` enables `[DBG]`, `-V` enables `[TRC]`; `-T=false` drops the
 //! timestamp. Settings can be changed while running (config reload), hence the lock.
+//! Whether trace is on is also kept in an atomic flag (`trace_on`), which the message path
+//! asks before formatting anything: the one copy of that fact, refreshed by every `init`.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -39,20 +41,16 @@ static LOGGER: Logger = Logger {
     }),
 };
 static PID: AtomicU32 = AtomicU32::new(0);
+static TRACE: AtomicBool = AtomicBool::new(false);
+
+/// Trace logging is on: check it before formatting a `[TRC]` line on the message path.
+#[inline]
+pub fn trace_on() -> bool {
+    TRACE.load(Ordering::Relaxed)
+}
 
 fn pid() -> u32 {
     PID.load(Ordering::Relaxed)
-}
-
-impl LogSettings {
-    pub fn from_config(cfg: &crate::config::Config) -> LogSettings {
-        LogSettings {
-            debug: cfg.debug,
-            trace: cfg.trace,
-            time: cfg.logtime,
-            file: cfg.log_file.clone(),
-        }
-    }
 }
 
 /// Installs the logger (first call) or applies new settings (later calls).
@@ -70,6 +68,7 @@ pub fn init(s: &LogSettings) -> io::Result<()> {
         sink.file = file;
     }
     let _ = log::set_logger(&LOGGER);
+    TRACE.store(s.trace, Ordering::Relaxed);
     log::set_max_level(if s.trace {
         LevelFilter::Trace
     } else if s.debug {

@@ -4,5 +4,6 @@
 pub mod hash;
 pub mod logger;
 pub mod resolve;
+pub mod rng;
 pub mod timefmt;
 pub mod worker;
