@@ -2,8 +2,11 @@
 //! `Config`, sets up logging and the pid file, and runs the poll loop until a stop signal.
 
 use std::process::ExitCode;
+use tern::cluster::Cluster;
 use tern::config::{self, flags};
-use tern::server::{self, signals};
+use tern::monitor::source::Monitoring;
+use tern::server::source::Plug;
+use tern::server::{signals, Server};
 use tern::util::logger;
 
 fn main() -> ExitCode {
@@ -62,13 +65,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let mut server = match server::Server::new(cfg, flags) {
+    let mut server = match Server::new(cfg, flags) {
         Ok(s) => s,
         Err(e) => {
             log::error!("Error listening on port: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // The subsystems the loop runs besides clients (server/source.rs), each only if the
+    // config turns it on.
+    let plugs: [Plug; 2] = [Monitoring::plug, Cluster::plug];
+    for plug in plugs {
+        if let Err(e) = server.plug(plug) {
+            log::error!("Error listening on port: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,7 +4,8 @@
 //! by gossip, redials). When it is due, an IP literal is connected at once; a host name goes
 //! to the resolver, a helper thread (`util/worker.rs`) that may sit in getaddrinfo as long as DNS
 //! takes, and its answer comes back through the loop's waker (`lookups_done`). The
-//! connect itself is non-blocking: the socket waits in `connecting` (tokens from `DIAL_BASE`)
+//! connect itself is non-blocking: the socket waits in `connecting` (the cluster's tokens
+//! after its listener's)
 //! until it is writable and then becomes a route (`add_route`: "Route connection created"),
 //! or the attempt fails.
 //!
@@ -28,10 +29,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Sockets still connecting use tokens from here up (connections stay below, monitoring
-/// connections start at `usize::MAX / 2`).
-pub const DIAL_BASE: usize = usize::MAX / 4;
 
 /// Delay between attempts to dial a route (nats-server's DEFAULT_ROUTE_CONNECT).
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -206,7 +203,7 @@ impl Cluster {
             }
         };
         let entry = self.dialer.connecting.vacant_entry();
-        let token = Token(DIAL_BASE + entry.key());
+        let token = Token(self.dial_base + entry.key());
         if let Err(e) = b
             .conns
             .registry

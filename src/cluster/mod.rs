@@ -30,25 +30,33 @@ mod dial;
 mod handshake;
 mod interest;
 
-pub use dial::DIAL_BASE;
-
 use crate::conn::{CloseReason, Conn, Kind, RouteState};
 use crate::core::broker::Broker;
 use crate::protocol::info::ClusterIdent;
 use crate::protocol::parser::{self, Limits, Op, Parsed, Peer};
 use crate::protocol::wire;
+use crate::server::listener::{listen_addr, Listener};
+use crate::server::source::{Cx, ServerEvent, Source, SourceId};
 use crate::util::logger;
 use crate::util::rng::Rng;
 use log::{debug, error, info};
+use mio::event::Event;
 use mio::net::TcpStream;
-use mio::Waker;
+use mio::{Token, Waker};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The cluster's own state; who we are in the cluster (name, route port) is in the broker's
-/// identity, the routes themselves are connections.
+/// identity, the routes themselves are connections (owned by this source).
 pub struct Cluster {
+    /// This source (stamped on route connections).
+    id: SourceId,
+    /// The cluster port (the source's first token).
+    listener: Option<Listener>,
+    /// The token of connecting socket 0 (the ones after the listener's).
+    dial_base: usize,
     /// Dials waiting for their time, for a lookup or for their connect (`dial.rs`).
     dialer: dial::Dialer,
     /// Addresses that turned out to be ourselves; never dialled again.
@@ -67,10 +75,28 @@ fn generated_name() -> String {
 }
 
 impl Cluster {
+    /// Starts clustering if the config asks for it: binds the cluster port.
+    pub fn plug(cx: &mut Cx) -> io::Result<Option<Box<dyn Source>>> {
+        let Some(cc) = &cx.broker.cfg.cluster else {
+            return Ok(None);
+        };
+        let addr = listen_addr(&cc.host, cc.port)?;
+        let registry = &cx.broker.conns.registry;
+        let listener = Listener::bind(addr, "Route", registry, cx.token(0))?;
+        let bound = listener.local_addr()?;
+        info!("Listening for route connections on {bound}");
+        let dial_base = cx.token(1).0;
+        let Some(mut cl) = Cluster::start(cx.broker, cx.id, bound.port(), cx.waker.clone()) else {
+            return Ok(None);
+        };
+        (cl.listener, cl.dial_base) = (Some(listener), dial_base);
+        Ok(Some(Box::new(cl)))
+    }
+
     /// Turns clustering on once the route listener is bound to `port` (None when the config
     /// has no cluster); configured routes are dialled in the first pass. `waker` wakes the
     /// loop when a host name lookup is done.
-    pub fn start(b: &mut Broker, port: u16, waker: Arc<Waker>) -> Option<Cluster> {
+    pub fn start(b: &mut Broker, id: SourceId, port: u16, waker: Arc<Waker>) -> Option<Cluster> {
         let cc = b.cfg.cluster.as_ref()?;
         let (name, dynamic) = match &cc.name {
             Some(n) => (n.clone(), false),
@@ -89,6 +115,9 @@ impl Cluster {
         });
         b.ident.urls_changed = b.conns.now;
         Some(Cluster {
+            id,
+            listener: None,
+            dial_base: 0,
             dialer,
             self_urls: Vec::new(),
             stopping: false,
@@ -113,6 +142,7 @@ impl Cluster {
         };
         let now = b.conns.now;
         let c = &mut b.conns[t];
+        c.owner = Some(self.id);
         // Until the handshake is done, only the auth timeout (if any) matters.
         c.next_ping = now + Duration::from_secs(3600);
         if !dialled {
@@ -134,9 +164,19 @@ impl Cluster {
         Some(t)
     }
 
+    /// Takes in the routes that connected to the cluster port.
+    fn accept(&mut self, b: &mut Broker) {
+        let Some(l) = &mut self.listener else { return };
+        let mut accepted = Vec::new();
+        l.accept_all(b.conns.now, |sock, addr| accepted.push((sock, addr)));
+        for (sock, addr) in accepted {
+            self.add_route(b, sock, addr, RouteState::default());
+        }
+    }
+
     /// Acts on bytes from route `t`, frame by frame; returns how many were used (the caller
     /// keeps the rest, a frame split by the read).
-    pub fn input(&mut self, b: &mut Broker, t: usize, data: &[u8]) -> usize {
+    pub fn frames(&mut self, b: &mut Broker, t: usize, data: &[u8]) -> usize {
         let mut pos = 0;
         while pos < data.len() {
             if b.conns[t].closing.is_some() || !handshake::may_send(b, t, data[pos]) {
@@ -238,6 +278,51 @@ impl Cluster {
     }
 }
 
+impl Source for Cluster {
+    fn ready(&mut self, cx: &mut Cx, token: Token, _ev: &Event) {
+        match cx.index(token) {
+            0 => self.accept(cx.broker),
+            n => self.on_dial_event(cx.broker, n - 1),
+        }
+    }
+
+    fn input(&mut self, cx: &mut Cx, t: usize, data: &[u8]) -> usize {
+        self.frames(cx.broker, t, data)
+    }
+
+    fn closed(&mut self, cx: &mut Cx, c: Conn) {
+        self.route_closed(cx.broker, c);
+    }
+
+    fn woken(&mut self, cx: &mut Cx) {
+        self.lookups_done(cx.broker);
+    }
+
+    fn event(&mut self, cx: &mut Cx, ev: ServerEvent) {
+        match ev {
+            ServerEvent::LameDuck => routes_lame_duck(cx.broker),
+            ServerEvent::Shutdown => self.stopping = true,
+            ServerEvent::Reload => {}
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let retry = self.listener.as_ref().and_then(Listener::retry_at);
+        self.next_dial().into_iter().chain(retry).min()
+    }
+
+    fn end_of_pass(&mut self, cx: &mut Cx) {
+        if self
+            .listener
+            .as_ref()
+            .is_some_and(|l| l.due(cx.broker.conns.now))
+        {
+            self.accept(cx.broker);
+        }
+        self.run_dials(cx.broker);
+    }
+}
+
 /// The registered route to the server with id `id`, if any.
 fn route_to(b: &Broker, id: &str) -> Option<usize> {
     let mut routes = b.conns.routes.iter().copied();
@@ -275,7 +360,7 @@ fn client_urls_changed(b: &mut Broker) {
 }
 
 /// Tells the routes we are in lame-duck mode (they stop offering our URLs to clients).
-pub fn routes_lame_duck(b: &mut Broker) {
+fn routes_lame_duck(b: &mut Broker) {
     if b.ident.cluster.is_none() {
         return;
     }
@@ -305,7 +390,7 @@ mod tests {
         };
         let mut w = World::new(cfg);
         let waker = Arc::new(Waker::new(w.poll.registry(), Token(usize::MAX)).unwrap());
-        let cl = Cluster::start(&mut w.b, 6222, waker).unwrap();
+        let cl = Cluster::start(&mut w.b, 0, 6222, waker).unwrap();
         (w, cl)
     }
 
@@ -357,14 +442,14 @@ mod tests {
         ] {
             let r = route(&mut w, &mut cl);
             w.b.conns[c].counters.out_msgs = 0;
-            cl.input(&mut w.b, r, early);
+            cl.frames(&mut w.b, r, early);
             assert_eq!(w.b.conns[r].closing, Some(CloseReason::AuthViolation));
             assert!(w.b.conns[r].route().unwrap().subs.is_empty());
             assert_eq!(w.b.conns[c].counters.out_msgs, 0);
         }
         // After a CONNECT, but before its INFO registers it: still not acted on.
         let r = route(&mut w, &mut cl);
-        cl.input(
+        cl.frames(
             &mut w.b,
             r,
             b"CONNECT {\"cluster\":\"c\",\"name\":\"X\"}\r\nRS+ $G >\r\nRMSG $G foo 8\r\ninjected\r\n",
@@ -373,7 +458,7 @@ mod tests {
         assert!(w.b.conns[r].route().unwrap().subs.is_empty());
         assert_eq!(w.b.conns[c].counters.out_msgs, 0);
         // Registered: now its interest and messages count.
-        cl.input(
+        cl.frames(
             &mut w.b,
             r,
             b"INFO {\"server_id\":\"X\",\"cluster\":\"c\",\"port\":1}\r\nRS+ $G >\r\nRMSG $G foo 2\r\nok\r\n",

@@ -119,6 +119,9 @@ pub struct Counters {
 pub struct Conn {
     pub sock: TcpStream,
     pub kind: Kind,
+    /// The loop source that speaks this connection's protocol (routes: the cluster's); None
+    /// for a client, which the core serves.
+    pub owner: Option<usize>,
     pub cid: u64,
     pub addr: SocketAddr,
     pub started: Instant,
@@ -182,6 +185,7 @@ impl Conn {
         Conn {
             sock,
             kind,
+            owner: None,
             cid,
             addr,
             started: now,

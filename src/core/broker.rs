@@ -7,6 +7,7 @@
 
 use super::account::Account;
 use super::deliver::Scratch;
+use super::internal::InternalMsg;
 use crate::config::Config;
 use crate::conn::close::snapshot;
 use crate::conn::table::Limits;
@@ -43,6 +44,9 @@ pub struct Broker {
     pub stats: Stats,
     /// Delivery's reusable buffers (deliver.rs).
     pub(crate) scratch: Scratch,
+    /// Messages delivered to sources' internal subscriptions, waiting for them to take
+    /// (internal.rs): the fan-out writes here, so it sits beside the connections.
+    pub(crate) inbox: Vec<InternalMsg>,
     /// Queue picks and PING jitter.
     pub rng: Rng,
 }
@@ -56,6 +60,7 @@ impl Broker {
             ident,
             stats: Stats::default(),
             scratch: Scratch::default(),
+            inbox: Vec::new(),
             rng: Rng::seeded(),
         };
         b.sync_accounts();
@@ -115,14 +120,14 @@ impl Broker {
         }
     }
 
-    /// Frees every connection marked closing this pass. Route connections are handed back
-    /// for the cluster to clean up after.
+    /// Frees every connection marked closing this pass. Connections a loop source owns
+    /// (`Conn::owner`: routes) are handed back for it to clean up after.
     pub fn reap(&mut self) -> Vec<Conn> {
-        let mut routes = Vec::new();
+        let mut owned = Vec::new();
         while let Some(t) = self.conns.next_closing() {
-            routes.extend(self.free(t));
+            owned.extend(self.free(t));
         }
-        routes
+        owned
     }
 
     fn free(&mut self, t: usize) -> Option<Conn> {
@@ -140,20 +145,20 @@ impl Broker {
                 self.interest_changed(c.account, &sub.subject, sub.queue.as_deref(), -1);
             }
         }
-        if !c.is_client() {
+        if c.is_client() {
+            debug!(
+                "{} - Client connection closed: {}",
+                c.label(),
+                reason.as_str()
+            );
+        } else {
             info!(
                 "{} - Router connection closed: {}",
                 c.label(),
                 reason.as_str()
             );
-            return Some(c);
         }
-        debug!(
-            "{} - Client connection closed: {}",
-            c.label(),
-            reason.as_str()
-        );
-        None
+        c.owner.is_some().then_some(c)
     }
 
     /// Closes every connection (shutdown), flushing what can be flushed without waiting.

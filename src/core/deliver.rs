@@ -32,7 +32,7 @@ pub struct Scratch {
     /// Routes a message goes to, with the queue groups picked there.
     route_targets: Vec<(usize, Vec<u8>)>,
     /// Auto-unsubscribes reached during a fan-out, applied after it.
-    unsub_later: Vec<SubId>,
+    pub(super) unsub_later: Vec<SubId>,
     /// Payload ranges of the PUB run being gathered (`client::process`).
     pub(crate) run: Vec<Range<usize>>,
 }
@@ -48,7 +48,7 @@ pub struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// The run's message with the payload at `r`: `first` (any of them) with that payload.
-    fn message<'m>(&self, first: &Msg<'m>, r: &Range<usize>) -> Msg<'m>
+    pub(super) fn message<'m>(&self, first: &Msg<'m>, r: &Range<usize>) -> Msg<'m>
     where
         'a: 'm,
     {
@@ -148,7 +148,6 @@ impl Broker {
     /// subscribers and, for a client's message, to the routes with interest. Returns whether
     /// anyone got it.
     pub fn deliver(&mut self, from: usize, m: &Msg) -> bool {
-        let clustered = self.ident.cluster.is_some();
         let from_route = !self.conns[from].is_client();
         let acc = if from_route {
             match self.account_index(&String::from_utf8_lossy(m.account)) {
@@ -158,6 +157,19 @@ impl Broker {
         } else {
             self.conns[from].account
         };
+        self.deliver_in(from, acc, from_route, m)
+    }
+
+    /// `deliver` in account `acc`; `from` is the publishing connection (or an internal
+    /// publisher, `internal.rs`, which no connection matches).
+    pub(super) fn deliver_in(
+        &mut self,
+        from: usize,
+        acc: usize,
+        from_route: bool,
+        m: &Msg,
+    ) -> bool {
+        let clustered = self.ident.cluster.is_some();
         let Some(matches) = self.accounts[acc].sublist.lookup(m.subject) else {
             return false;
         };
@@ -441,7 +453,9 @@ impl Broker {
         let t = sub.conn;
         let c = match self.conns.slab.get_mut(t) {
             Some(c) if c.closing.is_none() => c,
-            _ => return false,
+            Some(_) => return false,
+            // No connection: an internal subscription's message goes to its owner's inbox.
+            None => return self.deliver_internal(acc, id, m, run),
         };
         if t == from && !c.opts.echo {
             return false;

@@ -7,5 +7,6 @@ pub mod broker;
 pub mod client;
 pub mod deliver;
 pub mod input;
+pub mod internal;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// Largest request head accepted (request line and headers).
 pub const MAX_REQUEST: usize = 8 * 1024;
 /// Monitoring connections open at once; past it, a new one takes the slot of the oldest
-/// idle one (`monitor::side`).
+/// idle one (`monitor::source`).
 pub const MAX_CONNS: usize = 256;
 /// A request must be complete this long after it started arriving.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

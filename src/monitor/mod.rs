@@ -5,14 +5,14 @@
 //! `/routez`, `/healthz`, `/accountz`, and `/metrics` (Prometheus text, `metrics.rs`;
 //! nats-server has none, see README). `respond` answers a request between two loop passes;
 //! the large ones (/connz, /subsz lists) come back as a `Stream` that the loop renders a
-//! slice per pass (`stream.rs`, `side.rs`), so monitoring never holds up messaging.
+//! slice per pass (`stream.rs`, `source.rs`), so monitoring never holds up messaging.
 
 mod connz;
 pub mod http;
 mod metrics;
 pub mod pretty;
 mod routez;
-pub mod side;
+pub mod source;
 pub mod stream;
 mod subsz;
 

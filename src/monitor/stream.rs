@@ -4,7 +4,7 @@
 //! one go it would hold up every client for the whole time. Instead the endpoint takes what
 //! it needs to decide the page (sort keys, the entries' identities) when the request comes,
 //! and a `Stream` renders the entries later, a few per loop pass and only as fast as the
-//! monitoring socket drains (`monitor::side`). The compact JSON of each part goes through
+//! monitoring socket drains (`monitor::source`). The compact JSON of each part goes through
 //! `Pretty`, whose state crosses parts, so the bytes are those of the one-go rendering.
 
 use super::pretty::Pretty;

@@ -1,6 +1,8 @@
-//! What the loop does when accepting a connection fails: back off, as nats-server does.
+//! Listening sockets: binding with a deep accept queue, the one accept loop every listener
+//! uses (clients here, routes in `cluster`, monitoring in `monitor`), and the client URLs
+//! this server advertises.
 //!
-//! Out of file descriptors (or kernel memory), `accept` fails again at once for as long as
+//! When accepting fails, the listener backs off, as nats-server does. Out of file descriptors (or kernel memory), `accept` fails again at once for as long as
 //! that lasts, and every connection that arrives meanwhile makes the listener readable again.
 //! nats-server's accept loop sleeps 10 ms, doubling up to 1 s, and logs one line per sleep:
 //! `Temporary Client Accept Error(accept tcp 0.0.0.0:4222: accept4: too many open files),
@@ -10,9 +12,88 @@
 
 use crate::util::logger::os_error;
 use log::error;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// Resolves a listen address the way nats-server does: host (IPv4, IPv6 or a name) and
+/// port, `-1` meaning any free port.
+pub fn listen_addr(host: &str, port: i32) -> io::Result<SocketAddr> {
+    let port = if port < 0 { 0 } else { port as u16 };
+    crate::util::resolve::resolve(host, port)
+}
+
+/// A listening socket registered with the loop, and its backoff.
+pub struct Listener {
+    sock: TcpListener,
+    backoff: Backoff,
+}
+
+impl Listener {
+    /// Binds `addr` with the deepest accept queue the system allows and registers it under
+    /// `token`. mio (like std) asks for 128, which a burst of connects overflows (the dropped
+    /// SYNs come back a second later); nats-server asks for somaxconn. `name` is who accepts,
+    /// as nats-server's log lines say it ("Client", "Route").
+    pub fn bind(
+        addr: SocketAddr,
+        name: &'static str,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Listener> {
+        use std::os::fd::AsRawFd;
+        let mut sock = TcpListener::bind(addr)?;
+        // SAFETY: listen on a socket we own; the kernel caps the backlog at somaxconn.
+        unsafe { libc::listen(sock.as_raw_fd(), 65535) };
+        registry.register(&mut sock, token, Interest::READABLE)?;
+        Ok(Listener {
+            sock,
+            backoff: Backoff::new(name),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Accepts every pending connection, handing each to `take`, unless the listener is
+    /// resting after a failure; a failure makes it rest (see the module comment).
+    pub fn accept_all(&mut self, now: Instant, mut take: impl FnMut(TcpStream, SocketAddr)) {
+        if !self.backoff.begin(now) {
+            return;
+        }
+        loop {
+            match self.sock.accept() {
+                Ok((sock, addr)) => {
+                    self.backoff.accepted();
+                    take(sock, addr);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    if self.backoff.failed(&e, self.sock.local_addr().ok(), now) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// When a resting listener is tried again (the loop wakes up for it).
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.backoff.retry_at
+    }
+
+    /// The rest is over: accept again (nothing announces the connections that waited).
+    pub fn due(&self, now: Instant) -> bool {
+        self.backoff.due(now)
+    }
+
+    /// Stops listening (lame duck, shutdown).
+    pub fn close(mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.sock);
+    }
+}
 
 /// nats-server's ACCEPT_MIN_SLEEP and ACCEPT_MAX_SLEEP.
 const MIN_DELAY: Duration = Duration::from_millis(10);
@@ -20,16 +101,16 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// One listener's backoff.
 #[derive(Debug)]
-pub struct Backoff {
+struct Backoff {
     /// Who accepts, as nats-server names it in the log line ("Client", "Route").
     name: &'static str,
     delay: Duration,
     /// The listener is left alone until then.
-    pub retry_at: Option<Instant>,
+    retry_at: Option<Instant>,
 }
 
 impl Backoff {
-    pub fn new(name: &'static str) -> Backoff {
+    fn new(name: &'static str) -> Backoff {
         Backoff {
             name,
             delay: MIN_DELAY,
@@ -38,7 +119,7 @@ impl Backoff {
     }
 
     /// Whether the listener may be accepted from now (false while backing off).
-    pub fn begin(&mut self, now: Instant) -> bool {
+    fn begin(&mut self, now: Instant) -> bool {
         if self.retry_at.is_some_and(|at| at > now) {
             return false;
         }
@@ -47,17 +128,17 @@ impl Backoff {
     }
 
     /// Whether the time to try again has come.
-    pub fn due(&self, now: Instant) -> bool {
+    fn due(&self, now: Instant) -> bool {
         self.retry_at.is_some_and(|at| at <= now)
     }
 
-    pub fn accepted(&mut self) {
+    fn accepted(&mut self) {
         self.delay = MIN_DELAY;
     }
 
     /// `accept` on the listener at `local` failed with `e`: true when accepting should stop
     /// until `retry_at` (false: the error concerned one connection only, go on).
-    pub fn failed(&mut self, e: &io::Error, local: Option<SocketAddr>, now: Instant) -> bool {
+    fn failed(&mut self, e: &io::Error, local: Option<SocketAddr>, now: Instant) -> bool {
         match e.kind() {
             io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => return false,
             _ => {}

@@ -1,107 +1,77 @@
 //! The poll loop: one thread, one `mio::Poll`, every socket nonblocking and edge-triggered.
 //!
 //! One pass of the loop:
-//! 1. wait for readiness, no longer than the earliest timer or stall deadline;
-//! 2. accept every pending connection; read every readable connection until WouldBlock or
-//!    until its per-pass budget is spent (then it is revisited next pass without waiting);
-//!    bytes are parsed straight out of one shared read buffer and acted on;
-//! 3. end stalls whose consumers drained, run due timers (auth timeout, PINGs, write deadline);
-//! 4. write every connection that got output this pass (one write per connection, WRITABLE
-//!    interest only for those left with unsent bytes);
-//! 5. free the connections marked closing.
+//! 1. wait for readiness, no longer than the earliest deadline of the connections (timers,
+//!    stalls), of the client listener's backoff and of each source;
+//! 2. dispatch: accept clients; read every readable connection until WouldBlock or until its
+//!    per-pass budget is spent (then it is revisited next pass without waiting), its bytes
+//!    parsed straight out of one shared read buffer and acted on (`read.rs`); hand every other
+//!    token to the source whose range holds it;
+//! 3. end of pass: each source's work (`Source::end_of_pass`), then the connections' (end
+//!    stalls whose consumers drained, run due timers), then write every connection that got
+//!    output (one write each, WRITABLE interest only while bytes remain), then free the
+//!    connections marked closing (their owners clean up after them).
 //!
-//! Signals arrive through a signalfd registered with the same poll; helper threads (DNS
-//! lookups for routes) wake it through a `mio::Waker`.
+//! The loop knows sources, not features (`source.rs`): clustering, monitoring and lame-duck
+//! mode are plugged in. Signals arrive through a signalfd registered with the same poll;
+//! helper threads wake it through the one `mio::Waker`.
 
+pub mod lame_duck;
 pub mod listener;
+mod read;
 pub mod signals;
+pub mod source;
 
-use crate::cluster::{self, Cluster};
+pub use read::process;
+
 use crate::config::flags::{self, Flags};
-use crate::config::reload;
-use crate::config::{Config, FLUSH_AT, READS_PER_PASS, READ_CHUNK};
-use crate::conn::io::{read_into, ReadOutcome};
-use crate::conn::{CloseReason, Conn, RouteState};
+use crate::config::{reload, Config, READ_CHUNK};
 use crate::core::broker::Broker;
-use crate::monitor::side::{HttpSide, HTTP_BASE};
 use crate::protocol::info::{self, Identity};
 use crate::util::logger;
-use listener::Backoff;
-use log::{debug, error, info as log_info, warn};
-use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use lame_duck::LameDuck;
+use listener::{listen_addr, Listener};
+use log::{debug, error, info, warn};
+use mio::event::Event;
+use mio::{Events, Poll, Token, Waker};
 use signals::{Signal, Signals};
+use source::{source_of, Cx, Plug, ServerEvent, Source, SourceId};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
-const HTTP_LISTENER: Token = Token(usize::MAX - 3);
-const ROUTE_LISTENER: Token = Token(usize::MAX - 4);
-/// Helper threads have results (`worker.rs`).
-const WAKER: Token = Token(usize::MAX - 5);
-
-/// Lame duck: no new clients; the existing ones are closed one by one, then the server exits.
-struct LameDuck {
-    clients: Vec<(usize, u64)>,
-    next_at: Instant,
-    interval: Duration,
-    /// The grace period is over and closing has begun.
-    closing: bool,
-}
+/// Helper threads have results (`util/worker.rs`).
+const WAKER: Token = Token(usize::MAX - 3);
 
 pub struct Server {
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Where clients connect (closed in lame-duck mode).
+    listener: Option<Listener>,
     signals: Signals,
+    /// The one waker of this poll, shared by every helper thread.
+    waker: Arc<Waker>,
     /// Shared by every connection whose previous read ended on a frame boundary.
     rbuf: Vec<u8>,
     /// Connections that still had bytes when their read budget ran out.
     pending_reads: Vec<usize>,
     broker: Broker,
-    http: Option<HttpSide>,
-    /// The cluster port, when clustering is on.
-    route_listener: Option<TcpListener>,
-    cluster: Option<Cluster>,
+    /// The subsystems plugged into the loop; a source's id is its index here.
+    sources: Vec<Box<dyn Source>>,
     /// The command line, kept so a reload rebuilds the config exactly as at start.
     flags: Flags,
-    /// Lame-duck mode: clients still to close, and when to close the next one.
-    lame_duck: Option<LameDuck>,
-    /// Accepting failed (out of descriptors): the listeners rest a while (`accept.rs`).
-    accept_backoff: Backoff,
-    route_backoff: Backoff,
     stopping: bool,
 }
 
-/// Resolves the listen address the way nats-server does: host (IPv4, IPv6 or a name) and
-/// port, `-1` meaning any free port.
-/// Binds a listener with the deepest accept queue the system allows. mio (like std) asks
-/// for 128, which a burst of connects overflows (the dropped SYNs come back a second later);
-/// nats-server asks for somaxconn. Listening again only raises the backlog.
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    use std::os::fd::AsRawFd;
-    let listener = TcpListener::bind(addr)?;
-    // SAFETY: listen on a socket we own; the kernel caps the backlog at somaxconn.
-    unsafe { libc::listen(listener.as_raw_fd(), 65535) };
-    Ok(listener)
-}
-
-fn listen_addr(host: &str, port: i32) -> io::Result<SocketAddr> {
-    let port = if port < 0 { 0 } else { port as u16 };
-    crate::util::resolve::resolve(host, port)
-}
-
 impl Server {
+    /// Binds the client port and sets up the loop, with lame-duck mode as its first source.
     pub fn new(cfg: Config, flags: Flags) -> io::Result<Server> {
         let signals = Signals::new()?;
         let poll = Poll::new()?;
         let addr = listen_addr(&cfg.host, cfg.port)?;
-        let mut listener = bind_listener(addr)?;
+        let listener = Listener::bind(addr, "Client", poll.registry(), LISTENER)?;
         let bound = listener.local_addr()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
         signals.register(poll.registry(), SIGNALS)?;
         let id = info::new_server_id();
         let name = if cfg.server_name.is_empty() {
@@ -111,60 +81,41 @@ impl Server {
         };
         let urls = listener::client_urls(&cfg.host, bound.port());
         let ident = Identity::new(id, name, cfg.host.clone(), bound.port(), urls);
-        log_info!("Starting tern");
-        log_info!("  Version:  {}", crate::config::VERSION);
-        log_info!("  Name:     {}", ident.name);
-        log_info!("  ID:       {}", ident.id);
-        log_info!("Listening for client connections on {}", bound);
-        let http = match cfg.http_port {
-            Some(port) => {
-                let addr = listen_addr(cfg.http_host(), port as i32)?;
-                let mut listener = bind_listener(addr)?;
-                poll.registry()
-                    .register(&mut listener, HTTP_LISTENER, Interest::READABLE)?;
-                log_info!("Starting http monitor on {}", listener.local_addr()?);
-                Some(HttpSide::new(listener))
-            }
-            None => None,
-        };
-        let route_listener = match &cfg.cluster {
-            Some(cc) => {
-                let addr = listen_addr(&cc.host, cc.port)?;
-                let mut listener = bind_listener(addr)?;
-                poll.registry()
-                    .register(&mut listener, ROUTE_LISTENER, Interest::READABLE)?;
-                log_info!(
-                    "Listening for route connections on {}",
-                    listener.local_addr()?
-                );
-                Some(listener)
-            }
-            None => None,
-        };
-        let registry = poll.registry().try_clone()?;
-        let mut broker = Broker::new(cfg, ident, registry);
-        // One waker per Poll, shared by every helper thread (`util/worker.rs`).
+        info!("Starting tern");
+        info!("  Version:  {}", crate::config::VERSION);
+        info!("  Name:     {}", ident.name);
+        info!("  ID:       {}", ident.id);
+        info!("Listening for client connections on {}", bound);
+        let broker = Broker::new(cfg, ident, poll.registry().try_clone()?);
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let cluster = match &route_listener {
-            Some(l) => Cluster::start(&mut broker, l.local_addr()?.port(), waker),
-            None => None,
-        };
         Ok(Server {
             poll,
             listener: Some(listener),
             signals,
+            waker,
             rbuf: vec![0; READ_CHUNK],
             pending_reads: Vec::new(),
             broker,
-            http,
-            route_listener,
-            cluster,
+            sources: vec![Box::new(LameDuck::default())],
             flags,
-            lame_duck: None,
-            accept_backoff: Backoff::new("Client"),
-            route_backoff: Backoff::new("Route"),
             stopping: false,
         })
+    }
+
+    /// Plugs a subsystem in: `plug` gets its context (its token range, the waker) and
+    /// returns its source, or None when the config does not turn it on.
+    pub fn plug(&mut self, plug: Plug) -> io::Result<()> {
+        let id = self.sources.len();
+        let mut cx = Cx {
+            broker: &mut self.broker,
+            waker: &self.waker,
+            id,
+            stop: &mut self.stopping,
+        };
+        if let Some(source) = plug(&mut cx)? {
+            self.sources.push(source);
+        }
+        Ok(())
     }
 
     /// The address clients connect to (useful when the port was random).
@@ -173,7 +124,7 @@ impl Server {
     }
 
     pub fn run(&mut self) -> io::Result<()> {
-        log_info!("Server is ready");
+        info!("Server is ready");
         let mut events = Events::with_capacity(1024);
         while !self.stopping {
             let timeout = self.poll_timeout();
@@ -184,76 +135,79 @@ impl Server {
             }
             self.broker.conns.now = Instant::now();
             for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept(),
-                    SIGNALS => self.on_signals(),
-                    HTTP_LISTENER => {
-                        if let Some(h) = &mut self.http {
-                            h.accept(self.poll.registry(), self.broker.conns.now);
-                        }
-                    }
-                    ROUTE_LISTENER => self.accept_routes(),
-                    WAKER => {
-                        if let Some(cl) = &mut self.cluster {
-                            cl.lookups_done(&mut self.broker);
-                        }
-                    }
-                    Token(t) if t >= HTTP_BASE => {
-                        if let Some(h) = &mut self.http {
-                            h.on_event(t - HTTP_BASE, self.poll.registry(), &self.broker);
-                        }
-                    }
-                    Token(t) if t >= cluster::DIAL_BASE => {
-                        if let Some(cl) = &mut self.cluster {
-                            cl.on_dial_event(&mut self.broker, t - cluster::DIAL_BASE);
-                        }
-                    }
-                    Token(t) => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read(t);
-                        }
-                        if ev.is_writable() && self.broker.conns.contains(t) {
-                            self.broker.conns.flush(t);
-                        }
-                    }
-                }
+                self.dispatch(ev);
             }
             self.end_of_pass();
         }
-        log_info!("Initiating Shutdown...");
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        info!("Initiating Shutdown...");
+        if let Some(l) = self.listener.take() {
+            l.close(self.poll.registry());
         }
-        if let Some(cl) = &mut self.cluster {
-            cl.stopping = true;
-        }
-        let routes = self.broker.close_all();
-        self.routes_closed(routes);
-        log_info!("Server Exiting..");
+        self.broadcast(ServerEvent::Shutdown);
+        self.broker.conns.close_all();
+        self.reap();
+        info!("Server Exiting..");
         Ok(())
     }
 
+    fn dispatch(&mut self, ev: &Event) {
+        match ev.token() {
+            LISTENER => self.accept(),
+            SIGNALS => self.on_signals(),
+            WAKER => {
+                for id in 0..self.sources.len() {
+                    self.with_source(id, |s, cx| s.woken(cx));
+                }
+            }
+            Token(t) => match source_of(t) {
+                Some(id) => self.with_source(id, |s, cx| s.ready(cx, Token(t), ev)),
+                None => {
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        self.read(t);
+                    }
+                    if ev.is_writable() && self.broker.conns.contains(t) {
+                        self.broker.conns.flush(t);
+                    }
+                }
+            },
+        }
+    }
+
+    /// Runs `f` on source `id` with its context.
+    fn with_source(&mut self, id: SourceId, f: impl FnOnce(&mut dyn Source, &mut Cx)) {
+        let Some(source) = self.sources.get_mut(id) else {
+            return;
+        };
+        let mut cx = Cx {
+            broker: &mut self.broker,
+            waker: &self.waker,
+            id,
+            stop: &mut self.stopping,
+        };
+        f(source.as_mut(), &mut cx);
+    }
+
+    /// Tells every source what happened to the server.
+    fn broadcast(&mut self, ev: ServerEvent) {
+        for id in 0..self.sources.len() {
+            self.with_source(id, |s, cx| s.event(cx, ev));
+        }
+    }
+
     fn poll_timeout(&self) -> Option<Duration> {
-        let http = self.http.as_ref();
         if !self.pending_reads.is_empty()
             || !self.broker.conns.wake.is_empty()
-            || http.is_some_and(|h| h.has_work())
+            || self.sources.iter().any(|s| s.busy())
         {
             return Some(Duration::ZERO);
         }
-        let now = Instant::now();
-        let mut deadline = self.broker.conns.next_deadline();
-        let lame_duck = self.lame_duck.as_ref().map(|l| l.next_at);
-        let (accept, routes) = (self.accept_backoff.retry_at, self.route_backoff.retry_at);
-        let http = http.and_then(|h| h.next_deadline());
-        let dial = self.cluster.as_ref().and_then(|cl| cl.next_dial());
-        for r in [accept, routes, lame_duck, dial, http]
-            .into_iter()
-            .flatten()
-        {
-            deadline = Some(deadline.map_or(r, |d| d.min(r)));
-        }
-        deadline.map(|d| d.saturating_duration_since(now))
+        let retry = self.listener.as_ref().and_then(Listener::retry_at);
+        let sources = self.sources.iter().filter_map(|s| s.deadline());
+        let deadline = (self.broker.conns.next_deadline().into_iter())
+            .chain(retry)
+            .chain(sources)
+            .min();
+        deadline.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     fn end_of_pass(&mut self) {
@@ -262,145 +216,36 @@ impl Server {
         for t in again {
             self.read(t);
         }
-        let now = self.broker.conns.now;
-        if self.accept_backoff.due(now) {
+        if (self.listener.as_ref()).is_some_and(|l| l.due(self.broker.conns.now)) {
             self.accept();
         }
-        if self.route_backoff.due(now) {
-            self.accept_routes();
-        }
-        if let Some(h) = &mut self.http {
-            h.expire(self.poll.registry(), now);
-            h.produce(self.poll.registry(), &self.broker);
-        }
-        self.lame_duck_step();
-        if let Some(cl) = &mut self.cluster {
-            cl.run_dials(&mut self.broker);
+        for id in 0..self.sources.len() {
+            self.with_source(id, |s, cx| s.end_of_pass(cx));
         }
         let conns = &mut self.broker.conns;
         conns.check_stalls();
         conns.fire_timers();
         conns.flush_dirty();
-        let routes = self.broker.reap();
-        self.routes_closed(routes);
+        self.reap();
     }
 
-    /// The cluster cleans up after the route connections the reap freed.
-    fn routes_closed(&mut self, routes: Vec<Conn>) {
-        if let Some(cl) = &mut self.cluster {
-            for c in routes {
-                cl.route_closed(&mut self.broker, c);
+    /// Frees the connections marked closing; the sources that owned some clean up after them.
+    fn reap(&mut self) {
+        for c in self.broker.reap() {
+            if let Some(id) = c.owner {
+                self.with_source(id, |s, cx| s.closed(cx, c));
             }
         }
-    }
-
-    /// Acts on bytes read from connection `t` (the core handles clients, the cluster routes)
-    /// and keeps any unfinished frame.
-    fn ingest(&mut self, t: usize, data: &[u8]) {
-        let cluster = &mut self.cluster;
-        self.broker
-            .ingest(t, data, &mut |b, t, d| process(b, cluster, t, d));
-    }
-
-    /// Acts on the bytes connection `t` holds once they make a whole frame.
-    fn process_carried(&mut self, t: usize) {
-        let cluster = &mut self.cluster;
-        self.broker
-            .process_carried(t, &mut |b, t, d| process(b, cluster, t, d));
     }
 
     fn accept(&mut self) {
-        if !self.accept_backoff.begin(self.broker.conns.now) {
-            return;
-        }
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((sock, addr)) => {
-                    self.accept_backoff.accepted();
-                    self.broker.add_client(sock, addr);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    let local = listener.local_addr().ok();
-                    if self.accept_backoff.failed(&e, local, self.broker.conns.now) {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads connection `t` until WouldBlock or its budget for this pass is spent.
-    fn read(&mut self, t: usize) {
-        // Bytes kept back by a stall may hold whole frames: act on them first.
-        self.process_carried(t);
-        for _ in 0..READS_PER_PASS {
-            let Some(c) = self.broker.conns.get_mut(t) else {
-                return;
-            };
-            if c.closing.is_some() || c.stalled {
-                return;
-            }
-            let outcome = if c.in_len == 0 {
-                // The common case: parse straight out of the shared buffer, keep only a tail.
-                let mut rbuf = std::mem::take(&mut self.rbuf);
-                let outcome = read_into(&mut c.sock, &mut rbuf);
-                if let ReadOutcome::Data(n) = outcome {
-                    self.ingest(t, &rbuf[..n]);
-                }
-                self.rbuf = rbuf;
-                outcome
-            } else {
-                // A split frame: read straight into the connection's own bytes.
-                c.inbuf_room();
-                let outcome = read_into(&mut c.sock, &mut c.inbuf[c.in_len..]);
-                if let ReadOutcome::Data(n) = outcome {
-                    c.in_len += n;
-                    self.process_carried(t);
-                }
-                outcome
-            };
-            let conns = &mut self.broker.conns;
-            if conns.queued >= FLUSH_AT {
-                conns.flush_dirty();
-            }
-            match outcome {
-                ReadOutcome::Data(_) => {}
-                ReadOutcome::WouldBlock => return,
-                ReadOutcome::Closed(reason) => {
-                    conns.close(t, reason);
-                    return;
-                }
-            }
-        }
-        self.pending_reads.push(t);
-    }
-
-    fn accept_routes(&mut self) {
-        let (Some(l), Some(cl)) = (&self.route_listener, &mut self.cluster) else {
+        let Some(l) = &mut self.listener else {
             return;
         };
-        let now = self.broker.conns.now;
-        if !self.route_backoff.begin(now) {
-            return;
-        }
-        loop {
-            match l.accept() {
-                Ok((sock, addr)) => {
-                    self.route_backoff.accepted();
-                    cl.add_route(&mut self.broker, sock, addr, RouteState::default());
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    if self.route_backoff.failed(&e, l.local_addr().ok(), now) {
-                        return;
-                    }
-                }
-            }
-        }
+        let b = &mut self.broker;
+        l.accept_all(b.conns.now, |sock, addr| {
+            b.add_client(sock, addr);
+        });
     }
 
     fn on_signals(&mut self) {
@@ -409,7 +254,7 @@ impl Server {
             match sig {
                 Signal::Interrupt => self.stopping = true,
                 // As nats-server: SIGTERM does not cut a lame-duck exit short.
-                Signal::Terminate if self.lame_duck.is_none() => self.stopping = true,
+                Signal::Terminate if !self.broker.ident.lame_duck => self.stopping = true,
                 Signal::Terminate => {}
                 Signal::Hangup => {
                     if let Err(e) = self.reload() {
@@ -440,96 +285,22 @@ impl Server {
             warn!("{w}");
         }
         self.broker.apply_reload(cfg);
-        if let Some(h) = &mut self.http {
-            h.monitor.config_load_time = SystemTime::now();
-        }
-        log_info!("Reloaded server configuration");
+        self.broadcast(ServerEvent::Reload);
+        info!("Reloaded server configuration");
         Ok(())
     }
 
-    /// Stops accepting, tells clients (INFO with `ldm`), and after the grace period closes
-    /// them spread over the lame-duck duration; the server exits when none are left.
+    /// Stops accepting and says so in INFO; the sources do the rest (lame_duck.rs closes the
+    /// clients, the cluster tells the routes).
     fn enter_lame_duck(&mut self) {
-        if self.lame_duck.is_some() || self.stopping {
+        if self.broker.ident.lame_duck || self.stopping {
             return;
         }
-        log_info!("Entering lame duck mode, stop accepting new clients");
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        info!("Entering lame duck mode, stop accepting new clients");
+        if let Some(l) = self.listener.take() {
+            l.close(self.poll.registry());
         }
-        let b = &mut self.broker;
-        b.ident.lame_duck = true;
-        cluster::routes_lame_duck(b);
-        let clients: Vec<(usize, u64)> = b
-            .conns
-            .iter()
-            .filter(|(_, c)| c.is_client())
-            .map(|(t, c)| (t, c.cid))
-            .collect();
-        if clients.is_empty() {
-            self.stopping = true;
-            return;
-        }
-        for &(t, cid) in &clients {
-            let c = &b.conns[t];
-            if c.opts.protocol >= 1 {
-                let line = b.client_info(cid, c.addr);
-                b.conns.queue(t, line.as_bytes());
-            }
-        }
-        let grace = b.cfg.lame_duck_grace;
-        let spread = b
-            .cfg
-            .lame_duck_duration
-            .saturating_sub(grace)
-            .max(Duration::from_secs(1));
-        let interval = (spread / clients.len() as u32).min(Duration::from_secs(1));
-        self.lame_duck = Some(LameDuck {
-            clients,
-            next_at: b.conns.now + grace,
-            interval,
-            closing: false,
-        });
-    }
-
-    fn lame_duck_step(&mut self) {
-        let now = self.broker.conns.now;
-        let Some(ld) = &mut self.lame_duck else {
-            return;
-        };
-        if now < ld.next_at {
-            return;
-        }
-        if !ld.closing {
-            ld.closing = true;
-            log_info!("Closing existing clients");
-        }
-        // Close as many as the elapsed time allows (at least one), like nats-server's batches.
-        let due = 1
-            + (now.saturating_duration_since(ld.next_at).as_nanos() / ld.interval.as_nanos().max(1))
-                as usize;
-        for _ in 0..due {
-            let Some((t, cid)) = ld.clients.pop() else {
-                break;
-            };
-            if self.broker.conns.get(t).is_some_and(|c| c.cid == cid) {
-                self.broker.conns.close(t, CloseReason::ServerShutdown);
-            }
-        }
-        let half = ld.interval / 2;
-        let jitter =
-            Duration::from_nanos(self.broker.rng.next_u64() % half.as_nanos().max(1) as u64);
-        ld.next_at = now + half + jitter;
-        if ld.clients.is_empty() {
-            self.stopping = true;
-        }
-    }
-}
-
-/// Hands bytes from connection `t` to whoever speaks its protocol.
-fn process(b: &mut Broker, cluster: &mut Option<Cluster>, t: usize, data: &[u8]) -> usize {
-    match cluster {
-        Some(cl) if !b.conns[t].is_client() => cl.input(b, t, data),
-        _ => b.process(t, data),
+        self.broker.ident.lame_duck = true;
+        self.broadcast(ServerEvent::LameDuck);
     }
 }

@@ -1,5 +1,6 @@
-//! The monitoring port's part of the poll loop: its listener, its connections (tokens from
-//! `HTTP_BASE` up), reading requests, answering them, and writing the answers.
+//! The monitoring port as a source of the poll loop: its listener (the source's first token),
+//! its connections (the tokens after it), reading requests, answering them, and writing the
+//! answers.
 //!
 //! Two rules keep monitoring from hurting anyone:
 //! - Slots are bounded (`http::MAX_CONNS`) but never all held by an attacker: when they are
@@ -13,19 +14,18 @@
 //! Data enters through `accept` and `on_event` (readiness), and leaves as bytes on the
 //! monitoring sockets; the broker is only read.
 
+use super::http::{self, Framing, HttpConn};
 use super::stream::Stream;
 use super::{respond, Monitor, Reply};
 use crate::core::broker::Broker;
-use crate::monitor::http::{self, Framing, HttpConn};
-use log::error;
-use mio::net::TcpListener;
+use crate::server::listener::{listen_addr, Listener};
+use crate::server::source::{Cx, ServerEvent, Source};
+use log::info;
+use mio::event::Event;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 use std::io;
-use std::time::Instant;
-
-/// Monitoring connections use tokens from here up; NATS connections (slab keys) stay below.
-pub const HTTP_BASE: usize = usize::MAX / 2;
+use std::time::{Instant, SystemTime};
 /// Body bytes rendered per loop pass over all monitoring connections (each turn renders at
 /// least one entry): about 0.1 ms of work (/connz renders about 150 MB/s), which is what a
 /// message in flight waits at most for monitoring in a pass.
@@ -78,6 +78,14 @@ impl Slot {
     }
 }
 
+/// Closes monitoring connection `key`.
+fn close(slots: &mut Slab<Slot>, streaming: &mut Vec<usize>, key: usize, registry: &Registry) {
+    if let Some(mut s) = slots.try_remove(key) {
+        let _ = registry.deregister(&mut s.conn.sock);
+        streaming.retain(|&k| k != key);
+    }
+}
+
 /// The slot to free for a new connection: the oldest not busy, else the oldest.
 fn victim(slots: impl Iterator<Item = (usize, bool, Instant)>) -> Option<usize> {
     slots
@@ -85,8 +93,10 @@ fn victim(slots: impl Iterator<Item = (usize, bool, Instant)>) -> Option<usize> 
         .map(|(key, _, _)| key)
 }
 
-pub struct HttpSide {
-    listener: TcpListener,
+pub struct Monitoring {
+    listener: Listener,
+    /// The token of slot 0 (the listener has the one before it).
+    base: usize,
     slots: Slab<Slot>,
     pub monitor: Monitor,
     /// Slots with a body still being rendered, served in turn by `produce`.
@@ -96,55 +106,62 @@ pub struct HttpSide {
     scratch: Vec<u8>,
 }
 
-impl HttpSide {
-    pub fn new(listener: TcpListener) -> HttpSide {
-        HttpSide {
+impl Monitoring {
+    /// Starts monitoring if the config asks for it (`-m`, `http`): binds its port.
+    pub fn plug(cx: &mut Cx) -> io::Result<Option<Box<dyn Source>>> {
+        let cfg = &cx.broker.cfg;
+        let Some(port) = cfg.http_port else {
+            return Ok(None);
+        };
+        let addr = listen_addr(cfg.http_host(), port as i32)?;
+        let registry = &cx.broker.conns.registry;
+        let listener = Listener::bind(addr, "Monitoring", registry, cx.token(0))?;
+        info!("Starting http monitor on {}", listener.local_addr()?);
+        Ok(Some(Box::new(Monitoring {
             listener,
+            base: cx.token(1).0,
             slots: Slab::new(),
             monitor: Monitor::new(),
             streaming: Vec::new(),
             turn: 0,
             scratch: Vec::new(),
-        }
+        })))
     }
 
-    pub fn accept(&mut self, registry: &Registry, now: Instant) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut sock, _)) => {
-                    cap_send_buffer(&sock);
-                    if self.slots.len() >= http::MAX_CONNS {
-                        let all = self.slots.iter().map(|(k, s)| (k, s.busy(), s.since));
-                        if let Some(key) = victim(all) {
-                            self.close(key, registry);
-                        }
-                    }
-                    let entry = self.slots.vacant_entry();
-                    let token = Token(HTTP_BASE + entry.key());
-                    if registry
-                        .register(&mut sock, token, Interest::READABLE)
-                        .is_ok()
-                    {
-                        entry.insert(Slot {
-                            conn: HttpConn::new(sock, now),
-                            pending: None,
-                            since: now,
-                        });
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    error!("Error accepting monitoring connection: {e}");
-                    return;
+    fn accept(&mut self, registry: &Registry, now: Instant) {
+        let Monitoring {
+            listener,
+            slots,
+            streaming,
+            base,
+            ..
+        } = self;
+        listener.accept_all(now, |mut sock, _| {
+            cap_send_buffer(&sock);
+            if slots.len() >= http::MAX_CONNS {
+                let all = slots.iter().map(|(k, s)| (k, s.busy(), s.since));
+                if let Some(key) = victim(all) {
+                    close(slots, streaming, key, registry);
                 }
             }
-        }
+            let entry = slots.vacant_entry();
+            let token = Token(*base + entry.key());
+            if registry
+                .register(&mut sock, token, Interest::READABLE)
+                .is_ok()
+            {
+                entry.insert(Slot {
+                    conn: HttpConn::new(sock, now),
+                    pending: None,
+                    since: now,
+                });
+            }
+        });
     }
 
     /// Readiness of connection `key`: read, answer complete requests, write.
-    pub fn on_event(&mut self, key: usize, registry: &Registry, b: &Broker) {
-        let HttpSide {
+    fn on_event(&mut self, key: usize, registry: &Registry, b: &Broker) {
+        let Monitoring {
             slots,
             monitor,
             streaming,
@@ -224,7 +241,7 @@ impl HttpSide {
                     } else {
                         Interest::READABLE | Interest::WRITABLE
                     };
-                    let token = Token(HTTP_BASE + key);
+                    let token = Token(self.base + key);
                     if registry.reregister(&mut c.sock, token, interest).is_err() {
                         return self.close(key, registry);
                     }
@@ -236,14 +253,11 @@ impl HttpSide {
     }
 
     fn close(&mut self, key: usize, registry: &Registry) {
-        if let Some(mut s) = self.slots.try_remove(key) {
-            let _ = registry.deregister(&mut s.conn.sock);
-            self.streaming.retain(|&k| k != key);
-        }
+        close(&mut self.slots, &mut self.streaming, key, registry);
     }
 
     /// Drops connections that did not finish a request in time (slow clients).
-    pub fn expire(&mut self, registry: &Registry, now: Instant) {
+    fn expire(&mut self, registry: &Registry, now: Instant) {
         if self.slots.is_empty() {
             return;
         }
@@ -257,19 +271,19 @@ impl HttpSide {
     }
 
     /// The earliest connection deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
         self.slots.iter().map(|(_, s)| s.conn.deadline).min()
     }
 
     /// A body can be rendered now: the loop must not sleep.
-    pub fn has_work(&self) -> bool {
+    fn has_work(&self) -> bool {
         self.streaming
             .iter()
             .any(|&k| self.slots.get(k).is_some_and(|s| s.conn.unsent() < WATER))
     }
 
     /// Renders this pass's share of the pending bodies, in turn, and writes them.
-    pub fn produce(&mut self, registry: &Registry, b: &Broker) {
+    fn produce(&mut self, registry: &Registry, b: &Broker) {
         if self.streaming.is_empty() {
             return;
         }
@@ -339,6 +353,42 @@ impl HttpSide {
             slot.pending = None;
         }
         body.len()
+    }
+}
+
+impl Source for Monitoring {
+    fn ready(&mut self, cx: &mut Cx, token: Token, _ev: &Event) {
+        let b: &Broker = cx.broker;
+        match cx.index(token) {
+            0 => self.accept(&b.conns.registry, b.conns.now),
+            n => self.on_event(n - 1, &b.conns.registry, b),
+        }
+    }
+
+    fn event(&mut self, _cx: &mut Cx, ev: ServerEvent) {
+        if ev == ServerEvent::Reload {
+            self.monitor.config_load_time = SystemTime::now();
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let slots = self.next_deadline();
+        let retry = self.listener.retry_at();
+        slots.into_iter().chain(retry).min()
+    }
+
+    fn end_of_pass(&mut self, cx: &mut Cx) {
+        let b: &Broker = cx.broker;
+        let (registry, now) = (&b.conns.registry, b.conns.now);
+        if self.listener.due(now) {
+            self.accept(registry, now);
+        }
+        self.expire(registry, now);
+        self.produce(registry, b);
+    }
+
+    fn busy(&self) -> bool {
+        self.has_work()
     }
 }
 
