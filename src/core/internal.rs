@@ -97,7 +97,13 @@ impl Broker {
     /// Appends `m` (or each message of `run`) for internal subscription `id` to the inbox.
     /// False if `id` is not internal (its connection is gone) or past its auto-unsubscribe
     /// limit.
-    pub(super) fn deliver_internal(&mut self, acc: usize, id: SubId, m: &Msg, run: Option<&Run>) -> bool {
+    pub(super) fn deliver_internal(
+        &mut self,
+        acc: usize,
+        id: SubId,
+        m: &Msg,
+        run: Option<&Run>,
+    ) -> bool {
         if let Some(run) = run {
             let mut any = false;
             for r in run.payloads {

@@ -9,9 +9,10 @@
 //! `Content-Length` when it is complete before the head is written, otherwise chunked
 //! (HTTP/1.1) or ended by closing the connection (HTTP/1.0), as Go's net/http does.
 
+use crate::conn::io::{read_into, write_out, ReadOutcome};
 use mio::net::TcpStream;
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io::{self, Write as _};
 use std::time::{Duration, Instant};
 
 /// Largest request head accepted (request line and headers).
@@ -312,12 +313,10 @@ impl HttpConn {
             if self.inbuf.len() > MAX_REQUEST + 4 {
                 return Fill::Limited;
             }
-            match self.sock.read(&mut buf) {
-                Ok(0) => return Fill::Closed,
-                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Fill::Drained,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Fill::Closed,
+            match read_into(&mut self.sock, &mut buf) {
+                ReadOutcome::Data(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                ReadOutcome::WouldBlock => return Fill::Drained,
+                ReadOutcome::Closed(_) => return Fill::Closed,
             }
         }
     }
@@ -356,26 +355,15 @@ impl HttpConn {
 
     /// Writes pending output; `Ok(true)` when all of it went.
     pub fn flush(&mut self) -> io::Result<bool> {
-        while self.out_pos < self.out.len() {
-            match self.sock.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // A long response keeps being appended to: drop what was written, so
-                    // the buffer holds only the unsent part.
-                    if self.out_pos >= 64 * 1024 {
-                        self.out.drain(..self.out_pos);
-                        self.out_pos = 0;
-                    }
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        Ok(true)
+        // A long response keeps being appended to: once 64 KiB went, drop what was written,
+        // so the buffer holds only the unsent part.
+        let w = write_out(
+            &mut self.sock,
+            &mut self.out,
+            &mut self.out_pos,
+            64 * 1024 - 1,
+        )?;
+        Ok(w.done)
     }
 }
 
