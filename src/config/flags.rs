@@ -9,7 +9,7 @@
 //! The result is a list of (flag, value) pairs applied on top of the config file's values,
 //! because on nats-server flags override the file.
 
-use crate::config::{Config, RouteUrl};
+use crate::config::{Config, RouteUrl, Setting};
 
 /// How a flag takes its value.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -205,65 +205,58 @@ pub fn parse(args: &[String]) -> Result<Flags, String> {
 pub fn apply(flags: &Flags, cfg: &mut Config) -> Result<(), String> {
     for (name, v) in &flags.set {
         let name = *name;
-        match name {
-            "addr" => cfg.host = v.clone(),
-            "port" => {
-                cfg.port = v
-                    .parse()
-                    .map_err(|_| format!("invalid value {v:?} for flag -port"))?
-            }
-            "name" => cfg.server_name = v.clone(),
-            "pid" => cfg.pid_file = Some(v.clone()),
-            "log" => cfg.log_file = Some(v.clone()),
-            "logtime" => cfg.logtime = parse_bool(name, v)?,
-            "debug" => cfg.debug = parse_bool(name, v)?,
-            "trace" | "VV" => cfg.trace = parse_bool(name, v)?,
+        let invalid = || format!("invalid value {v:?} for flag -{name}");
+        let setting = match name {
+            "addr" => Setting::Host(v.clone()),
+            "port" => Setting::Port(v.parse().map_err(|_| invalid())?),
+            "name" => Setting::ServerName(v.clone()),
+            "pid" => Setting::PidFile(v.clone()),
+            "log" => Setting::LogFile(v.clone()),
+            "logtime" => Setting::LogTime(parse_bool(name, v)?),
+            "debug" => Setting::Debug(parse_bool(name, v)?),
+            "trace" | "VV" => Setting::Trace(parse_bool(name, v)?),
             "DV" | "DVV" => {
-                let on = parse_bool(name, v)?;
-                cfg.debug |= on;
-                cfg.trace |= on;
+                if parse_bool(name, v)? {
+                    cfg.set(Setting::Debug(true));
+                    cfg.set(Setting::Trace(true));
+                }
+                continue;
             }
-            "user" => set_user(cfg, Some(v), None),
-            "pass" => set_user(cfg, None, Some(v)),
-            "auth" => cfg.auth.token = Some(v.clone()),
+            "user" => {
+                set_user(cfg, Some(v), None);
+                continue;
+            }
+            "pass" => {
+                set_user(cfg, None, Some(v));
+                continue;
+            }
+            "auth" => Setting::Token(v.clone()),
             "cluster" => {
                 let u = RouteUrl::parse(v).map_err(|e| format!("--cluster: {e}"))?;
-                let c = cfg.cluster.get_or_insert_with(Default::default);
-                (c.host, c.port) = (u.host, i32::from(u.port));
-                (c.user, c.pass) = (u.user.or(c.user.take()), u.pass.or(c.pass.take()));
+                cfg.set(Setting::ClusterHost(u.host));
+                cfg.set(Setting::ClusterPort(i32::from(u.port)));
+                if let Some(user) = u.user {
+                    cfg.set(Setting::ClusterUser(user));
+                }
+                match u.pass {
+                    Some(pass) => Setting::ClusterPass(pass),
+                    None => continue,
+                }
             }
-            "cluster_name" => {
-                cfg.cluster.get_or_insert_with(Default::default).name = Some(v.clone())
-            }
+            "cluster_name" => Setting::ClusterName(v.clone()),
             "routes" => {
                 let urls = v
                     .split(',')
                     .filter(|r| !r.trim().is_empty())
                     .map(RouteUrl::parse);
-                cfg.cluster.get_or_insert_with(Default::default).routes =
-                    urls.collect::<Result<_, _>>()?;
+                Setting::Routes(urls.collect::<Result<_, _>>()?)
             }
-            "no_advertise" => {
-                cfg.cluster
-                    .get_or_insert_with(Default::default)
-                    .no_advertise = parse_bool(name, v)?
-            }
-            "connect_retries" => {
-                let n = v
-                    .parse()
-                    .map_err(|_| format!("invalid value {v:?} for flag -connect_retries"))?;
-                cfg.cluster
-                    .get_or_insert_with(Default::default)
-                    .connect_retries = n;
-            }
-            "http_port" => {
-                let port: u16 = v
-                    .parse()
-                    .map_err(|_| format!("invalid value {v:?} for flag -http_port"))?;
-                cfg.http_port = Some(port);
-            }
+            "no_advertise" => Setting::NoAdvertise(parse_bool(name, v)?),
+            "connect_retries" => Setting::ConnectRetries(v.parse().map_err(|_| invalid())?),
+            "http_port" => Setting::HttpPort(v.parse().map_err(|_| invalid())?),
             _ => return Err(format!("flag -{name} is not supported by tern yet")),
-        }
+        };
+        cfg.set(setting);
     }
     if cfg.port < -1 || cfg.port > 65535 {
         return Err(format!("invalid port {}", cfg.port));

@@ -1,4 +1,5 @@
-//! Options from a config file (`-c`): the tree that `conf.rs` reads, mapped onto `Config`.
+//! Option names of the config file (`-c`): the tree that `syntax.rs` reads, mapped onto
+//! `Config` (the settings the command line also gives through `Config::set`).
 //!
 //! Key names and value types are nats-server 2.9's (`opts.go`), matched case-insensitively.
 //! A key tern does not know is a warning naming it and its line; a key that belongs to a
@@ -10,7 +11,7 @@ use crate::config::values::{
     boolean, count, duration, err, host_port, int, map, port, positive, proto_limit, seconds,
     string, Result,
 };
-use crate::config::{ClusterConfig, Config, RouteUrl, User};
+use crate::config::{Config, RouteUrl, Setting, User};
 use crate::subject::perms::{Permissions, SubjectPerm};
 use std::path::Path;
 use std::time::Duration;
@@ -51,7 +52,6 @@ const UNSUPPORTED: &[&str] = &[
     "remote_syslog",
     "ocsp",
     "default_js_domain",
-    "cluster",
 ];
 
 /// Keys nats-server has that only tune things tern does differently: accepted, with a warning.
@@ -105,55 +105,38 @@ fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> 
             "listen" => {
                 let (h, p) = host_port(item, key)?;
                 if let Some(h) = h {
-                    cfg.host = h;
+                    cfg.set(Setting::Host(h));
                 }
-                cfg.port = port(item, key, p)?;
+                cfg.set(Setting::Port(port(item, key, p)?));
             }
-            "port" => cfg.port = port(item, key, int(item, key)?)?,
-            "host" | "net" => cfg.host = string(item, key)?,
+            "port" => cfg.set(Setting::Port(port(item, key, int(item, key)?)?)),
+            "host" | "net" => cfg.set(Setting::Host(string(item, key)?)),
             "server_name" => {
                 let name = string(item, key)?;
                 if name.contains(' ') {
                     return Err(err(item, "server_name cannot contain spaces"));
                 }
-                cfg.server_name = name;
+                cfg.set(Setting::ServerName(name));
             }
-            "debug" => cfg.debug = boolean(item, key)?,
-            "trace" => cfg.trace = boolean(item, key)?,
-            "logtime" => cfg.logtime = boolean(item, key)?,
-            "log_file" | "logfile" => cfg.log_file = Some(string(item, key)?),
-            "pid_file" | "pidfile" => cfg.pid_file = Some(string(item, key)?),
-            "max_payload" => cfg.max_payload = proto_limit(item, key)?,
-            "max_control_line" => cfg.max_control_line = proto_limit(item, key)?,
-            "max_pending" => cfg.max_pending = positive(item, key)?,
-            "max_connections" | "max_conn" => cfg.max_connections = positive(item, key)?,
-            "max_subscriptions" | "max_subs" => cfg.max_subs = positive(item, key)?,
-            "ping_interval" => cfg.ping_interval = duration(item, key, warnings)?,
-            "ping_max" => cfg.max_pings_out = count(item, key)?,
-            "write_deadline" => cfg.write_deadline = duration(item, key, warnings)?,
-            "lame_duck_duration" => {
-                let d = duration(item, key, warnings)?;
-                if d < Duration::from_secs(30) {
-                    return Err(err(
-                        item,
-                        format!("invalid lame_duck_duration of {d:?}, minimum is 30 seconds"),
-                    ));
-                }
-                cfg.lame_duck_duration = d;
-            }
-            "lame_duck_grace_period" => cfg.lame_duck_grace = duration(item, key, warnings)?,
+            "debug" => cfg.set(Setting::Debug(boolean(item, key)?)),
+            "trace" => cfg.set(Setting::Trace(boolean(item, key)?)),
+            "logtime" => cfg.set(Setting::LogTime(boolean(item, key)?)),
+            "log_file" | "logfile" => cfg.set(Setting::LogFile(string(item, key)?)),
+            "pid_file" | "pidfile" => cfg.set(Setting::PidFile(string(item, key)?)),
+            _ if apply_limit(&k, key, item, cfg, warnings)? => {}
             "http" => {
                 let (h, p) = host_port(item, key)?;
                 if let Some(h) = h {
                     cfg.http_host = Some(h);
                 }
-                cfg.http_port = Some(port(item, key, p)?.max(0) as u16);
+                cfg.set(Setting::HttpPort(port(item, key, p)?.max(0) as u16));
             }
             "http_port" | "monitor_port" => {
-                cfg.http_port = Some(port(item, key, int(item, key)?)?.max(0) as u16)
+                let p = port(item, key, int(item, key)?)?;
+                cfg.set(Setting::HttpPort(p.max(0) as u16));
             }
             "authorization" => authorization = Some(item),
-            "cluster" => cfg.cluster = Some(parse_cluster(item, warnings)?),
+            "cluster" => parse_cluster(item, cfg, warnings)?,
             "accounts" => accounts = Some(item),
             "no_auth_user" => cfg.auth.no_auth_user = Some(string(item, key)?),
             _ if UNSUPPORTED.contains(&k.as_str()) => {
@@ -173,6 +156,44 @@ fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> 
     if let Some(item) = authorization {
         parse_authorization(item, cfg, warnings)?;
     }
+    check(cfg)
+}
+
+/// A limit or timer key (`k` is `key` lowercased): applied, true; not one of them, false.
+fn apply_limit(
+    k: &str,
+    key: &str,
+    item: &Item,
+    cfg: &mut Config,
+    warnings: &mut Vec<String>,
+) -> Result<bool> {
+    match k {
+        "max_payload" => cfg.max_payload = proto_limit(item, key)?,
+        "max_control_line" => cfg.max_control_line = proto_limit(item, key)?,
+        "max_pending" => cfg.max_pending = positive(item, key)?,
+        "max_connections" | "max_conn" => cfg.max_connections = positive(item, key)?,
+        "max_subscriptions" | "max_subs" => cfg.max_subs = positive(item, key)?,
+        "ping_interval" => cfg.ping_interval = duration(item, key, warnings)?,
+        "ping_max" => cfg.max_pings_out = count(item, key)?,
+        "write_deadline" => cfg.write_deadline = duration(item, key, warnings)?,
+        "lame_duck_duration" => {
+            let d = duration(item, key, warnings)?;
+            if d < Duration::from_secs(30) {
+                return Err(err(
+                    item,
+                    format!("invalid lame_duck_duration of {d:?}, minimum is 30 seconds"),
+                ));
+            }
+            cfg.lame_duck_duration = d;
+        }
+        "lame_duck_grace_period" => cfg.lame_duck_grace = duration(item, key, warnings)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The rules that tie the file's settings together.
+fn check(cfg: &Config) -> Result<()> {
     if cfg.max_payload > cfg.max_pending {
         return Err(format!(
             "max_payload ({}) cannot be higher than max_pending ({})",
@@ -187,50 +208,35 @@ fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> 
     Ok(())
 }
 
-fn parse_cluster(item: &Item, warnings: &mut Vec<String>) -> Result<ClusterConfig> {
+fn parse_cluster(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> {
     let m = map(item, "cluster")?;
-    let mut c = ClusterConfig::default();
+    cfg.cluster_mut();
     for (key, v) in m.iter() {
         match key.to_ascii_lowercase().as_str() {
-            "name" => c.name = Some(string(v, key)?),
+            "name" => cfg.set(Setting::ClusterName(string(v, key)?)),
             "listen" => {
                 let (h, p) = host_port(v, key)?;
                 if let Some(h) = h {
-                    c.host = h;
+                    cfg.set(Setting::ClusterHost(h));
                 }
-                c.port = port(v, key, p)?;
+                cfg.set(Setting::ClusterPort(port(v, key, p)?));
             }
-            "host" | "net" => c.host = string(v, key)?,
-            "port" => c.port = port(v, key, int(v, key)?)?,
+            "host" | "net" => cfg.set(Setting::ClusterHost(string(v, key)?)),
+            "port" => cfg.set(Setting::ClusterPort(port(v, key, int(v, key)?)?)),
             "routes" => {
                 let list = v
                     .value
                     .as_list()
                     .ok_or_else(|| err(v, "routes: expected a list"))?;
+                let mut routes = Vec::new();
                 for r in list {
-                    c.routes
-                        .push(RouteUrl::parse(&string(r, "route")?).map_err(|e| err(r, e))?);
+                    routes.push(RouteUrl::parse(&string(r, "route")?).map_err(|e| err(r, e))?);
                 }
+                cfg.set(Setting::Routes(routes));
             }
-            "authorization" => {
-                for (ak, av) in map(v, key)?.iter() {
-                    match ak.to_ascii_lowercase().as_str() {
-                        "user" | "username" => c.user = Some(string(av, ak)?),
-                        "pass" | "password" => c.pass = Some(string(av, ak)?),
-                        "timeout" => c.auth_timeout = seconds(av, ak)?,
-                        _ => {
-                            return Err(err(
-                                av,
-                                format!(
-                                    "cluster authorization: {ak:?} is not supported by tern yet"
-                                ),
-                            ))
-                        }
-                    }
-                }
-            }
-            "no_advertise" => c.no_advertise = boolean(v, key)?,
-            "connect_retries" => c.connect_retries = count(v, key)?,
+            "authorization" => parse_cluster_auth(v, key, cfg)?,
+            "no_advertise" => cfg.set(Setting::NoAdvertise(boolean(v, key)?)),
+            "connect_retries" => cfg.set(Setting::ConnectRetries(count(v, key)?)),
             "tls" | "permissions" | "advertise" | "cluster_advertise" | "pool_size"
             | "accounts" | "compression" => {
                 return Err(err(
@@ -242,10 +248,29 @@ fn parse_cluster(item: &Item, warnings: &mut Vec<String>) -> Result<ClusterConfi
             _ => warnings.push(err(v, format!("unknown field {key:?} in cluster"))),
         }
     }
+    let c = cfg.cluster_mut();
     if c.host.is_empty() {
         c.host = "0.0.0.0".into();
     }
-    Ok(c)
+    Ok(())
+}
+
+/// `cluster { authorization { user, password, timeout } }`.
+fn parse_cluster_auth(v: &Item, key: &str, cfg: &mut Config) -> Result<()> {
+    for (ak, av) in map(v, key)?.iter() {
+        match ak.to_ascii_lowercase().as_str() {
+            "user" | "username" => cfg.set(Setting::ClusterUser(string(av, ak)?)),
+            "pass" | "password" => cfg.set(Setting::ClusterPass(string(av, ak)?)),
+            "timeout" => cfg.cluster_mut().auth_timeout = seconds(av, ak)?,
+            _ => {
+                return Err(err(
+                    av,
+                    format!("cluster authorization: {ak:?} is not supported by tern yet"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_authorization(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> {
@@ -257,7 +282,7 @@ fn parse_authorization(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>
         match key.to_ascii_lowercase().as_str() {
             "user" | "username" => single.name = string(v, key)?,
             "pass" | "password" => single.password = string(v, key)?,
-            "token" => cfg.auth.token = Some(string(v, key)?),
+            "token" => cfg.set(Setting::Token(string(v, key)?)),
             "timeout" => {
                 if let Some(d) = seconds(v, key)? {
                     cfg.auth.timeout = Some(d);

@@ -1,13 +1,18 @@
 //! Every option, default and limit of the server in one place.
 //!
-//! `Config` is plain data: the command line (`options.rs`) and the config file (`conffile.rs`)
+//! `Config` is plain data: the command line (`flags.rs`) and the config file (`keys.rs`)
 //! build one before the loop starts, and the loop only reads it. A reload builds a fresh
 //! `Config` and swaps it in whole; nothing mutates a live one field by field.
 
 pub mod flags;
 pub mod keys;
+mod reader;
+#[cfg(test)]
+mod reader_tests;
 pub mod reload;
 pub mod syntax;
+#[cfg(test)]
+mod syntax_tests;
 pub mod values;
 
 use crate::subject::perms::Permissions;
@@ -167,6 +172,30 @@ pub struct ClusterConfig {
     pub connect_retries: u32,
 }
 
+/// A setting that both the command line (`flags.rs`) and the config file (`keys.rs`) give,
+/// each under its own names: what it sets is written once, here (`Config::set`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Setting {
+    Host(String),
+    Port(i32),
+    ServerName(String),
+    PidFile(String),
+    LogFile(String),
+    LogTime(bool),
+    Debug(bool),
+    Trace(bool),
+    HttpPort(u16),
+    Token(String),
+    ClusterHost(String),
+    ClusterPort(i32),
+    ClusterUser(String),
+    ClusterPass(String),
+    ClusterName(String),
+    Routes(Vec<RouteUrl>),
+    NoAdvertise(bool),
+    ConnectRetries(u32),
+}
+
 /// The account every client without one belongs to.
 pub const GLOBAL_ACCOUNT: &str = "$G";
 /// The system account nats-server always has; tern keeps it (empty) so tools see the same.
@@ -251,6 +280,35 @@ impl Config {
 
     pub fn auth_timeout(&self) -> Duration {
         self.auth.timeout.unwrap_or(DEFAULT_AUTH_TIMEOUT)
+    }
+
+    /// Applies one setting (later ones win, as on nats-server where flags override the file).
+    pub fn set(&mut self, s: Setting) {
+        match s {
+            Setting::Host(h) => self.host = h,
+            Setting::Port(p) => self.port = p,
+            Setting::ServerName(n) => self.server_name = n,
+            Setting::PidFile(f) => self.pid_file = Some(f),
+            Setting::LogFile(f) => self.log_file = Some(f),
+            Setting::LogTime(on) => self.logtime = on,
+            Setting::Debug(on) => self.debug = on,
+            Setting::Trace(on) => self.trace = on,
+            Setting::HttpPort(p) => self.http_port = Some(p),
+            Setting::Token(t) => self.auth.token = Some(t),
+            Setting::ClusterHost(h) => self.cluster_mut().host = h,
+            Setting::ClusterPort(p) => self.cluster_mut().port = p,
+            Setting::ClusterUser(u) => self.cluster_mut().user = Some(u),
+            Setting::ClusterPass(p) => self.cluster_mut().pass = Some(p),
+            Setting::ClusterName(n) => self.cluster_mut().name = Some(n),
+            Setting::Routes(r) => self.cluster_mut().routes = r,
+            Setting::NoAdvertise(on) => self.cluster_mut().no_advertise = on,
+            Setting::ConnectRetries(n) => self.cluster_mut().connect_retries = n,
+        }
+    }
+
+    /// The cluster settings, created by the first setting that needs them.
+    pub fn cluster_mut(&mut self) -> &mut ClusterConfig {
+        self.cluster.get_or_insert_with(ClusterConfig::default)
     }
 
     /// What the logger is told (at start, on reload and on SIGUSR1).

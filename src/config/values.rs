@@ -1,4 +1,4 @@
-//! Typed values from the config tree (`conf.rs`), for `config_file.rs`.
+//! Typed values from the config tree (`syntax.rs`), for `keys.rs`.
 //!
 //! Every conversion is checked (type, sign, range) and a bad value is an error that names the
 //! key and its `file:line:col`, never a panic or a silent wrap-around: a SIGHUP reload runs
