@@ -14,6 +14,9 @@
 //! - `util`: small helpers (hash, time formats, logger, resolver, helper threads);
 //! - `jetstream`: streams; `jetstream::store` keeps their messages (file and memory stores).
 
+// The style card: no function over 80 lines (clippy.toml sets the threshold).
+#![deny(clippy::too_many_lines)]
+
 pub mod cluster;
 pub mod config;
 pub mod conn;
@@ -24,3 +27,6 @@ pub mod protocol;
 pub mod server;
 pub mod subject;
 pub mod util;
+
+#[cfg(test)]
+mod layout_tests;

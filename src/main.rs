@@ -1,6 +1,8 @@
 //! tern: a NATS-compatible message server. `main` turns flags (and the config file) into a
 //! `Config`, sets up logging and the pid file, and runs the poll loop until a stop signal.
 
+#![deny(clippy::too_many_lines)]
+
 use std::process::ExitCode;
 use tern::cluster::Cluster;
 use tern::config::{self, flags};

@@ -3,4 +3,6 @@
 pub mod info;
 pub mod json;
 pub mod parser;
+#[cfg(test)]
+mod parser_tests;
 pub mod wire;

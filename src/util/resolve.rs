@@ -6,7 +6,7 @@
 //! modules at run time anyway, and leaving `getaddrinfo` out keeps that binary small.
 //!
 //! `resolve` may block (a file read, a DNS round trip): the loop calls only `literal`, which
-//! never does I/O; route host names are resolved on a helper thread (route/dial.rs), and the
+//! never does I/O; route host names are resolved on a helper thread (`cluster/dial.rs`), and the
 //! listen addresses before the loop starts.
 
 use std::io;
