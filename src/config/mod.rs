@@ -1,8 +1,12 @@
-//! Every option, default and limit of the server in one place.
+//! Settings: every option, default and limit of the server in one place (here), and where
+//! they come from: the file format (`syntax.rs`, read by `reader.rs`), the file's option
+//! names (`keys.rs`, with typed values from `values.rs`), the command-line flags
+//! (`flags.rs`), and what a reload may not change (`reload.rs`).
 //!
-//! `Config` is plain data: the command line (`flags.rs`) and the config file (`keys.rs`)
-//! build one before the loop starts, and the loop only reads it. A reload builds a fresh
-//! `Config` and swaps it in whole; nothing mutates a live one field by field.
+//! `Config` is plain data: the command line and the config file build one before the loop
+//! starts (the settings both give go through `Config::set`), and the loop only reads it. A
+//! reload builds a fresh `Config` and swaps it in whole; nothing mutates a live one field by
+//! field.
 
 pub mod flags;
 pub mod keys;
