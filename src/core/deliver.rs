@@ -14,6 +14,7 @@
 //! With clustering on, subscriptions owned by routes stand for remote interest: each route
 //! gets one `RMSG` per message, naming the queue groups it was picked for (see
 //! `cluster/interest.rs`).
+//! A subscription owned by a loop source (`internal.rs`) gets its copy in the broker's inbox.
 
 use std::ops::Range;
 
