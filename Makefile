@@ -80,7 +80,7 @@ flamegraph: bench
 	TERN_BIN=$(CURDIR)/target/profiling/tern perf/flamegraph.sh $(SCENARIO)
 
 # The tiny static binary: built for size, stripped, and resolving IP addresses, localhost
-# and /etc/hosts only (no getaddrinfo; see src/resolve.rs). Prints its size.
+# and /etc/hosts only (no getaddrinfo; see src/util/resolve.rs). Prints its size.
 static:
 	RUSTFLAGS="$(STATIC_FLAGS)" $(CARGO) build --profile static --no-default-features --target $(TARGET)
 	@file target/$(TARGET)/static/tern

@@ -1,20 +1,27 @@
 //! tern: a NATS-compatible message server. `main` turns flags (and the config file) into a
 //! `Config`, sets up logging and the pid file, and runs the poll loop until a stop signal.
 
+#![deny(clippy::too_many_lines)]
+
 use std::process::ExitCode;
-use tern::{config, logger, options, server, signals};
+use tern::cluster::Cluster;
+use tern::config::{self, flags};
+use tern::monitor::source::Monitoring;
+use tern::server::source::Plug;
+use tern::server::{signals, Server};
+use tern::util::logger;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = match options::parse(&args) {
+    let flags = match flags::parse(&args) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("tern: {e}\n{}", options::usage());
+            eprintln!("tern: {e}\n{}", flags::usage());
             return ExitCode::from(2);
         }
     };
     if flags.help {
-        println!("{}", options::usage());
+        println!("{}", flags::usage());
         return ExitCode::SUCCESS;
     }
     if flags.version {
@@ -30,7 +37,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (cfg, warnings) = match options::build_config(&flags) {
+    let (cfg, warnings) = match flags::build_config(&flags) {
         Ok(built) => built,
         Err(e) => {
             eprintln!("tern: {e}");
@@ -47,7 +54,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = logger::init(&logger::LogSettings::from_config(&cfg)) {
+    if let Err(e) = logger::init(&cfg.log_settings()) {
         eprintln!("tern: cannot open log file: {e}");
         return ExitCode::FAILURE;
     }
@@ -60,13 +67,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let mut server = match server::Server::new(cfg, flags) {
+    let mut server = match Server::new(cfg, flags) {
         Ok(s) => s,
         Err(e) => {
             log::error!("Error listening on port: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // The subsystems the loop runs besides clients (server/source.rs), each only if the
+    // config turns it on.
+    let plugs: [Plug; 2] = [Monitoring::plug, Cluster::plug];
+    for plug in plugs {
+        if let Err(e) = server.plug(plug) {
+            log::error!("Error listening on port: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

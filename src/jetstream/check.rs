@@ -11,8 +11,8 @@ use super::api::errors::{self as e, ApiError};
 use super::config::{Discard, Storage, StreamConfig};
 use super::subject;
 use super::transform::Transform;
-use crate::proto::go_quote;
-use crate::timefmt::go_duration;
+use crate::protocol::wire::go_quote;
+use crate::util::timefmt::go_duration;
 use std::time::Duration;
 
 const MAX_NAME_LEN: usize = 255;

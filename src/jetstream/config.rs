@@ -5,7 +5,7 @@
 //! Durations are int64 nanoseconds; enums are lowercase strings.
 
 use super::gojson::{self, BadJson};
-use crate::json::{write_str, Obj, Value};
+use crate::protocol::json::{write_str, Obj, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Retention {

@@ -4,7 +4,7 @@
 //! nats-server purges on a timer, so it can keep an id a little longer; never shorter.
 //! The stream rebuilds the window from stored headers after a restart (stream.rs).
 
-use crate::hash::FastMap;
+use crate::util::hash::FastMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 

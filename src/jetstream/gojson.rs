@@ -9,7 +9,7 @@
 //! Enum fields (retention, storage, discard) are decoded by the caller: Go calls their
 //! `UnmarshalJSON` even for `null`, which fails.
 
-use crate::json::{self, Value};
+use crate::protocol::json::{self, Value};
 
 /// A field had the wrong type, or the input was not a JSON object.
 #[derive(Debug, PartialEq, Eq)]

@@ -13,8 +13,8 @@
 use super::config::{self, StreamConfig};
 use super::store::SyncTarget;
 use super::stream::Stream;
-use crate::json::{self, Obj, Value};
-use crate::timefmt;
+use crate::protocol::json::{self, Obj, Value};
+use crate::util::timefmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use super::api::errors::{self as e, ApiError};
 use super::headers;
 use super::store::StoreError;
 use super::stream::Stream;
-use crate::json::Obj;
+use crate::protocol::json::Obj;
 
 /// A message for the stream, as the client sent it.
 pub struct Inbound<'a> {

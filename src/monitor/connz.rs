@@ -10,125 +10,19 @@
 use super::stream::{Source, Stream};
 use super::subsz::write_sub;
 use super::{bad, param_bool, param_int, DEFAULT_LIMIT};
-use crate::broker::Broker;
-use crate::conn::{Conn, Kind};
-use crate::http::{Request, Response};
-use crate::json::Obj;
-use crate::timefmt::{go_duration, rfc3339, uptime};
+use crate::conn::close::{self, wall, ConnInfo};
+use crate::conn::Conn;
+use crate::core::broker::Broker;
+use crate::monitor::http::{Request, Response};
+use crate::protocol::json::Obj;
+use crate::util::timefmt::{go_duration, rfc3339, uptime};
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-/// Subscriptions kept per closed connection.
-const CLOSED_SUBS_MAX: usize = 1024;
-
-/// A connection as /connz shows it (also kept for closed connections).
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    pub cid: u64,
-    pub kind: &'static str,
-    pub ip: String,
-    pub port: u16,
-    pub start: SystemTime,
-    pub last_activity: SystemTime,
-    pub stop: Option<SystemTime>,
-    pub reason: Option<&'static str>,
-    pub rtt: Duration,
-    pub pending: usize,
-    pub in_msgs: u64,
-    pub out_msgs: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-    pub num_subs: usize,
-    pub name: String,
-    pub lang: String,
-    pub version: String,
-    pub user: String,
-    pub account: String,
-    /// (subject, queue, sid, delivered, max)
-    pub subs: Vec<(String, String, String, u64, u64)>,
-}
-
-/// Wall-clock time of a loop instant of connection `c`: its start plus the loop time since,
-/// so it is never before the start.
-fn wall(c: &Conn, at: Instant) -> SystemTime {
-    c.started_wall + at.saturating_duration_since(c.started)
-}
-
-/// Takes a snapshot of a connection for /connz.
-pub fn snapshot(b: &Broker, c: &Conn, with_subs: bool) -> ConnInfo {
+/// A snapshot of connection `c` for /connz.
+fn snapshot(b: &Broker, c: &Conn, with_subs: bool) -> ConnInfo {
     let acc = &b.accounts[c.account];
-    let mut subs = Vec::new();
-    if with_subs {
-        for &id in c.subs.values().take(CLOSED_SUBS_MAX) {
-            if let Some(s) = acc.sublist.get(id) {
-                let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-                subs.push((
-                    text(&s.subject),
-                    s.queue.as_deref().map(text).unwrap_or_default(),
-                    text(&s.sid),
-                    s.delivered,
-                    s.max,
-                ));
-            }
-        }
-    }
-    subs.sort_by(|a, b| a.2.cmp(&b.2));
-    ConnInfo {
-        cid: c.cid,
-        kind: if c.kind == Kind::Client {
-            "Client"
-        } else {
-            "Router"
-        },
-        ip: c.addr.ip().to_string(),
-        port: c.addr.port(),
-        start: c.started_wall,
-        last_activity: wall(c, c.last_activity),
-        stop: None,
-        reason: None,
-        rtt: c.rtt,
-        pending: c.pending(),
-        in_msgs: c.counters.in_msgs,
-        out_msgs: c.counters.out_msgs,
-        in_bytes: c.counters.in_bytes,
-        out_bytes: c.counters.out_bytes,
-        num_subs: c.subs.len(),
-        name: c.opts.name.clone(),
-        lang: c.opts.lang.clone(),
-        version: c.opts.version.clone(),
-        user: c.opts.user.clone(),
-        account: acc.name.clone(),
-        subs,
-    }
-}
-
-impl ConnInfo {
-    /// Only the id: a connection gone from both the open and the closed lists.
-    fn stub(cid: u64) -> ConnInfo {
-        ConnInfo {
-            cid,
-            kind: "Client",
-            ip: String::new(),
-            port: 0,
-            start: SystemTime::UNIX_EPOCH,
-            last_activity: SystemTime::UNIX_EPOCH,
-            stop: None,
-            reason: None,
-            rtt: Duration::ZERO,
-            pending: 0,
-            in_msgs: 0,
-            out_msgs: 0,
-            in_bytes: 0,
-            out_bytes: 0,
-            num_subs: 0,
-            name: String::new(),
-            lang: String::new(),
-            version: String::new(),
-            user: String::new(),
-            account: String::new(),
-            subs: Vec::new(),
-        }
-    }
+    close::snapshot(c, &acc.name, &acc.sublist, with_subs)
 }
 
 /// How /connz orders connections.
@@ -276,6 +170,7 @@ fn render(b: &Broker, e: &Entry, now: SystemTime, show: Show, out: &mut String) 
             Some(c) => write_conn(out, &snapshot(b, c, show.subs), now, show),
             None => {
                 let mut info = b
+                    .conns
                     .closed
                     .iter()
                     .rev()
@@ -400,7 +295,7 @@ fn select(
     let mut list = Vec::new();
     let mut total = 0;
     if open {
-        for (token, c) in b.conns.iter().filter(|(_, c)| c.kind == Kind::Client) {
+        for (token, c) in b.conns.iter().filter(|(_, c)| c.is_client()) {
             if !filter.counts(&b.accounts[c.account].name) {
                 continue;
             }
@@ -412,7 +307,7 @@ fn select(
         }
     }
     if closed {
-        for info in b.closed.iter().filter(|i| filter.counts(&i.account)) {
+        for info in b.conns.closed.iter().filter(|i| filter.counts(&i.account)) {
             total += 1;
             if filter.shows(info.cid, &info.user) {
                 list.push((key_of_info(info, sort), Entry::Closed(info.clone())));
@@ -495,6 +390,7 @@ fn write_conn(out: &mut String, c: &ConnInfo, now: SystemTime, show: Show) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn sort_options() {

@@ -2,8 +2,8 @@
 //! (CPU ticks, resident memory) that it and /varz read from `/proc/self`.
 
 use super::{counts, Monitor};
-use crate::broker::Broker;
-use crate::http::Response;
+use crate::core::broker::Broker;
+use crate::monitor::http::Response;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
@@ -112,7 +112,7 @@ pub(super) fn metrics(m: &mut Monitor, b: &Broker) -> Response {
         st.out_msgs as f64,
         st.in_bytes as f64,
         st.out_bytes as f64,
-        st.slow_consumers as f64,
+        b.conns.slow_consumers as f64,
         st.total_connections as f64,
         clients as f64,
         routes as f64,

@@ -5,23 +5,23 @@
 //! `/routez`, `/healthz`, `/accountz`, and `/metrics` (Prometheus text, `metrics.rs`;
 //! nats-server has none, see README). `respond` answers a request between two loop passes;
 //! the large ones (/connz, /subsz lists) come back as a `Stream` that the loop renders a
-//! slice per pass (`stream.rs`, `side.rs`), so monitoring never holds up messaging.
+//! slice per pass (`stream.rs`, `source.rs`), so monitoring never holds up messaging.
 
 mod connz;
+pub mod http;
 mod metrics;
 pub mod pretty;
-pub mod side;
+mod routez;
+pub mod source;
 pub mod stream;
 mod subsz;
 
-pub use connz::{snapshot, ConnInfo};
 pub use metrics::resident_bytes;
 
-use crate::broker::Broker;
-use crate::conn::Kind;
-use crate::http::{Request, Response};
-use crate::json::Obj;
-use crate::timefmt::{rfc3339, uptime};
+use crate::core::broker::Broker;
+use crate::monitor::http::{Request, Response};
+use crate::protocol::json::Obj;
+use crate::util::timefmt::{rfc3339, uptime};
 use metrics::{clock_ticks_per_sec, process_cpu_ticks};
 use pretty::pretty;
 use std::collections::BTreeMap;
@@ -180,11 +180,7 @@ fn index() -> Response {
 
 /// Open client connections, open route connections.
 fn counts(b: &Broker) -> (usize, usize) {
-    let routes = b
-        .conns
-        .iter()
-        .filter(|(_, c)| c.kind == Kind::Route)
-        .count();
+    let routes = b.conns.routes.len();
     (b.conns.len() - routes, routes)
 }
 
@@ -197,12 +193,12 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
     let (clients, routes) = counts(b);
     let mut s = String::new();
     let mut o = Obj::new(&mut s);
-    crate::info::write_identity(&mut o, b);
+    crate::protocol::info::write_identity(&mut o, &b.ident);
     if cfg.auth.advertised() {
         o.bool("auth_required", true);
     }
-    if b.cluster.is_some() && !cfg.cluster.as_ref().is_some_and(|c| c.no_advertise) {
-        o.strs("connect_urls", &b.cluster_connect_urls());
+    if b.ident.cluster.is_some() && !cfg.cluster.as_ref().is_some_and(|c| c.no_advertise) {
+        o.strs("connect_urls", &b.connect_urls());
     }
     o.uint("max_connections", cfg.max_connections as u64);
     if cfg.max_subs > 0 {
@@ -218,7 +214,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
         .uint("max_control_line", cfg.max_control_line as u64)
         .uint("max_payload", cfg.max_payload as u64)
         .uint("max_pending", cfg.max_pending as u64)
-        .raw("cluster", &b.cluster_varz())
+        .raw("cluster", &routez::cluster_varz(b))
         .raw("gateway", "{}")
         .raw("leaf", "{}")
         .raw("mqtt", "{}")
@@ -245,7 +241,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
         .uint("out_msgs", b.stats.out_msgs)
         .uint("in_bytes", b.stats.in_bytes)
         .uint("out_bytes", b.stats.out_bytes)
-        .uint("slow_consumers", b.stats.slow_consumers)
+        .uint("slow_consumers", b.conns.slow_consumers)
         .uint("subscriptions", b.sub_count() as u64);
     let mut stats = String::new();
     let mut so = Obj::new(&mut stats);
@@ -261,7 +257,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
 }
 
 fn routez(b: &Broker, subs: bool) -> String {
-    let (routes, n) = b.routez_list(subs);
+    let (routes, n) = routez::routez_list(b, subs);
     let mut s = String::new();
     let mut o = Obj::new(&mut s);
     o.str("server_id", &b.ident.id)
@@ -291,7 +287,7 @@ fn accountz(b: &Broker, req: &Request) -> Result<Response, Response> {
             let clients = b
                 .conns
                 .iter()
-                .filter(|(_, c)| c.kind == Kind::Client && c.account == i)
+                .filter(|(_, c)| c.is_client() && c.account == i)
                 .count();
             let mut d = String::new();
             let mut dobj = Obj::new(&mut d);

@@ -114,7 +114,7 @@ mod tests {
             s,
             "{\n  \"a\": 1,\n  \"b\": [],\n  \"c\": {},\n  \"d\": [\n    \"x,y\",\n    {\n      \"e\": \"\\\"}\"\n    }\n  ]\n}"
         );
-        assert!(crate::json::parse(s.as_bytes()).is_ok());
+        assert!(crate::protocol::json::parse(s.as_bytes()).is_ok());
     }
 
     /// Fed in two pieces split at every byte, or a byte at a time, the output is the same as

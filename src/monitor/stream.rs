@@ -4,12 +4,12 @@
 //! one go it would hold up every client for the whole time. Instead the endpoint takes what
 //! it needs to decide the page (sort keys, the entries' identities) when the request comes,
 //! and a `Stream` renders the entries later, a few per loop pass and only as fast as the
-//! monitoring socket drains (`monitor::side`). The compact JSON of each part goes through
+//! monitoring socket drains (`monitor::source`). The compact JSON of each part goes through
 //! `Pretty`, whose state crosses parts, so the bytes are those of the one-go rendering.
 
 use super::pretty::Pretty;
 use super::{connz, subsz};
-use crate::broker::Broker;
+use crate::core::broker::Broker;
 
 /// What an endpoint renders part by part: its first part is the document's head, then one
 /// entry per part; `next` returns false with the last part.
@@ -95,41 +95,22 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Identity;
     use crate::config::Config;
-    use crate::http::{parse, Parsed};
+    use crate::core::testing::World;
+    use crate::monitor::http::{parse, Parsed};
     use crate::monitor::{pretty::pretty, respond, Monitor, Reply};
-    use std::net::{TcpListener, TcpStream};
-    use std::time::SystemTime;
 
-    /// A broker with `n` client connections that sent CONNECT and subscribed, and their peers.
-    fn broker_with_clients(n: usize) -> (Broker, Vec<TcpStream>, mio::Poll) {
-        let poll = mio::Poll::new().unwrap();
-        let ident = Identity {
-            id: "NTEST".into(),
-            name: "test".into(),
-            host: "127.0.0.1".into(),
-            port: 4222,
-            started: SystemTime::now(),
-            client_urls: Vec::new(),
-        };
-        let registry = poll.registry().try_clone().unwrap();
-        let mut b = Broker::new(Config::default(), ident, registry);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut peers = Vec::new();
+    /// A broker with `n` client connections that sent CONNECT and subscribed.
+    fn broker_with_clients(n: usize) -> World {
+        let mut w = World::new(Config::default());
         for i in 0..n {
-            let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            let (sock, addr) = listener.accept().unwrap();
-            sock.set_nonblocking(true).unwrap();
-            let t = b.add_client(mio::net::TcpStream::from_std(sock), addr);
-            let t = t.unwrap();
+            let t = w.client();
             let frames = format!(
                 "CONNECT {{\"name\":\"c{i}\",\"lang\":\"\\\"<&>{{[\"}}\r\nSUB a.{i} q {i}\r\nSUB b 1{i}\r\n"
             );
-            b.ingest(t, frames.as_bytes());
-            peers.push(peer);
+            w.send(t, frames.as_bytes());
         }
-        (b, peers, poll)
+        w
     }
 
     fn stream(b: &Broker, target: &str) -> Stream {
@@ -147,7 +128,8 @@ mod tests {
     /// (what the endpoints answered before they were sliced).
     #[test]
     fn slices_have_the_bytes_of_one_go() {
-        let (b, _peers, _poll) = broker_with_clients(30);
+        let w = broker_with_clients(30);
+        let b = &w.b;
         for target in [
             "/connz?subs=detail&limit=100",
             "/connz?subs=1&sort=subs",
@@ -156,9 +138,9 @@ mod tests {
             "/subsz?subs=1&limit=45",
             "/subsz?subs=1&callback=cb",
         ] {
-            let mut s = stream(&b, target);
+            let mut s = stream(b, target);
             let mut sliced = Vec::new();
-            while !s.produce(&b, &mut sliced, 1) {}
+            while !s.produce(b, &mut sliced, 1) {}
             let whole = match target.split_once("callback=") {
                 Some((_, cb)) => format!("{cb}({})", pretty(&s.log)),
                 None => pretty(&s.log),
@@ -173,13 +155,14 @@ mod tests {
     /// A slice renders about the budget: one part at least, never the whole of a big page.
     #[test]
     fn a_slice_is_bounded() {
-        let (b, _peers, _poll) = broker_with_clients(60);
-        let mut s = stream(&b, "/connz?subs=detail");
+        let w = broker_with_clients(60);
+        let b = &w.b;
+        let mut s = stream(b, "/connz?subs=detail");
         let mut out = Vec::new();
-        assert!(!s.produce(&b, &mut out, 1000));
+        assert!(!s.produce(b, &mut out, 1000));
         let first = out.len();
         assert!((1000..3000).contains(&first), "{first}");
-        while !s.produce(&b, &mut out, 1000) {}
+        while !s.produce(b, &mut out, 1000) {}
         assert!(out.len() > 20 * first, "{} vs {first}", out.len());
     }
 }

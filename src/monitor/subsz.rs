@@ -6,12 +6,12 @@
 
 use super::stream::{Source, Stream};
 use super::{json_response, param_bool, param_int, Reply, DEFAULT_LIMIT};
-use crate::broker::Broker;
-use crate::conn::Kind;
-use crate::http::{Request, Response};
-use crate::json::Obj;
-use crate::sublist::{self, Sublist};
-use crate::timefmt::rfc3339;
+use crate::core::broker::Broker;
+use crate::monitor::http::{Request, Response};
+use crate::protocol::json::Obj;
+use crate::subject::sublist::Sublist;
+use crate::subject::{subject_matches, valid_literal_subject};
+use crate::util::timefmt::rfc3339;
 use std::time::SystemTime;
 
 #[allow(clippy::too_many_arguments)]
@@ -139,10 +139,10 @@ fn select(b: &Broker, acc: &str, test: &str, offset: usize, limit: usize) -> Vec
             continue;
         }
         for (_, s) in a.sublist.iter() {
-            if !test.is_empty() && !sublist::subject_matches(&s.subject, test.as_bytes()) {
+            if !test.is_empty() && !subject_matches(&s.subject, test.as_bytes()) {
                 continue;
             }
-            if let Some(c) = b.conns.get(s.conn).filter(|c| c.kind == Kind::Client) {
+            if let Some(c) = b.conns.get(s.conn).filter(|c| c.is_client()) {
                 all.push((i, s, c.cid));
             }
         }
@@ -171,7 +171,7 @@ pub(super) fn subsz(b: &Broker, req: &Request) -> Result<Reply, Response> {
         n => n as usize,
     };
     let test = req.param("test").unwrap_or("");
-    if !test.is_empty() && !sublist::valid_literal_subject(test.as_bytes()) {
+    if !test.is_empty() && !valid_literal_subject(test.as_bytes()) {
         return Err(super::bad(format!(
             "invalid test subject, must be valid publish subject: {test}"
         )));

@@ -7,8 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::time::Instant;
 use tern::config::Config;
-use tern::config_values::{MAX_DURATION, MAX_PROTO_LIMIT};
-use tern::{config_file, options, perms};
+use tern::config::values::{MAX_DURATION, MAX_PROTO_LIMIT};
+use tern::config::{flags, keys};
+use tern::subject::perms;
 
 fuzz_target!(|data: &[u8]| {
     // A config file must be UTF-8 (the file reader refuses anything else).
@@ -18,10 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = Config::default();
     // Includes resolve under a directory that does not exist: no file is ever read.
     let base = Path::new("/nonexistent/tern-fuzz");
-    if config_file::load_text(text, "fuzz.conf", base, &mut cfg).is_err() {
+    if keys::load_text(text, "fuzz.conf", base, &mut cfg).is_err() {
         return;
     }
-    if options::apply(&options::Flags::default(), &mut cfg).is_err() {
+    if flags::apply(&flags::Flags::default(), &mut cfg).is_err() {
         return;
     }
     let now = Instant::now();

@@ -4,7 +4,7 @@
 //! connection hold memory it did not send.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tern::parser::{parse, Limits, Parsed, Peer};
+use tern::protocol::parser::{parse, Limits, Parsed, Peer};
 
 fuzz_target!(|data: &[u8]| {
     for peer in [Peer::Client, Peer::Route] {

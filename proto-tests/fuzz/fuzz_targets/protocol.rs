@@ -1,6 +1,6 @@
 //! A connection's protocol handling: two real connections on a broker (no loop) are fed the
 //! input, cut into reads of arbitrary sizes and interleaved between them, through the same
-//! `ingest` path the loop uses. Then the pass ends as in the loop (timers, flush, reap), and
+//! `ingest` path the loop uses (clients to the core, routes to the cluster). Then the pass ends as in the loop (timers, flush, reap), and
 //! closing both must leave no subscription and no connection behind.
 //!
 //! The seed's first byte picks the setup: bit 0 turns client authentication on; bit 1 makes
@@ -14,12 +14,16 @@ use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use tern::broker::{Broker, Identity};
+use tern::cluster::Cluster;
 use tern::config::{ClusterConfig, Config, RouteUrl, User, READ_CHUNK};
-use tern::route::RouteState;
+use tern::conn::RouteState;
+use tern::core::broker::Broker;
+use tern::protocol::info::Identity;
 
 struct World {
     broker: Broker,
+    /// Clustering, when the seed turns it on.
+    cluster: Option<Cluster>,
     listener: TcpListener,
     waker: Arc<mio::Waker>,
     _poll: mio::Poll,
@@ -35,18 +39,18 @@ fn world() -> World {
         max_subs: 64,
         ..Config::default()
     };
-    let ident = Identity {
-        id: "NFUZZ".into(),
-        name: "fuzz".into(),
-        host: "127.0.0.1".into(),
-        port: 4222,
-        started: std::time::SystemTime::now(),
-        client_urls: vec!["127.0.0.1:4222".into()],
-    };
+    let ident = Identity::new(
+        "NFUZZ".into(),
+        "fuzz".into(),
+        "127.0.0.1".into(),
+        4222,
+        vec!["127.0.0.1:4222".into()],
+    );
     let broker = Broker::new(cfg, ident, poll.registry().try_clone().expect("registry"));
     let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(usize::MAX)).expect("waker"));
     World {
         broker,
+        cluster: None,
         listener,
         waker,
         _poll: poll,
@@ -82,7 +86,8 @@ fn route(w: &mut World, dialled: bool) -> (usize, TcpStream) {
         explicit: dialled,
         ..RouteState::default()
     };
-    (w.broker.add_route(sock, addr, state).expect("add"), peer)
+    let cl = w.cluster.as_mut().expect("clustered");
+    (cl.add_route(&mut w.broker, sock, addr, state).expect("add"), peer)
 }
 
 /// The settings the seed byte asks for (see the module comment).
@@ -105,9 +110,38 @@ fn configure(w: &mut World, bits: u8) {
         pass: (bits & 4 == 4).then(|| "s".into()),
         ..ClusterConfig::default()
     });
-    b.cluster = None;
+    b.ident.cluster = None;
+    w.cluster = None;
     if clustered {
-        b.start_cluster(6222, w.waker.clone());
+        w.cluster = Cluster::start(b, 0, 6222, w.waker.clone());
+    }
+}
+
+/// Bytes from connection `t`, as the loop hands them over: a client's to the core, a
+/// route's to the cluster.
+fn ingest(w: &mut World, t: usize, data: &[u8]) {
+    let cluster = &mut w.cluster;
+    w.broker.ingest(t, data, &mut |b, t, d| match cluster {
+        Some(cl) if !b.conns[t].is_client() => cl.frames(b, t, d),
+        _ => b.process(t, d),
+    });
+}
+
+/// The end of a loop pass: stalls, timers, flush, reap (the cluster cleans up after routes).
+fn end_of_pass(w: &mut World) {
+    let conns = &mut w.broker.conns;
+    conns.now = std::time::Instant::now();
+    conns.check_stalls();
+    conns.fire_timers();
+    conns.flush_dirty();
+    reap(w);
+}
+
+fn reap(w: &mut World) {
+    for c in w.broker.reap() {
+        if let Some(cl) = &mut w.cluster {
+            cl.route_closed(&mut w.broker, c);
+        }
     }
 }
 
@@ -121,7 +155,7 @@ fn check(b: &Broker) {
             c.label(),
             c.inbuf.len()
         );
-        if let Some(r) = c.route.as_ref().filter(|r| !r.registered) {
+        if let Some(r) = c.route().filter(|r| !r.registered) {
             assert_eq!(
                 c.counters.out_msgs,
                 0,
@@ -146,7 +180,7 @@ fuzz_target!(|data: &[u8]| {
         let w = &mut *w.borrow_mut();
         configure(w, seed[0]);
         let (a, _pa) = client(w);
-        let (b, _pb) = if w.broker.cluster.is_some() {
+        let (b, _pb) = if w.cluster.is_some() {
             route(w, seed[0] & 8 == 8)
         } else {
             client(w)
@@ -159,29 +193,27 @@ fuzz_target!(|data: &[u8]| {
             x ^= x << 17;
             let n = (1 + (x % 64) as usize).min(rest.len());
             let t = if x & 0x100 == 0 { a } else { b };
-            w.broker.ingest(t, &rest[..n]);
+            ingest(w, t, &rest[..n]);
             check(&w.broker);
             rest = &rest[n..];
             if x & 0x200 == 0 {
-                w.broker.now = std::time::Instant::now();
-                w.broker.check_stalls();
-                w.broker.fire_timers();
-                w.broker.flush_dirty();
-                w.broker.reap();
+                end_of_pass(w);
             }
         }
         // Closed routes are not dialled again: this broker has no loop to dial them.
-        if let Some(cl) = &mut w.broker.cluster {
+        if let Some(cl) = &mut w.cluster {
             cl.stopping = true;
         }
-        w.broker.close_all();
-        w.broker.wake.clear(); // the loop would read these producers again; there is none here
+        w.broker.conns.close_all();
+        reap(w);
+        // The loop would read these producers again; there is none here.
+        w.broker.conns.wake.clear();
         assert_eq!(w.broker.conns.len(), 0);
         assert_eq!(
             w.broker.sub_count(),
             0,
             "subscriptions outlived their connections"
         );
-        assert_eq!(w.broker.clients, 0);
+        assert_eq!(w.broker.conns.clients, 0);
     });
 });

@@ -2,7 +2,7 @@
 //! as nats-server 2.9.10's `server/errors.json` words them. Entries whose description is
 //! `{err}` in errors.json carry the text of the underlying failure instead (`ApiError::with`).
 
-use crate::json::Obj;
+use crate::protocol::json::Obj;
 
 /// An error as it appears in a JSON reply: `{"code":400,"err_code":10003,"description":"..."}`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ mod tests;
 
 use super::account::{Env, JsAccount};
 use super::store::SyncTarget;
-use crate::json::Obj;
+use crate::protocol::json::Obj;
 use errors::ApiError;
 
 /// An API request as the client sent it.

@@ -12,7 +12,7 @@ use crate::jetstream::gojson::{self, is_empty_request, BadJson};
 use crate::jetstream::headers;
 use crate::jetstream::store::StoredMsg;
 use crate::jetstream::stream::ts_string;
-use crate::json::Obj;
+use crate::protocol::json::Obj;
 
 /// `{"seq":n,"last_by_subj":s,"next_by_subj":s}` (MSG.GET and DIRECT.GET).
 #[derive(Default)]

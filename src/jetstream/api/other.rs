@@ -9,7 +9,7 @@ use super::{api_type, error_reply, Count, Reply, Request, Response, Shape};
 use crate::jetstream::account::JsAccount;
 use crate::jetstream::gojson::{self, is_empty_request};
 use crate::jetstream::subject;
-use crate::json::Obj;
+use crate::protocol::json::Obj;
 
 /// STREAM.LEADER.STEPDOWN, STREAM.PEER.REMOVE, CONSUMER.LEADER.STEPDOWN.
 pub(super) fn cluster_required(kind: &'static str) -> (Response, Count) {

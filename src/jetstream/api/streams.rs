@@ -10,7 +10,7 @@ use crate::jetstream::config::{self, Storage, StreamConfig};
 use crate::jetstream::gojson::{self, is_empty_request};
 use crate::jetstream::meta;
 use crate::jetstream::stream::{StateOpts, Stream};
-use crate::json::Obj;
+use crate::protocol::json::Obj;
 
 /// nats-server's page sizes.
 const NAMES_LIMIT: usize = 1024;

@@ -11,7 +11,7 @@
 use super::{handle, not_enabled, Reply, Request};
 use crate::jetstream::account::{AccountLimits, Env, JsAccount, ServerJs};
 use crate::jetstream::publish::{Inbound, PubOutcome};
-use crate::json::{self, Value};
+use crate::protocol::json::{self, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

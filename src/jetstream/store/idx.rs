@@ -32,7 +32,7 @@ use super::crc::crc32c;
 use super::index::{Chunk, Ent, Index, HOLE, MAX_PAD};
 use super::record::{get_uvarint, put_uvarint, u64_at, Mark, MAX_SEQ};
 use super::segment::Seg;
-use crate::hash::{new_map, FastMap};
+use crate::util::hash::{new_map, FastMap};
 
 const MAGIC: &[u8; 4] = b"TIX1";
 const FIXED: usize = 76;

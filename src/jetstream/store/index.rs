@@ -18,7 +18,7 @@
 //! Per subject: an exact count and last sequence, and a lower bound for the first one
 //! (`first` is exact when it matters: when one message is left, and after `oldest_of`).
 
-use crate::hash::{new_map, FastMap};
+use crate::util::hash::{new_map, FastMap};
 use std::collections::VecDeque;
 
 /// `Ent::sid` of a sequence that was consumed without a message (skip, lost record).

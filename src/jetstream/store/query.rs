@@ -5,7 +5,7 @@
 //! `.`, `*` matches one token, `>` the rest); an absent or `>` filter matches everything.
 
 use super::index::Index;
-use crate::sublist::{has_wildcard, subject_matches};
+use crate::subject::{has_wildcard, subject_matches};
 
 /// Above this many subject slots a wildcard scan tests subjects as it meets them (remembering
 /// the last answer) instead of building a table of every subject first.

@@ -2,20 +2,20 @@
 //!
 //! The poll loop never calls fsync. It hands a batch `(id, SyncTarget)` to `Syncer::submit`
 //! (a channel send, never blocking), keeps going, and later drains `(id, result)` completions
-//! after the thread's `mio::Waker` wakes it. The thread takes every batch that queued up while
-//! it was busy and syncs their files once (group commit: one fdatasync per file for many
-//! batches), then completes them all, in order. Nothing here is specific to the message store:
-//! the stream layer's own files and the interval sync use the same thread.
+//! after the thread's `mio::Waker` wakes it. The thread (the loop's one helper-thread pattern,
+//! `util/worker.rs`, batched) takes every batch that queued up while it was busy and syncs
+//! their files once (group commit: one fdatasync per file for many batches), then completes
+//! them all, in order. Nothing here is specific to the message store: the stream layer's own
+//! files and the interval sync use the same thread.
 //!
 //! A sync error completes every batch it covered with that error. After a failed fsync the
 //! kernel may have dropped the dirty pages, so the owner must not pretend the data is safe: the
 //! store goes read-only (`Store::sync_failed`).
 
+use crate::util::worker::Worker;
 use std::fs::File;
 use std::io;
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 /// What must reach the disk: files to `fdatasync`, directories to `fsync` (after creating or
 /// removing a file in them).
@@ -64,89 +64,60 @@ pub struct SyncDone {
 }
 
 pub struct Syncer {
-    tx: Option<Sender<(u64, SyncTarget)>>,
-    done: Arc<Mutex<Vec<SyncDone>>>,
-    thread: Option<JoinHandle<()>>,
+    worker: Worker<(u64, SyncTarget), SyncDone>,
+    /// Batches completed here because the thread was gone.
+    failed: Mutex<Vec<SyncDone>>,
 }
 
 impl Syncer {
     /// Starts the thread. `waker` is woken after each group of completions (None in tests,
     /// which poll `drain`).
     pub fn start(waker: Option<Arc<mio::Waker>>) -> io::Result<Syncer> {
-        let (tx, rx) = channel();
-        let done = Arc::new(Mutex::new(Vec::new()));
-        let out = done.clone();
-        let thread = std::thread::Builder::new()
-            .name("tern-sync".into())
-            .spawn(move || run(rx, out, waker))?;
+        let worker = Worker::spawn_batched("tern-sync", waker, sync_batches)?;
         Ok(Syncer {
-            tx: Some(tx),
-            done,
-            thread: Some(thread),
+            worker,
+            failed: Mutex::new(Vec::new()),
         })
     }
 
     /// Queues a batch; its completion carries `id`.
     pub fn submit(&self, id: u64, target: SyncTarget) {
-        if let Some(tx) = &self.tx {
-            if tx.send((id, target)).is_err() {
-                // The thread is gone (it only ends when we drop the sender): complete here.
-                let err = io::Error::other("sync thread stopped");
-                self.lock().push(SyncDone {
-                    id,
-                    result: Err(err),
-                });
-            }
+        if let Err((id, _)) = self.worker.submit((id, target)) {
+            // The thread is gone (it only ends when we drop the worker): complete here.
+            let err = io::Error::other("sync thread stopped");
+            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.push(SyncDone {
+                id,
+                result: Err(err),
+            });
         }
     }
 
     /// Moves the completions so far into `out`, oldest first.
     pub fn drain(&self, out: &mut Vec<SyncDone>) {
-        out.append(&mut self.lock());
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SyncDone>> {
-        self.done.lock().unwrap_or_else(|e| e.into_inner())
+        out.extend(self.worker.ready());
+        out.append(&mut self.failed.lock().unwrap_or_else(|e| e.into_inner()));
     }
 }
 
-impl Drop for Syncer {
-    /// Finishes the queued batches, then stops the thread.
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+/// Syncs every queued batch's files once (on the sync thread), then completes them all.
+/// Dropping the `Syncer` finishes the batches already queued.
+fn sync_batches(batches: Vec<(u64, SyncTarget)>) -> Vec<SyncDone> {
+    let mut all = SyncTarget::default();
+    for (_, t) in &batches {
+        all.merge(t);
     }
-}
-
-fn run(
-    rx: Receiver<(u64, SyncTarget)>,
-    done: Arc<Mutex<Vec<SyncDone>>>,
-    waker: Option<Arc<mio::Waker>>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut ids = vec![first.0];
-        let mut all = first.1;
-        while let Ok((id, t)) = rx.try_recv() {
-            ids.push(id);
-            all.merge(&t);
-        }
-        let result = all.sync_now();
-        {
-            let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
-            for id in ids {
-                let result = match &result {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                };
-                d.push(SyncDone { id, result });
-            }
-        }
-        if let Some(w) = &waker {
-            let _ = w.wake();
-        }
-    }
+    let result = all.sync_now();
+    batches
+        .into_iter()
+        .map(|(id, _)| SyncDone {
+            id,
+            result: match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]

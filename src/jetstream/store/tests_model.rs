@@ -6,7 +6,7 @@
 
 use super::tests::{flush_sync, TempDir};
 use super::*;
-use crate::sublist::subject_matches;
+use crate::subject::subject_matches;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// xorshift64*: seeded, reproducible, no crate.

@@ -1,0 +1,137 @@
+//! The interface subsystems plug into the loop through: routes (`cluster`), monitoring
+//! (`monitor`), lame-duck mode (`lame_duck.rs`), and next JetStream.
+//!
+//! In the spirit of Redis's `aeCreateFileEvent` and `beforeSleep`: a source registers its
+//! sockets under the tokens of its own range (`Cx::token`), tells the loop when it must run
+//! again (`deadline`, `busy`), and gets a call at the end of every pass (`end_of_pass`). The
+//! loop dispatches readiness by token range and never names a feature. A source may also own
+//! NATS connections (`Conn::owner`: their bytes go to its `input`, their end to its
+//! `closed`), take completions from helper threads (`woken`; the loop has one `mio::Waker`,
+//! shared through `Cx::waker`), hear server-wide events (`event`), and, through the broker,
+//! subscribe and publish inside an account (`core/internal.rs`).
+
+use crate::conn::Conn;
+use crate::core::broker::Broker;
+use mio::event::Event;
+use mio::{Token, Waker};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A source's number: the index of its token range, and the owner mark on its connections.
+pub type SourceId = usize;
+
+/// Tokens below this are NATS connections (slab keys).
+pub const SOURCE_BASE: usize = usize::MAX / 2;
+/// Tokens per source.
+pub const SOURCE_SPAN: usize = 1 << 32;
+
+/// The tokens of source `id`.
+pub fn tokens(id: SourceId) -> Range<usize> {
+    let base = SOURCE_BASE + id * SOURCE_SPAN;
+    base..base + SOURCE_SPAN
+}
+
+/// The source whose range holds token `t`, if `t` is in a source range at all.
+pub fn source_of(t: usize) -> Option<SourceId> {
+    t.checked_sub(SOURCE_BASE).map(|off| off / SOURCE_SPAN)
+}
+
+/// How a subsystem is plugged in (`Server::plug`): given its context, it returns its source,
+/// or None when the config does not turn it on.
+pub type Plug = fn(&mut Cx) -> std::io::Result<Option<Box<dyn Source>>>;
+
+/// What happens to the whole server, told to every source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Lame-duck mode began: the client listener is closed, INFO says `ldm`.
+    LameDuck,
+    /// A new config was applied.
+    Reload,
+    /// The server is stopping: every connection is about to close.
+    Shutdown,
+}
+
+/// What a source may touch while it runs.
+pub struct Cx<'a> {
+    /// Connections, accounts, config: everything the core holds.
+    pub broker: &'a mut Broker,
+    /// The loop's waker, for helper threads (`util/worker.rs`).
+    pub waker: &'a Arc<Waker>,
+    /// This source: stamp it on the connections it owns.
+    pub id: SourceId,
+    /// Set to make the server stop after this pass.
+    pub stop: &'a mut bool,
+}
+
+impl Cx<'_> {
+    /// The `n`-th token of this source's range.
+    pub fn token(&self, n: usize) -> Token {
+        Token(tokens(self.id).start + n)
+    }
+
+    /// Which of this source's tokens `token` is.
+    pub fn index(&self, token: Token) -> usize {
+        token.0 - tokens(self.id).start
+    }
+}
+
+/// What the loop needs from a subsystem.
+pub trait Source {
+    /// Readiness on one of the tokens this source registered.
+    fn ready(&mut self, cx: &mut Cx, token: Token, ev: &Event);
+
+    /// Bytes from a connection this source owns: act on the whole frames, return how many
+    /// bytes were used (the loop keeps the rest, a frame split by the read).
+    fn input(&mut self, cx: &mut Cx, t: usize, data: &[u8]) -> usize {
+        let _ = (cx, t);
+        data.len()
+    }
+
+    /// A connection this source owns was freed (after the reap of the pass).
+    fn closed(&mut self, cx: &mut Cx, c: Conn) {
+        let _ = (cx, c);
+    }
+
+    /// A helper thread woke the loop: take what is ready.
+    fn woken(&mut self, cx: &mut Cx) {
+        let _ = cx;
+    }
+
+    /// Something happened to the whole server.
+    fn event(&mut self, cx: &mut Cx, ev: ServerEvent) {
+        let _ = (cx, ev);
+    }
+
+    /// The earliest instant this source must run again (None: only on readiness).
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Work at the end of every pass, before connections are flushed (dials, timers, ...).
+    fn end_of_pass(&mut self, cx: &mut Cx) {
+        let _ = cx;
+    }
+
+    /// Work left over that must run next pass without sleeping (poll timeout zero).
+    fn busy(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ranges_do_not_overlap() {
+        assert_eq!(source_of(SOURCE_BASE - 1), None);
+        assert_eq!(source_of(tokens(0).start), Some(0));
+        assert_eq!(source_of(tokens(0).end - 1), Some(0));
+        assert_eq!(source_of(tokens(3).start), Some(3));
+        assert!(
+            tokens(15).end < usize::MAX - 16,
+            "room for the loop's own tokens"
+        );
+    }
+}
