@@ -85,12 +85,30 @@ impl ServerJs {
 }
 
 /// What a handler needs from outside the account.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Env<'a> {
     pub now: SystemTime,
     pub server: ServerJs,
     /// The JetStream domain, when configured (PubAcks, STREAM.INFO and account INFO show it).
     pub domain: Option<&'a str>,
+    /// Whether anything in the account subscribes to a subject (pull request inboxes,
+    /// deliver subjects on a consumer update).
+    pub interest: &'a dyn Fn(&str) -> bool,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("now", &self.now)
+            .field("server", &self.server)
+            .field("domain", &self.domain)
+            .finish()
+    }
+}
+
+/// An `Env::interest` for callers with no subscriptions to consult: everything has one.
+pub fn any_interest(_: &str) -> bool {
+    true
 }
 
 impl Env<'_> {

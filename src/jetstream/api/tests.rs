@@ -173,6 +173,7 @@ impl World {
             now: self.now,
             server: s,
             domain: None,
+            interest: &crate::jetstream::account::any_interest,
         }
     }
 
