@@ -32,8 +32,9 @@ Format (one record per block, blank lines separate records, `#` starts a comment
     SLEEP <ms>             wait (the unit replay advances its clock instead)
     RESTART                restart the server on the same store directory
 
-Normalisation: JSON values of `created`, `first_ts`, `last_ts` and `time` that are not Go's
-zero time become "<ts>"; a `Nats-Time-Stamp` header value becomes <ts>.
+Normalisation: JSON values of `created`, `first_ts`, `last_ts`, `time`, `last_active` and
+`timestamp` that are not Go's zero time become "<ts>"; a `Nats-Time-Stamp` header value
+becomes <ts>; the generated name of a legacy ephemeral consumer becomes "<eph>".
 """
 
 import argparse
@@ -50,7 +51,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 QUIET = 0.4
 ZERO_TS = "0001-01-01T00:00:00Z"
-TS_KEYS = ("created", "first_ts", "last_ts", "time")
+TS_KEYS = ("created", "first_ts", "last_ts", "time", "last_active", "timestamp")
 
 
 def expand(text):
@@ -149,6 +150,10 @@ def render_fixture(header, records):
 
 
 def norm_json_value(v):
+    if isinstance(v, dict) and isinstance(v.get("config"), dict) and "stream_name" in v:
+        # A legacy ephemeral consumer's generated name (its config carries no name).
+        if "name" not in v["config"] and "durable_name" not in v["config"]:
+            v = dict(v, name="<eph>")
     if isinstance(v, dict):
         return {k: ("<ts>" if k in TS_KEYS and isinstance(x, str) and x != ZERO_TS else norm_json_value(x))
                 for k, x in v.items()}

@@ -94,6 +94,20 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
     (header, records)
 }
 
+thread_local! {
+    /// The replay's subscriptions (the capture connection subscribes to `_INBOX.>`, and to
+    /// whatever SUB lines add).
+    static SUBS: std::cell::RefCell<Vec<String>> = std::cell::RefCell::new(Vec::new());
+}
+
+fn fixture_interest(s: &str) -> bool {
+    SUBS.with(|v| {
+        v.borrow()
+            .iter()
+            .any(|p| crate::jetstream::subject::matches(p, s))
+    })
+}
+
 /// The accounts of a fixture: user name → account (None: JetStream disabled there).
 struct World {
     dir: PathBuf,
@@ -124,6 +138,7 @@ fn limits_from(words: &[&str]) -> AccountLimits {
 
 impl World {
     fn new(dir: &Path, header: &[String]) -> World {
+        SUBS.with(|v| *v.borrow_mut() = vec!["_INBOX.>".to_string()]);
         let mut w = World {
             dir: dir.to_path_buf(),
             accounts: BTreeMap::new(),
@@ -173,7 +188,7 @@ impl World {
             now: self.now,
             server: s,
             domain: None,
-            interest: &crate::jetstream::account::any_interest,
+            interest: &fixture_interest,
         }
     }
 
@@ -218,12 +233,36 @@ fn header_block(hdrs: &[String]) -> Vec<u8> {
     h
 }
 
-fn mask(v: &Value) -> Value {
+const TS_KEYS: [&str; 6] = [
+    "created",
+    "first_ts",
+    "last_ts",
+    "time",
+    "last_active",
+    "timestamp",
+];
+
+/// A legacy ephemeral consumer's generated name (its config has no name) is masked.
+fn ephemeral(f: &[(String, Value)]) -> bool {
+    let cfg = f.iter().find(|(k, _)| k == "config").map(|(_, v)| v);
+    let has_stream = f.iter().any(|(k, _)| k == "stream_name");
+    match cfg {
+        Some(c @ Value::Obj(_)) if has_stream => {
+            c.get("name").is_none() && c.get("durable_name").is_none()
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn mask(v: &Value) -> Value {
     match v {
         Value::Obj(f) => Value::Obj(
             f.iter()
                 .map(|(k, x)| {
-                    let ts = ["created", "first_ts", "last_ts", "time"].contains(&k.as_str());
+                    if k == "name" && ephemeral(f) {
+                        return (k.clone(), Value::Str("<eph>".into()));
+                    }
+                    let ts = TS_KEYS.contains(&k.as_str());
                     match x {
                         Value::Str(s) if ts && s != "0001-01-01T00:00:00Z" => {
                             (k.clone(), Value::Str("<ts>".into()))
@@ -575,6 +614,16 @@ fn mutate(b: &mut Vec<u8>, next: &mut impl FnMut() -> u64, alphabet: &[u8]) {
 #[test]
 fn fixture_clients() {
     check("clients.txt");
+}
+
+#[test]
+fn fixture_consumer_create() {
+    check("consumer_create.txt");
+}
+
+#[test]
+fn fixture_consumer_api() {
+    check("consumer_api.txt");
 }
 
 #[test]
