@@ -154,8 +154,9 @@ fn add_consumer(
     }
     let mut c = Consumer::new(&name, &s.config.name, cfg, now, &s.store, now);
     check::inactive_default(&mut c.config);
-    if !c.config.is_durable() && c.config.is_push() {
-        c.set_interest(false, now);
+    if c.config.is_push() {
+        // setLeader looks at the deliver subject's interest at once.
+        c.set_interest((env.interest)(&c.config.deliver_subject), now);
     }
     let sync = open_files(s, &mut c).map_err(|err| {
         log::warn!(

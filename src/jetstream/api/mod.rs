@@ -19,6 +19,8 @@ mod other;
 mod streams;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_delivery;
 
 use super::account::{Env, JsAccount};
 use super::store::SyncTarget;

@@ -17,23 +17,25 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Debug, Default)]
-struct Record {
-    op: String,
-    arg: String,
+pub(super) struct Record {
+    pub(super) op: String,
+    pub(super) arg: String,
     hdrs: Vec<String>,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
     want: Want,
     /// Known differences: tern answers the JSON value at this path.
     tern: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-enum Want {
+pub(super) enum Want {
     #[default]
     Unset,
     None,
     Text(String),
     Hdr(String, String),
+    /// RECV: the messages received, as GOT lines.
+    Got(Vec<String>),
 }
 
 fn expand(text: &str) -> String {
@@ -60,7 +62,8 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
         match word {
             "SERVER" | "ACCOUNT" => header.push(line.to_string()),
-            "REQ" | "PUB" | "CONNECT" | "SLEEP" | "RESTART" => records.push(Record {
+            "REQ" | "PUB" | "CONNECT" | "SLEEP" | "RESTART" | "SUB" | "UNSUB" | "NEXT"
+            | "ACK" | "FC" | "RECV" => records.push(Record {
                 op: word.to_string(),
                 arg: expand(rest),
                 ..Record::default()
@@ -82,6 +85,10 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
                     }
                     "WANT-HDR" => r.want = Want::Hdr(rest.to_string(), String::new()),
                     "WANT-NONE" => r.want = Want::None,
+                    "GOT" => match &mut r.want {
+                        Want::Got(v) => v.push(rest.to_string()),
+                        w => *w = Want::Got(vec![rest.to_string()]),
+                    },
                     "TERN" => {
                         let (path, value) = rest.split_once(' ').expect("TERN <path> <json>");
                         r.tern.push((path.to_string(), value.to_string()));
@@ -95,25 +102,34 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
 }
 
 thread_local! {
-    /// The replay's subscriptions (the capture connection subscribes to `_INBOX.>`, and to
-    /// whatever SUB lines add).
-    static SUBS: std::cell::RefCell<Vec<String>> = std::cell::RefCell::new(Vec::new());
+    /// The replay's subscriptions, (subject, group), in order: the capture connection
+    /// subscribes to `_INBOX.>` first, then to whatever SUB lines add.
+    static SUBS: std::cell::RefCell<Vec<(String, String)>> = std::cell::RefCell::new(Vec::new());
 }
 
-fn fixture_interest(s: &str) -> bool {
+pub(super) fn subs() -> Vec<(String, String)> {
+    SUBS.with(|v| v.borrow().clone())
+}
+
+pub(super) fn set_subs(v: Vec<(String, String)>) {
+    SUBS.with(|s| *s.borrow_mut() = v);
+}
+
+pub(super) fn fixture_interest(s: &str) -> bool {
     SUBS.with(|v| {
         v.borrow()
             .iter()
-            .any(|p| crate::jetstream::subject::matches(p, s))
+            .any(|(p, _)| crate::jetstream::subject::matches(p, s))
     })
 }
 
 /// The accounts of a fixture: user name → account (None: JetStream disabled there).
-struct World {
+pub(super) struct World {
     dir: PathBuf,
-    accounts: BTreeMap<String, Option<JsAccount>>,
+    pub(super) accounts: BTreeMap<String, Option<JsAccount>>,
+    pub(super) mail: super::tests_delivery::Mail,
     server: ServerJs,
-    now: SystemTime,
+    pub(super) now: SystemTime,
 }
 
 fn limits_from(words: &[&str]) -> AccountLimits {
@@ -138,10 +154,11 @@ fn limits_from(words: &[&str]) -> AccountLimits {
 
 impl World {
     fn new(dir: &Path, header: &[String]) -> World {
-        SUBS.with(|v| *v.borrow_mut() = vec!["_INBOX.>".to_string()]);
+        set_subs(vec![("_INBOX.>".to_string(), String::new())]);
         let mut w = World {
             dir: dir.to_path_buf(),
             accounts: BTreeMap::new(),
+            mail: Default::default(),
             server: ServerJs {
                 max_memory: i64::MAX / 2,
                 max_store: i64::MAX / 2,
@@ -180,7 +197,7 @@ impl World {
         w
     }
 
-    fn env(&mut self) -> Env<'static> {
+    pub(super) fn env(&mut self) -> Env<'static> {
         let (m, f) = (self.server.max_memory, self.server.max_store);
         let s = ServerJs::sum(self.accounts.values().flatten(), m, f, 0);
         self.now += Duration::from_micros(10);
@@ -194,6 +211,7 @@ impl World {
 
     /// End of a loop pass: every store flushed, expiry timers run.
     fn pass_end(&mut self) {
+        super::tests_delivery::pump(self);
         let now = self.now;
         for acc in self.accounts.values_mut().flatten() {
             for s in acc.streams.values_mut() {
@@ -254,7 +272,7 @@ fn ephemeral(f: &[(String, Value)]) -> bool {
     }
 }
 
-pub(crate) fn mask(v: &Value) -> Value {
+pub(super) fn mask(v: &Value) -> Value {
     match v {
         Value::Obj(f) => Value::Obj(
             f.iter()
@@ -277,7 +295,7 @@ pub(crate) fn mask(v: &Value) -> Value {
     }
 }
 
-fn mask_hdr(h: &[u8]) -> String {
+pub(super) fn mask_hdr(h: &[u8]) -> String {
     let s = String::from_utf8_lossy(h).into_owned();
     let s = match s.find("Nats-Time-Stamp: ") {
         Some(i) => {
@@ -305,8 +323,18 @@ fn got_reply(op: &str, reply: Option<Reply>) -> Want {
 }
 
 /// The expected reply with timestamps masked and tern's known differences applied.
+/// A GOT line in one canonical form (parsed and written back).
+pub(super) fn canon(line: &str) -> String {
+    match json::parse(line.as_bytes()) {
+        Ok(v) => to_json(&v),
+        Err(_) => line.to_string(),
+    }
+}
+
 fn normalise_want(r: &Record) -> Want {
     match &r.want {
+        Want::Got(lines) => Want::Got(lines.iter().map(|l| canon(l)).collect()),
+        Want::Unset if r.op == "RECV" => Want::Got(Vec::new()),
         Want::Text(t) if r.op == "REQ" => match json::parse(t.as_bytes()) {
             Ok(mut v) => {
                 for (path, value) in &r.tern {
@@ -350,6 +378,7 @@ fn run_request(w: &mut World, user: &str, r: &Record) -> Want {
             Some(acc) => handle(acc, &env, &req),
             None => not_enabled(&req),
         };
+        super::tests_delivery::route(w, user, resp.outs, None);
         return got_reply("REQ", Some(resp.reply));
     }
     let hdr = header_block(&r.hdrs);
@@ -377,7 +406,7 @@ fn run_request(w: &mut World, user: &str, r: &Record) -> Want {
 }
 
 /// Compact JSON of a parsed value (keys in their order).
-fn to_json(v: &Value) -> String {
+pub(super) fn to_json(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
@@ -400,6 +429,16 @@ fn to_json(v: &Value) -> String {
 
 /// Where two replies first differ (a JSON path with both values), for the failure message.
 fn first_difference(want: &Want, got: &Want) -> String {
+    if let (Want::Got(w), Want::Got(g)) = (want, got) {
+        let i = w.iter().zip(g).take_while(|(a, b)| a == b).count();
+        return format!(
+            "message #{i} of {}/{}\n  want {}\n  got  {}",
+            w.len(),
+            g.len(),
+            w.get(i).map_or("(none)", String::as_str),
+            g.get(i).map_or("(none)", String::as_str)
+        );
+    }
     if let (Want::Text(w), Want::Text(g)) = (want, got) {
         let (Ok(wv), Ok(gv)) = (json::parse(w.as_bytes()), json::parse(g.as_bytes())) else {
             return format!("\n  want {w}\n  got  {g}");
@@ -452,10 +491,21 @@ fn replay(file: &str) -> Vec<String> {
                 }
             }
             "SLEEP" => {
-                w.now += Duration::from_millis(r.arg.parse().expect("ms"));
+                super::tests_delivery::sleep(&mut w, r.arg.parse().expect("ms"));
                 w.pass_end();
             }
             "RESTART" => w.restart(),
+            "SUB" | "UNSUB" | "NEXT" | "ACK" | "FC" | "RECV" => {
+                let got = super::tests_delivery::op(&mut w, &user, r);
+                w.pass_end();
+                if let Some(got) = got {
+                    let want = normalise_want(r);
+                    if got != want {
+                        let at = first_difference(&want, &got);
+                        diffs.push(format!("{file} #{i} {} {}: {at}", r.op, r.arg));
+                    }
+                }
+            }
             _ => {
                 let got = run_request(&mut w, &user, r);
                 w.pass_end();
@@ -629,4 +679,9 @@ fn fixture_consumer_api() {
 #[test]
 fn fixture_unsupported() {
     check("unsupported.txt");
+}
+
+#[test]
+fn fixture_consumer_push() {
+    check("consumer_push.txt");
 }
