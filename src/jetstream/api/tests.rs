@@ -685,3 +685,8 @@ fn fixture_unsupported() {
 fn fixture_consumer_push() {
     check("consumer_push.txt");
 }
+
+#[test]
+fn fixture_consumer_pull() {
+    check("consumer_pull.txt");
+}

@@ -358,7 +358,7 @@ impl Consumer {
                 return false;
             }
             wanted = wanted.saturating_add(w.n);
-            if w.hbt != 0 && now > w.hbt {
+            if w.hbt != 0 && now >= w.hbt {
                 let hdr = pull::heartbeat(last_d, last_s, &stalled);
                 cx.outs.push(Out::status(&w.reply, hdr));
                 w.hbt = now.saturating_add(w.hb);

@@ -350,7 +350,8 @@ impl Consumer {
             .waiting
             .reqs
             .iter()
-            .flat_map(|r| [r.expires, r.hbt])
+            // A request expires strictly after its time (as nats-server's `now.After`).
+            .flat_map(|r| [if r.expires > 0 { r.expires + 1 } else { 0 }, r.hbt])
             .filter(|&t| t > 0)
             .min();
         [
