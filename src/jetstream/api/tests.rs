@@ -690,3 +690,8 @@ fn fixture_consumer_push() {
 fn fixture_consumer_pull() {
     check("consumer_pull.txt");
 }
+
+#[test]
+fn fixture_consumer_retention() {
+    check("consumer_retention.txt");
+}
