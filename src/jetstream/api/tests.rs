@@ -224,6 +224,8 @@ impl World {
 
     fn restart(&mut self) {
         self.pass_end();
+        // The connections go with the server, and their subscriptions.
+        set_subs(vec![("_INBOX.>".to_string(), String::new())]);
         let names: Vec<String> = self.accounts.keys().cloned().collect();
         for user in names {
             let Some(Some(old)) = self.accounts.remove(&user) else {
@@ -694,4 +696,9 @@ fn fixture_consumer_pull() {
 #[test]
 fn fixture_consumer_retention() {
     check("consumer_retention.txt");
+}
+
+#[test]
+fn fixture_consumer_restart() {
+    check("consumer_restart.txt");
 }
