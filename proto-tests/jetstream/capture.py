@@ -44,9 +44,10 @@ Format (one record per block, blank lines separate records, `#` starts a comment
 
 Normalisation: JSON values of `created`, `first_ts`, `last_ts`, `time`, `last_active` and
 `timestamp` that are not Go's zero time become "<ts>"; in GOT lines the timestamp token of an ack reply becomes <ts>,
-the 4 random characters of a flow control reply become <fc>, and advisories' `id` <id>;
+the 4 random characters of a flow control reply become <fc>, advisories' `id` <id>, and
+data over 200 bytes `<N bytes>`;
 a `Nats-Time-Stamp` header value
-becomes <ts>; the generated name of a legacy ephemeral consumer becomes "<eph>".
+becomes <ts>, the random part of `Nats-Consumer-Stalled` <fc>; the generated name of a legacy ephemeral consumer becomes "<eph>".
 """
 
 import argparse
@@ -201,6 +202,8 @@ def norm_got(m):
         parts[4] = "<fc>"
         reply = ".".join(parts)
     text = data.decode("utf-8", errors="replace")
+    if len(data) > 200:
+        text = f"<{len(data)} bytes>"
     try:
         v = json.loads(text)
         if isinstance(v, dict) and "id" in v and "type" in v:
@@ -215,6 +218,7 @@ def norm_got(m):
 
 def norm_hdr(hdr):
     hdr = re.sub(r"Nats-Time-Stamp: [^\r]*", "Nats-Time-Stamp: <ts>", hdr)
+    hdr = re.sub(r"(Nats-Consumer-Stalled: \$JS\.FC\.[^.\r]*\.[^.\r]*\.)[^\r]*", r"\1<fc>", hdr)
     return hdr.replace("\r\n", "\\r\\n")
 
 

@@ -298,7 +298,13 @@ pub(super) fn mask(v: &Value) -> Value {
 }
 
 pub(super) fn mask_hdr(h: &[u8]) -> String {
-    let s = String::from_utf8_lossy(h).into_owned();
+    let mut s = String::from_utf8_lossy(h).into_owned();
+    if let Some(i) = s.find("Nats-Consumer-Stalled: $JS.FC.") {
+        let end = s[i..].find("\r\n").map_or(s.len(), |e| i + e);
+        if let Some(dot) = s[i..end].rfind('.') {
+            s = format!("{}<fc>{}", &s[..i + dot + 1], &s[end..]);
+        }
+    }
     let s = match s.find("Nats-Time-Stamp: ") {
         Some(i) => {
             let end = s[i..].find("\r\n").map_or(s.len(), |e| i + e);
@@ -701,4 +707,9 @@ fn fixture_consumer_retention() {
 #[test]
 fn fixture_consumer_restart() {
     check("consumer_restart.txt");
+}
+
+#[test]
+fn fixture_consumer_flow() {
+    check("consumer_flow.txt");
 }
