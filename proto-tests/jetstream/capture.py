@@ -136,6 +136,9 @@ def parse_fixture(path):
             raise SystemExit(f"{path}: unknown line {line!r}")
     if comments and not records:
         header.extend(comments)
+    for r in records:
+        if r.op == "RECV" and r.want is None:
+            r.want = ("got", [])
     return header, records
 
 
@@ -202,15 +205,16 @@ def norm_got(m):
         parts[4] = "<fc>"
         reply = ".".join(parts)
     text = data.decode("utf-8", errors="replace")
-    if len(data) > 200:
-        text = f"<{len(data)} bytes>"
     try:
         v = json.loads(text)
         if isinstance(v, dict) and "id" in v and "type" in v:
             v["id"] = "<id>"
             text = json.dumps(norm_json_value(v), separators=(",", ":"), ensure_ascii=False)
+        elif len(data) > 200:
+            text = f"<{len(data)} bytes>"
     except ValueError:
-        pass
+        if len(data) > 200:
+            text = f"<{len(data)} bytes>"
     h = norm_hdr(hdr.decode("utf-8", errors="replace")) if hdr is not None else ""
     return json.dumps({"sub": sub, "subject": subject, "reply": reply, "hdr": h, "data": text},
                       separators=(",", ":"), ensure_ascii=False)

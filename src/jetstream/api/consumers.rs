@@ -66,7 +66,10 @@ pub(super) fn create(
         return err(CREATE, ApiError::new(e::STREAM_MISMATCH));
     }
     if name.contains(['/', '\\']) {
-        return err(CREATE, ApiError::new(e::CONSUMER_NAME_CONTAINS_PATH_SEPARATORS));
+        return err(
+            CREATE,
+            ApiError::new(e::CONSUMER_NAME_CONTAINS_PATH_SEPARATORS),
+        );
     }
     let cfg = &mut r.config;
     match form {
@@ -74,21 +77,33 @@ pub(super) fn create(
             return err(CREATE, ApiError::new(e::CONSUMER_DURABLE_NAME_NOT_SET));
         }
         Form::Durable if cfg.durable_name != name => {
-            return err(CREATE, ApiError::new(e::CONSUMER_DURABLE_NAME_NOT_MATCH_SUBJECT));
+            return err(
+                CREATE,
+                ApiError::new(e::CONSUMER_DURABLE_NAME_NOT_MATCH_SUBJECT),
+            );
         }
         Form::Named => {
             if !cfg.durable_name.is_empty() && cfg.durable_name != name {
-                return err(CREATE, ApiError::new(e::CONSUMER_DURABLE_NAME_NOT_MATCH_SUBJECT));
+                return err(
+                    CREATE,
+                    ApiError::new(e::CONSUMER_DURABLE_NAME_NOT_MATCH_SUBJECT),
+                );
             }
             cfg.name = name.to_string();
         }
         Form::Ephemeral if !cfg.durable_name.is_empty() => {
-            return err(CREATE, ApiError::new(e::CONSUMER_EPHEMERAL_WITH_DURABLE_NAME));
+            return err(
+                CREATE,
+                ApiError::new(e::CONSUMER_EPHEMERAL_WITH_DURABLE_NAME),
+            );
         }
         _ => {}
     }
     if !filter.is_empty() && cfg.filter_subject != filter {
-        return err(CREATE, ApiError::new(e::CONSUMER_CREATE_FILTER_SUBJECT_MISMATCH));
+        return err(
+            CREATE,
+            ApiError::new(e::CONSUMER_CREATE_FILTER_SUBJECT_MISMATCH),
+        );
     }
     if cfg.num_replicas > 1 {
         return err(CREATE, ApiError::new(e::STREAM_REPLICAS_NOT_SUPPORTED));
@@ -117,7 +132,14 @@ fn add_consumer(
     mut cfg: ConsumerConfig,
     limits: &crate::jetstream::account::AccountLimits,
     env: &Env,
-) -> Result<(String, Option<String>, Option<crate::jetstream::store::SyncTarget>), ApiError> {
+) -> Result<
+    (
+        String,
+        Option<String>,
+        Option<crate::jetstream::store::SyncTarget>,
+    ),
+    ApiError,
+> {
     check::defaults(&mut cfg, limits);
     check::check(&cfg, &s.config, limits)?;
     let now = env.now_ns();
@@ -138,7 +160,10 @@ fn add_consumer(
     }
     workqueue_rules(s, &cfg)?;
     if cfg.is_durable() && cfg.durable_name.len() > check::MAX_NAME_LEN {
-        return Err(ApiError::suffixed(e::CONSUMER_NAME_TOO_LONG, check::MAX_NAME_LEN));
+        return Err(ApiError::suffixed(
+            e::CONSUMER_NAME_TOO_LONG,
+            check::MAX_NAME_LEN,
+        ));
     }
     let name = if cname.is_empty() {
         let mut n = random_token(8);
@@ -236,7 +261,14 @@ fn update_consumer(
     name: &str,
     mut cfg: ConsumerConfig,
     env: &Env,
-) -> Result<(String, Option<String>, Option<crate::jetstream::store::SyncTarget>), ApiError> {
+) -> Result<
+    (
+        String,
+        Option<String>,
+        Option<crate::jetstream::store::SyncTarget>,
+    ),
+    ApiError,
+> {
     let now = env.now_ns();
     let Some(c) = s.consumers.get_mut(name) else {
         return Err(ApiError::new(e::CONSUMER_NOT_FOUND));
@@ -262,7 +294,12 @@ fn update_consumer(
     Ok((info, None, sync))
 }
 
-fn reply_json(kind: &str, c: &mut Consumer, store: &crate::jetstream::store::Store, now: i64) -> String {
+fn reply_json(
+    kind: &str,
+    c: &mut Consumer,
+    store: &crate::jetstream::store::Store,
+    now: i64,
+) -> String {
     let mut s = String::with_capacity(800);
     let mut o = Obj::new(&mut s);
     o.str("type", &api_type(kind));
@@ -273,7 +310,13 @@ fn reply_json(kind: &str, c: &mut Consumer, store: &crate::jetstream::store::Sto
 
 const INFO: &str = "consumer_info_response";
 
-pub(super) fn info(acc: &mut JsAccount, env: &Env, req: &Request, stream: &str, name: &str) -> (Response, Count) {
+pub(super) fn info(
+    acc: &mut JsAccount,
+    env: &Env,
+    req: &Request,
+    stream: &str,
+    name: &str,
+) -> (Response, Count) {
     if !is_empty_request(req.payload) {
         return err(INFO, ApiError::new(e::NOT_EMPTY_REQUEST));
     }
@@ -292,7 +335,12 @@ pub(super) fn info(acc: &mut JsAccount, env: &Env, req: &Request, stream: &str, 
 
 const DELETE: &str = "consumer_delete_response";
 
-pub(super) fn delete(acc: &mut JsAccount, req: &Request, stream: &str, name: &str) -> (Response, Count) {
+pub(super) fn delete(
+    acc: &mut JsAccount,
+    req: &Request,
+    stream: &str,
+    name: &str,
+) -> (Response, Count) {
     if !is_empty_request(req.payload) {
         return err(DELETE, ApiError::new(e::NOT_EMPTY_REQUEST));
     }
@@ -316,7 +364,10 @@ pub(super) fn delete(acc: &mut JsAccount, req: &Request, stream: &str, name: &st
     resp.sync = sync;
     resp.outs = outs;
     resp.flush = Some(stream.to_string());
-    resp.change = Some(Change::ConsumerDeleted(stream.to_string(), name.to_string()));
+    resp.change = Some(Change::ConsumerDeleted(
+        stream.to_string(),
+        name.to_string(),
+    ));
     (resp, Count::Ok)
 }
 
@@ -355,7 +406,9 @@ pub(super) fn names_or_list(
     };
     let total = s.consumers.len();
     // A negative offset crashes nats-server 2.9.10; tern reads it as 0.
-    let offset = usize::try_from(offset.max(0)).unwrap_or(usize::MAX).min(total);
+    let offset = usize::try_from(offset.max(0))
+        .unwrap_or(usize::MAX)
+        .min(total);
     let limit = if list { LIST_LIMIT } else { NAMES_LIMIT };
     let now = env.now_ns();
     let Stream {
@@ -387,7 +440,13 @@ pub(super) fn names_or_list(
 }
 
 /// MSG.NEXT: a pull request. No JSON reply; statuses (404/408/409/400) go in `outs`.
-pub(super) fn next(acc: &mut JsAccount, env: &Env, req: &Request, stream: &str, name: &str) -> (Response, Count) {
+pub(super) fn next(
+    acc: &mut JsAccount,
+    env: &Env,
+    req: &Request,
+    stream: &str,
+    name: &str,
+) -> (Response, Count) {
     let mut resp = Response::none();
     let Ok(reply) = std::str::from_utf8(req.reply) else {
         return (resp, Count::Not);

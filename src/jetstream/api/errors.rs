@@ -126,20 +126,32 @@ pub const CONSUMER_DELIVER_TO_WILDCARDS: Def =
 pub const CONSUMER_PUSH_MAX_WAITING: Def =
     Def(400, 10080, "consumer in push mode can not set max waiting");
 pub const CONSUMER_DELIVER_CYCLE: Def = Def(400, 10081, "consumer deliver subject forms a cycle");
-pub const CONSUMER_MAX_PENDING_ACK_POLICY_REQUIRED: Def =
-    Def(400, 10082, "consumer requires ack policy for max ack pending");
+pub const CONSUMER_MAX_PENDING_ACK_POLICY_REQUIRED: Def = Def(
+    400,
+    10082,
+    "consumer requires ack policy for max ack pending",
+);
 pub const CONSUMER_SMALL_HEARTBEAT: Def =
     Def(400, 10083, "consumer idle heartbeat needs to be >= 100ms");
 pub const CONSUMER_PULL_REQUIRES_ACK: Def =
     Def(400, 10084, "consumer in pull mode requires ack policy");
-pub const CONSUMER_PULL_WITH_RATE_LIMIT: Def =
-    Def(400, 10086, "consumer in pull mode can not have rate limit set");
+pub const CONSUMER_PULL_WITH_RATE_LIMIT: Def = Def(
+    400,
+    10086,
+    "consumer in pull mode can not have rate limit set",
+);
 pub const CONSUMER_MAX_WAITING_NEGATIVE: Def =
     Def(400, 10087, "consumer max waiting needs to be positive");
-pub const CONSUMER_HB_REQUIRES_PUSH: Def =
-    Def(400, 10088, "consumer idle heartbeat requires a push based consumer");
-pub const CONSUMER_FC_REQUIRES_PUSH: Def =
-    Def(400, 10089, "consumer flow control requires a push based consumer");
+pub const CONSUMER_HB_REQUIRES_PUSH: Def = Def(
+    400,
+    10088,
+    "consumer idle heartbeat requires a push based consumer",
+);
+pub const CONSUMER_FC_REQUIRES_PUSH: Def = Def(
+    400,
+    10089,
+    "consumer flow control requires a push based consumer",
+);
 pub const CONSUMER_DIRECT_REQUIRES_PUSH: Def =
     Def(400, 10090, "consumer direct requires a push based consumer");
 pub const CONSUMER_DIRECT_REQUIRES_EPHEMERAL: Def =
@@ -164,10 +176,16 @@ pub const CONSUMER_WQ_MULTIPLE_UNFILTERED: Def = Def(
     10099,
     "multiple non-filtered consumers not allowed on workqueue stream",
 );
-pub const CONSUMER_WQ_NOT_UNIQUE: Def =
-    Def(400, 10100, "filtered consumer not unique on workqueue stream");
-pub const CONSUMER_WQ_NOT_DELIVER_ALL: Def =
-    Def(400, 10101, "consumer must be deliver all on workqueue stream");
+pub const CONSUMER_WQ_NOT_UNIQUE: Def = Def(
+    400,
+    10100,
+    "filtered consumer not unique on workqueue stream",
+);
+pub const CONSUMER_WQ_NOT_DELIVER_ALL: Def = Def(
+    400,
+    10101,
+    "consumer must be deliver all on workqueue stream",
+);
 /// `consumer name is too long, maximum allowed is {max}`.
 pub const CONSUMER_NAME_TOO_LONG: Def =
     Def(400, 10102, "consumer name is too long, maximum allowed is ");
@@ -179,14 +197,20 @@ pub const CONSUMER_DESCRIPTION_TOO_LONG: Def = Def(
     10107,
     "consumer description is too long, maximum allowed is ",
 );
-pub const CONSUMER_FC_NEEDS_HEARTBEATS: Def =
-    Def(400, 10108, "consumer with flow control also needs heartbeats");
+pub const CONSUMER_FC_NEEDS_HEARTBEATS: Def = Def(
+    400,
+    10108,
+    "consumer with flow control also needs heartbeats",
+);
 pub const CONSUMER_INVALID_DELIVER_SUBJECT: Def =
     Def(400, 10112, "invalid push consumer deliver subject");
 pub const CONSUMER_MAX_REQUEST_BATCH_NEGATIVE: Def =
     Def(400, 10114, "consumer max request batch needs to be > 0");
-pub const CONSUMER_MAX_REQUEST_EXPIRES_TOO_SMALL: Def =
-    Def(400, 10115, "consumer max request expires needs to be >= 1ms");
+pub const CONSUMER_MAX_REQUEST_EXPIRES_TOO_SMALL: Def = Def(
+    400,
+    10115,
+    "consumer max request expires needs to be >= 1ms",
+);
 pub const CONSUMER_MAX_DELIVER_BACKOFF: Def = Def(
     400,
     10116,

@@ -161,7 +161,9 @@ fn route_consumer(
         ["NAMES", s] => consumers::names_or_list(acc, env, req, s, false),
         ["LIST", s] => consumers::names_or_list(acc, env, req, s, true),
         ["MSG", "NEXT", s, c] => consumers::next(acc, env, req, s, c),
-        ["LEADER", "STEPDOWN", _, _] => other::cluster_required("consumer_leader_stepdown_response"),
+        ["LEADER", "STEPDOWN", _, _] => {
+            other::cluster_required("consumer_leader_stepdown_response")
+        }
         _ => (Response::none(), Count::Not),
     }
 }

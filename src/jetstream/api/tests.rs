@@ -62,8 +62,8 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
         match word {
             "SERVER" | "ACCOUNT" => header.push(line.to_string()),
-            "REQ" | "PUB" | "CONNECT" | "SLEEP" | "RESTART" | "SUB" | "UNSUB" | "NEXT"
-            | "ACK" | "FC" | "RECV" => records.push(Record {
+            "REQ" | "PUB" | "CONNECT" | "SLEEP" | "RESTART" | "SUB" | "UNSUB" | "NEXT" | "ACK"
+            | "FC" | "RECV" => records.push(Record {
                 op: word.to_string(),
                 arg: expand(rest),
                 ..Record::default()

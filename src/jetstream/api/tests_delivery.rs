@@ -42,9 +42,13 @@ pub fn route(w: &mut World, user: &str, outs: Vec<Out>, stream_consumer: Option<
             continue;
         };
         let subject = String::from_utf8_lossy(o.subject()).into_owned();
-        w.mail
-            .all
-            .push((sub, subject, o.reply.clone(), o.hdr().to_vec(), o.data().to_vec()));
+        w.mail.all.push((
+            sub,
+            subject,
+            o.reply.clone(),
+            o.hdr().to_vec(),
+            o.data().to_vec(),
+        ));
     }
 }
 
@@ -157,10 +161,7 @@ pub fn op(w: &mut World, user: &str, r: &Record) -> Option<Want> {
         "RECV" => {
             // capture.py listens until 400 ms pass without a message.
             sleep(w, 400);
-            let got = w.mail.all[w.mail.shown..]
-                .iter()
-                .map(normalise)
-                .collect();
+            let got = w.mail.all[w.mail.shown..].iter().map(normalise).collect();
             w.mail.shown = w.mail.all.len();
             return Some(Want::Got(got));
         }
@@ -183,11 +184,13 @@ fn normalise(m: &(String, String, String, Vec<u8>, Vec<u8>)) -> String {
         reply.clone()
     };
     let mut text = String::from_utf8_lossy(data).into_owned();
-    if data.len() > 200 {
+    let parsed = json::parse(data).ok();
+    let event = matches!(&parsed, Some(v @ json::Value::Obj(_)) if v.get("id").is_some() && v.get("type").is_some());
+    if data.len() > 200 && !event {
         text = format!("<{} bytes>", data.len());
     }
-    if let Ok(v @ json::Value::Obj(_)) = json::parse(data) {
-        if v.get("id").is_some() && v.get("type").is_some() {
+    if let (true, Some(v)) = (event, parsed) {
+        {
             let masked = match super::tests::mask(&v) {
                 json::Value::Obj(f) => json::Value::Obj(
                     f.into_iter()

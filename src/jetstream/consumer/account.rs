@@ -188,7 +188,13 @@ impl Stream {
         }
         self.consumers
             .values()
-            .filter_map(|c| if c.ready { Some(now) } else { c.next_deadline() })
+            .filter_map(|c| {
+                if c.ready {
+                    Some(now)
+                } else {
+                    c.next_deadline()
+                }
+            })
             .min()
     }
 

@@ -117,7 +117,10 @@ fn nak_delay(rest: &[u8]) -> Option<i64> {
 fn trim(b: &[u8]) -> &[u8] {
     let is_space = |c: &u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'\x0b' | b'\x0c');
     let start = b.iter().position(|c| !is_space(c)).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !is_space(c)).map_or(start, |e| e + 1);
+    let end = b
+        .iter()
+        .rposition(|c| !is_space(c))
+        .map_or(start, |e| e + 1);
     &b[start..end.max(start)]
 }
 
@@ -303,11 +306,7 @@ impl Consumer {
                 return;
             }
         }
-        let delay = self
-            .state
-            .pending
-            .get(&a.sseq)
-            .map_or(0, |p| cx.now - p.ts);
+        let delay = self.state.pending.get(&a.sseq).map_or(0, |p| cx.now - p.ts);
         let mut s = String::with_capacity(220);
         let mut o = crate::json::Obj::new(&mut s);
         o.str("type", "io.nats.jetstream.metric.v1.consumer_ack")
@@ -360,7 +359,10 @@ mod tests {
     #[test]
     fn subjects_like_nats_server() {
         let a = parse_subject("$JS.ACK.S.C.2.10.11.1700000000000000000.3").unwrap();
-        assert_eq!((a.stream, a.consumer, a.dc, a.sseq, a.dseq), ("S", "C", 2, 10, 11));
+        assert_eq!(
+            (a.stream, a.consumer, a.dc, a.sseq, a.dseq),
+            ("S", "C", 2, 10, 11)
+        );
         assert!(parse_subject("$JS.ACK.S.C.1.2.3.4").is_none());
         assert!(parse_subject("$JS.ACK.S.C.1.2.3.4.5.6").is_none());
         assert!(parse_subject("$JS.ACK._.hash.S.C.1.2.3.4.5.tok").is_none());
@@ -376,7 +378,10 @@ mod tests {
         assert_eq!(parse_payload(b"+OK"), AckKind::Ack);
         assert_eq!(parse_payload(b"+ACK "), AckKind::Unknown);
         assert_eq!(parse_payload(b"-NAK"), AckKind::Nak(None));
-        assert_eq!(parse_payload(b"-NAK 1.5s"), AckKind::Nak(Some(1_500_000_000)));
+        assert_eq!(
+            parse_payload(b"-NAK 1.5s"),
+            AckKind::Nak(Some(1_500_000_000))
+        );
         assert_eq!(
             parse_payload(br#"-NAK {"delay":2000}"#),
             AckKind::Nak(Some(2000))

@@ -163,7 +163,9 @@ fn start_rules(c: &ConsumerConfig) -> Result<(), ApiError> {
     let bad_start = |dp: &str, start: &str| {
         Err(ApiError::with(
             e::CONSUMER_INVALID_POLICY,
-            format!("consumer delivery policy is deliver {dp}, but optional start {start} is also set"),
+            format!(
+                "consumer delivery policy is deliver {dp}, but optional start {start} is also set"
+            ),
         ))
     };
     let not_set = |dp: &str, what: &str| {

@@ -283,7 +283,8 @@ impl Consumer {
         if self.config.ack_policy == AckPolicy::None {
             cx.acked.push(seq);
         } else if self.ack_timer.is_none() {
-            self.ack_timer = Some(now.saturating_add(self.config.ack_wait + super::state::ACK_WAIT_DELAY));
+            self.ack_timer =
+                Some(now.saturating_add(self.config.ack_wait + super::state::ACK_WAIT_DELAY));
         }
         if self.fc.sent(psz) && self.config.is_push() {
             let id = format!(
@@ -318,12 +319,7 @@ impl Consumer {
                         w.n = 1;
                     }
                 } else {
-                    let hdr = pull::status_pending(
-                        409,
-                        "Message Size Exceeds MaxBytes",
-                        w.n,
-                        w.b,
-                    );
+                    let hdr = pull::status_pending(409, "Message Size Exceeds MaxBytes", w.n, w.b);
                     cx.outs.push(Out::status(&w.reply, hdr));
                     self.waiting.reqs.pop_front();
                     continue;
@@ -386,8 +382,7 @@ impl Consumer {
                         self.state.delivered_stream(),
                         &self.fc.id,
                     );
-                    cx.outs
-                        .push(Out::status(&self.config.deliver_subject, hdr));
+                    cx.outs.push(Out::status(&self.config.deliver_subject, hdr));
                 }
                 self.hb_next = Some(cx.now.saturating_add(self.config.idle_heartbeat));
             }
@@ -402,9 +397,9 @@ impl Consumer {
         for s in gone {
             self.record(Event::Drop { sseq: s });
         }
-        let (expired, next) =
-            self.state
-                .expired(now, self.config.ack_wait, &self.config.backoff);
+        let (expired, next) = self
+            .state
+            .expired(now, self.config.ack_wait, &self.config.backoff);
         if !expired.is_empty() {
             self.ready = true;
         }

@@ -35,7 +35,11 @@ impl Consumer {
         };
         o.raw(
             "delivered",
-            &seq(s.delivered_consumer(), s.delivered_stream(), s.last_delivered),
+            &seq(
+                s.delivered_consumer(),
+                s.delivered_stream(),
+                s.last_delivered,
+            ),
         )
         .raw("ack_floor", &seq(s.adflr, s.asflr, s.last_ack))
         .uint("num_ack_pending", s.pending.len() as u64)

@@ -38,8 +38,8 @@
 //! `persist` state on disk · `account` the surface above and retention (interest,
 //! workqueue).
 
-pub mod ack;
 pub mod account;
+pub mod ack;
 pub mod check;
 pub mod config;
 pub mod engine;
@@ -389,7 +389,8 @@ impl Consumer {
             self.rate = None;
         }
         if c.filter_subject != old.filter_subject {
-            self.filter_wild = !c.filter_subject.is_empty() && !subject::is_literal(&c.filter_subject);
+            self.filter_wild =
+                !c.filter_subject.is_empty() && !subject::is_literal(&c.filter_subject);
             self.npc = None;
             self.ready = true;
         }

@@ -136,7 +136,10 @@ pub fn decode(b: &[u8]) -> Option<(Event, usize)> {
         (K_ACK, &[sseq, dseq]) => Event::Ack { sseq, dseq },
         (K_DROP, &[sseq]) => Event::Drop { sseq },
         (K_EXHAUST, &[sseq]) => Event::Exhaust { sseq },
-        (K_TOUCH, &[sseq, ts]) => Event::Touch { sseq, ts: ts as i64 },
+        (K_TOUCH, &[sseq, ts]) => Event::Touch {
+            sseq,
+            ts: ts as i64,
+        },
         (K_PURGE, &[sseq]) => Event::Purge { sseq },
         _ => return None,
     };
@@ -148,7 +151,14 @@ pub fn snapshot_bytes(gen: u64, s: &State) -> Vec<u8> {
     b.extend_from_slice(SNAP_MAGIC);
     let mut rdc: Vec<(&u64, &u64)> = s.rdc.iter().collect();
     rdc.sort_unstable();
-    let head = [gen, s.sseq, s.dseq, s.adflr, s.asflr, s.pending.len() as u64];
+    let head = [
+        gen,
+        s.sseq,
+        s.dseq,
+        s.adflr,
+        s.asflr,
+        s.pending.len() as u64,
+    ];
     for v in head {
         b.extend_from_slice(&v.to_le_bytes());
     }
@@ -413,7 +423,8 @@ fn open_consumer(
 ) -> io::Result<super::Consumer> {
     let (name, created, cfg) = read_meta(dir)?;
     let sname = stream.config.name.clone();
-    let fresh = || super::Consumer::new(&name, &sname, cfg.clone(), created, &stream.store, now).state;
+    let fresh =
+        || super::Consumer::new(&name, &sname, cfg.clone(), created, &stream.store, now).state;
     let (log, state, rec) = Log::recover(dir, cfg.ack_policy, fresh)?;
     if rec.cut > 0 || rec.bad_snapshot {
         log::warn!(

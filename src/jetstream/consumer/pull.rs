@@ -48,7 +48,10 @@ pub fn parse_request(msg: &[u8]) -> Result<NextRequest, String> {
         }
         return Ok(r);
     }
-    match std::str::from_utf8(req).ok().and_then(super::check::parse_atoi) {
+    match std::str::from_utf8(req)
+        .ok()
+        .and_then(super::check::parse_atoi)
+    {
         Some(n) => Ok(NextRequest {
             batch: n,
             ..NextRequest::default()
@@ -183,9 +186,12 @@ mod tests {
         assert_eq!(parse_request(b" 5 ").unwrap().batch, 5);
         assert_eq!(parse_request(b"x").unwrap().batch, 1);
         assert_eq!(parse_request(b"-3").unwrap().batch, -3);
-        let r = parse_request(br#"{"batch":10,"expires":5000,"no_wait":true,"max_bytes":9}"#)
-            .unwrap();
-        assert_eq!((r.batch, r.expires, r.no_wait, r.max_bytes), (10, 5000, true, 9));
+        let r =
+            parse_request(br#"{"batch":10,"expires":5000,"no_wait":true,"max_bytes":9}"#).unwrap();
+        assert_eq!(
+            (r.batch, r.expires, r.no_wait, r.max_bytes),
+            (10, 5000, true, 9)
+        );
         assert_eq!(parse_request(br#"{"expires":5}"#).unwrap().batch, 0);
         assert_eq!(
             parse_request(br#"{"batch":1,"expires":100,"idle_heartbeat":60}"#),

@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(r.take(500, 0), Err(500_000_000));
         assert!(r.take(500, 500_000_000).is_ok());
         assert!(RateLimit::new(0, 1, 0).is_none());
-        assert_eq!(headers_only(b"", 5), b"NATS/1.0\r\nNats-Msg-Size: 5\r\n\r\n");
+        assert_eq!(
+            headers_only(b"", 5),
+            b"NATS/1.0\r\nNats-Msg-Size: 5\r\n\r\n"
+        );
         assert_eq!(
             headers_only(b"NATS/1.0\r\nA: b\r\n\r\n", 0),
             b"NATS/1.0\r\nA: b\r\nNats-Msg-Size: 0\r\n\r\n"

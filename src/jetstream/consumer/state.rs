@@ -23,7 +23,12 @@ pub struct Pending {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A delivery of `sseq` as `dseq`, its `dc`th (1: first).
-    Deliver { sseq: u64, dseq: u64, dc: u64, ts: i64 },
+    Deliver {
+        sseq: u64,
+        dseq: u64,
+        dc: u64,
+        ts: i64,
+    },
     /// An ack of `sseq` (delivered as `dseq`) under the consumer's ack policy.
     Ack { sseq: u64, dseq: u64 },
     /// `sseq` is gone from the stream: nothing about it is kept.
