@@ -268,7 +268,10 @@ impl Consumer {
         cx.outs.push(ev);
         if let Some(d) = delay {
             self.state.unqueue(a.sseq);
-            let ts = cx.now - self.config.ack_wait + d;
+            let ts = cx
+                .now
+                .saturating_sub(self.config.ack_wait)
+                .saturating_add(d);
             let _ = p;
             self.record(Event::Touch { sseq: a.sseq, ts });
             let soon = cx.now.saturating_add(10_000_000);
@@ -306,7 +309,11 @@ impl Consumer {
                 return;
             }
         }
-        let delay = self.state.pending.get(&a.sseq).map_or(0, |p| cx.now - p.ts);
+        let delay = self
+            .state
+            .pending
+            .get(&a.sseq)
+            .map_or(0, |p| cx.now.saturating_sub(p.ts));
         let mut s = String::with_capacity(220);
         let mut o = crate::json::Obj::new(&mut s);
         o.str("type", "io.nats.jetstream.metric.v1.consumer_ack")

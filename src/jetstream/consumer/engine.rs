@@ -258,7 +258,7 @@ impl Consumer {
     fn pace(&mut self, ts: i64, sz: usize, cx: &PollCtx) -> Result<(), i64> {
         let now = cx.now;
         if self.replay && self.replay_lts > 0 && !self.replay_due {
-            let delay = ts - self.replay_lts;
+            let delay = ts.saturating_sub(self.replay_lts);
             if delay > 1_000_000 {
                 return Err(now.saturating_add(delay));
             }
@@ -283,8 +283,11 @@ impl Consumer {
         if self.config.ack_policy == AckPolicy::None {
             cx.acked.push(seq);
         } else if self.ack_timer.is_none() {
-            self.ack_timer =
-                Some(now.saturating_add(self.config.ack_wait + super::state::ACK_WAIT_DELAY));
+            let wait = self
+                .config
+                .ack_wait
+                .saturating_add(super::state::ACK_WAIT_DELAY);
+            self.ack_timer = Some(now.saturating_add(wait));
         }
         if self.fc.sent(psz) && self.config.is_push() {
             let id = format!(
@@ -426,7 +429,9 @@ impl Consumer {
             self.process_waiting(false, cx);
         }
         if r.no_wait {
-            let pending = self.num_pending(store) + self.state.redelivery_queue_len() as u64;
+            let pending = self
+                .num_pending(store)
+                .saturating_add(self.state.redelivery_queue_len() as u64);
             if pending == 0 && r.expires == 0 {
                 self.waiting.last = now;
                 cx.outs

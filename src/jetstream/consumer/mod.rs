@@ -351,7 +351,16 @@ impl Consumer {
             .reqs
             .iter()
             // A request expires strictly after its time (as nats-server's `now.After`).
-            .flat_map(|r| [if r.expires > 0 { r.expires + 1 } else { 0 }, r.hbt])
+            .flat_map(|r| {
+                [
+                    if r.expires > 0 {
+                        r.expires.saturating_add(1)
+                    } else {
+                        0
+                    },
+                    r.hbt,
+                ]
+            })
             .filter(|&t| t > 0)
             .min();
         [

@@ -255,7 +255,10 @@ impl State {
     /// first, and when to look again (`checkPending`). Their clocks are shifted to `now` as
     /// nats-server does, keeping their order.
     pub fn expired(&mut self, now: i64, ack_wait: i64, backoff: &[i64]) -> (Vec<u64>, Option<i64>) {
-        let mut next = backoff.last().copied().unwrap_or(ack_wait + ACK_WAIT_DELAY);
+        let mut next = backoff
+            .last()
+            .copied()
+            .unwrap_or(ack_wait.saturating_add(ACK_WAIT_DELAY));
         let mut expired = Vec::new();
         for (&seq, p) in &self.pending {
             let elapsed = now.saturating_sub(p.ts);
@@ -274,12 +277,15 @@ impl State {
                 if !self.rdqi.contains(&seq) {
                     expired.push(seq);
                 }
-            } else if deadline - elapsed < next {
-                next = deadline - elapsed;
+            } else if deadline.saturating_sub(elapsed) < next {
+                next = deadline.saturating_sub(elapsed);
             }
         }
         if let Some(&first) = expired.first() {
-            let off = self.pending.get(&first).map_or(0, |p| now - p.ts);
+            let off = self
+                .pending
+                .get(&first)
+                .map_or(0, |p| now.saturating_sub(p.ts));
             for &s in &expired {
                 self.queue_redelivery(s);
                 if let Some(p) = self.pending.get_mut(&s) {
@@ -287,7 +293,8 @@ impl State {
                 }
             }
         }
-        let when = (!self.pending.is_empty()).then(|| now.saturating_add(next + ACK_WAIT_DELAY));
+        let when = (!self.pending.is_empty())
+            .then(|| now.saturating_add(next.saturating_add(ACK_WAIT_DELAY)));
         (expired, when)
     }
 
