@@ -50,6 +50,8 @@ pub mod push;
 pub mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_persist;
 
 use crate::jetstream::store::{Store, StoredMsg};
 use crate::jetstream::subject;

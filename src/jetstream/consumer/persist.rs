@@ -56,6 +56,8 @@ pub struct Log {
     snap_len: u64,
     /// A file or directory was created or renamed since the last flush's target.
     dir_dirty: bool,
+    /// Log size that triggers compaction (tests lower it).
+    pub compact_at: u64,
 }
 
 /// What recovery found besides the state.
@@ -270,6 +272,7 @@ impl Log {
             buf: Vec::new(),
             snap_len,
             dir_dirty: true,
+            compact_at: COMPACT_AT,
         })
     }
 
@@ -313,7 +316,7 @@ impl Log {
             return Ok(None);
         }
         let grown = self.len + self.buf.len() as u64;
-        if grown > COMPACT_AT && grown > 4 * self.snap_len {
+        if grown > self.compact_at && grown > 4 * self.snap_len {
             self.compact(state)?;
         } else if let Err(e) = self.file.write_all_at(&self.buf, self.len) {
             let _ = self.file.set_len(self.len);
@@ -340,7 +343,8 @@ impl Log {
         let gen = self.gen + 1;
         let snap = snapshot_bytes(gen, state);
         write_atomic(&snap_path(&self.dir, gen), &snap)?;
-        let next = Log::open_gen(&self.dir, gen, 0, snap.len() as u64)?;
+        let mut next = Log::open_gen(&self.dir, gen, 0, snap.len() as u64)?;
+        next.compact_at = self.compact_at;
         let old = self.gen.saturating_sub(1);
         if old > 0 {
             let _ = fs::remove_file(snap_path(&self.dir, old));

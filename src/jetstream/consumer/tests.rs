@@ -16,6 +16,8 @@ pub(crate) struct H {
     pub now: i64,
     pub subs: Vec<String>,
     pub dir: PathBuf,
+    /// Leave the directory when dropped (reopened by a later H).
+    keep: bool,
 }
 
 thread_local! {
@@ -41,8 +43,25 @@ impl H {
             now: 1_700_000_000 * SEC,
             subs: vec!["_INBOX.>".into()],
             dir,
+            keep: false,
         };
         h.req("$JS.API.STREAM.CREATE.S", stream_cfg);
+        h
+    }
+
+    /// The account in `dir` as a restart finds it (stream `S` created if missing).
+    pub fn reopen(dir: &std::path::Path, stream_cfg: &str) -> H {
+        let now = crate::jetstream::account::to_ns(SystemTime::now());
+        let mut h = H {
+            acc: JsAccount::open(dir, "A", AccountLimits::default(), None),
+            now,
+            subs: vec!["_INBOX.>".into()],
+            dir: dir.to_path_buf(),
+            keep: true,
+        };
+        if !h.acc.streams.contains_key("S") {
+            h.req("$JS.API.STREAM.CREATE.S", stream_cfg);
+        }
         h
     }
 
@@ -170,7 +189,9 @@ impl H {
 
 impl Drop for H {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
