@@ -6,6 +6,7 @@
 use super::ack;
 use super::engine::PollCtx;
 use super::state::Event;
+use super::config::AckPolicy;
 use super::{Budget, Consumer, Out};
 use crate::jetstream::account::JsAccount;
 use crate::jetstream::config::Retention;
@@ -212,8 +213,8 @@ impl Stream {
     pub fn flush_consumers(&mut self, target: &mut SyncTarget) -> std::io::Result<()> {
         let mut first_err = Ok(());
         for c in self.consumers.values_mut() {
-            if let Some(log) = &mut c.log {
-                match log.flush(&c.state) {
+            {
+                match c.flush_log() {
                     Ok(Some(t)) => target.merge(&t),
                     Ok(None) => {}
                     Err(e) => {
@@ -238,9 +239,25 @@ impl Consumer {
     pub(crate) fn record(&mut self, ev: Event) -> super::state::Applied {
         let a = self.state.apply(ev, self.config.ack_policy);
         if let Some(log) = &mut self.log {
-            log.push(&ev);
+            // Without acks a delivery only moves the floors: the pass's last one says all.
+            if self.config.ack_policy == AckPolicy::None && matches!(ev, Event::Deliver { .. }) {
+                self.last_none_delivery = Some(ev);
+            } else {
+                log.push(&ev);
+            }
         }
         a
+    }
+
+    /// Writes the recorded events (the streams' flush must have come first).
+    pub(crate) fn flush_log(&mut self) -> std::io::Result<Option<SyncTarget>> {
+        let Some(log) = &mut self.log else {
+            return Ok(None);
+        };
+        if let Some(ev) = self.last_none_delivery.take() {
+            log.push(&ev);
+        }
+        log.flush(&self.state)
     }
 
     /// A pull consumer past its threshold that still has requests with interest lives on

@@ -185,10 +185,7 @@ impl Consumer {
             pending = pending.saturating_sub(1);
         }
         let dseq = self.state.dseq;
-        let reply = format!(
-            "{}{}.{}.{}.{}.{}",
-            self.ack_prefix, c.dc, seq, dseq, c.msg.ts, pending
-        );
+        let reply = ack_reply(&self.ack_prefix, [c.dc, seq, dseq, c.msg.ts as u64, pending]);
         let (dc, from_lss, ts) = (c.dc, c.from_lss, c.msg.ts);
         let body = if self.config.headers_only {
             Body::HeadersOnly {
@@ -517,5 +514,58 @@ impl Consumer {
                 data: s.into_bytes(),
             },
         });
+    }
+}
+
+/// `<prefix><dc>.<sseq>.<dseq>.<ts>.<pending>` without the formatting machinery (one of
+/// these per delivery): digits two at a time into one buffer.
+fn ack_reply(prefix: &str, nums: [u64; 5]) -> String {
+    let mut b = Vec::with_capacity(prefix.len() + 5 * 21);
+    b.extend_from_slice(prefix.as_bytes());
+    for (i, n) in nums.into_iter().enumerate() {
+        if i > 0 {
+            b.push(b'.');
+        }
+        push_u64(&mut b, n);
+    }
+    // The prefix is a str and the rest ASCII.
+    String::from_utf8(b).unwrap_or_default()
+}
+
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+fn push_u64(b: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    while n >= 100 {
+        let p = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[p..p + 2]);
+    }
+    if n >= 10 {
+        let p = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[p..p + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+    b.extend_from_slice(&buf[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ack_replies() {
+        assert_eq!(
+            super::ack_reply("$JS.ACK.S.C.", [1, 22, 333, 1_700_000_000_000_000_000, 0]),
+            "$JS.ACK.S.C.1.22.333.1700000000000000000.0"
+        );
+        assert_eq!(super::ack_reply("p.", [u64::MAX, 0, 9, 10, 100]), format!("p.{}.0.9.10.100", u64::MAX));
     }
 }

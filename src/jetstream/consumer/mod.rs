@@ -51,6 +51,8 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_bench;
+#[cfg(test)]
 mod tests_persist;
 
 use crate::jetstream::store::{Store, StoredMsg};
@@ -180,6 +182,8 @@ pub struct Consumer {
     pub(crate) ready: bool,
     /// The state log (file streams without mem_storage).
     pub(crate) log: Option<persist::Log>,
+    /// Ack none: the pass's last delivery, logged at the flush (it says all the others do).
+    last_none_delivery: Option<state::Event>,
     /// The consumer's directory (`<stream dir>/obs/<name>`), when it has files.
     pub dir: Option<std::path::PathBuf>,
 }
@@ -233,6 +237,7 @@ impl Consumer {
             delete_at: None,
             ready: true,
             log: None,
+            last_none_delivery: None,
             dir: None,
             state,
             created,

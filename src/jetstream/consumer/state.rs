@@ -104,7 +104,7 @@ impl State {
     }
 
     pub fn unqueue(&mut self, sseq: u64) {
-        if self.rdqi.remove(&sseq) {
+        if !self.rdqi.is_empty() && self.rdqi.remove(&sseq) {
             self.rdq.retain(|&s| s != sseq);
         }
     }
@@ -193,7 +193,10 @@ impl State {
                         }
                     }
                 }
-                self.rdc.remove(&sseq);
+                // Most acks are of first deliveries: skip the hashing when nothing is there.
+                if !self.rdc.is_empty() {
+                    self.rdc.remove(&sseq);
+                }
                 self.unqueue(sseq);
                 out.acked = Acked::One(sseq);
             }
