@@ -104,7 +104,8 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
 thread_local! {
     /// The replay's subscriptions, (subject, group), in order: the capture connection
     /// subscribes to `_INBOX.>` first, then to whatever SUB lines add.
-    static SUBS: std::cell::RefCell<Vec<(String, String)>> = std::cell::RefCell::new(Vec::new());
+    static SUBS: std::cell::RefCell<Vec<(String, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 pub(super) fn subs() -> Vec<(String, String)> {
@@ -529,7 +530,7 @@ fn replay(file: &str) -> Vec<String> {
     diffs
 }
 
-fn check(file: &str) {
+pub(super) fn check(file: &str) {
     let diffs = replay(file);
     assert!(
         diffs.is_empty(),
@@ -675,41 +676,6 @@ fn fixture_clients() {
 }
 
 #[test]
-fn fixture_consumer_create() {
-    check("consumer_create.txt");
-}
-
-#[test]
-fn fixture_consumer_api() {
-    check("consumer_api.txt");
-}
-
-#[test]
 fn fixture_unsupported() {
     check("unsupported.txt");
-}
-
-#[test]
-fn fixture_consumer_push() {
-    check("consumer_push.txt");
-}
-
-#[test]
-fn fixture_consumer_pull() {
-    check("consumer_pull.txt");
-}
-
-#[test]
-fn fixture_consumer_retention() {
-    check("consumer_retention.txt");
-}
-
-#[test]
-fn fixture_consumer_restart() {
-    check("consumer_restart.txt");
-}
-
-#[test]
-fn fixture_consumer_flow() {
-    check("consumer_flow.txt");
 }

@@ -10,11 +10,14 @@ use crate::jetstream::consumer::{Budget, Out};
 use crate::json;
 use std::time::{Duration, UNIX_EPOCH};
 
+/// A received message: (sub, subject, reply, hdr, data).
+type Got = (String, String, String, Vec<u8>, Vec<u8>);
+
 /// What the fixture's connection received.
 #[derive(Default)]
 pub struct Mail {
-    /// Every message: (sub, subject, reply, hdr, data).
-    pub all: Vec<(String, String, String, Vec<u8>, Vec<u8>)>,
+    /// Every message.
+    pub all: Vec<Got>,
     /// Index in `all` of the first message not yet shown by a RECV.
     pub shown: usize,
 }
@@ -171,7 +174,7 @@ pub fn op(w: &mut World, user: &str, r: &Record) -> Option<Want> {
 }
 
 /// A received message as capture.py writes a GOT line.
-fn normalise(m: &(String, String, String, Vec<u8>, Vec<u8>)) -> String {
+fn normalise(m: &Got) -> String {
     let (sub, subject, reply, hdr, data) = m;
     let mut parts: Vec<String> = reply.split('.').map(str::to_string).collect();
     let reply = if reply.starts_with("$JS.ACK.") && parts.len() == 9 {
@@ -221,4 +224,39 @@ fn normalise(m: &(String, String, String, Vec<u8>, Vec<u8>)) -> String {
         .str("data", &text)
         .end();
     super::tests::canon(&s)
+}
+
+#[test]
+fn fixture_consumer_create() {
+    super::tests::check("consumer_create.txt");
+}
+
+#[test]
+fn fixture_consumer_api() {
+    super::tests::check("consumer_api.txt");
+}
+
+#[test]
+fn fixture_consumer_push() {
+    super::tests::check("consumer_push.txt");
+}
+
+#[test]
+fn fixture_consumer_pull() {
+    super::tests::check("consumer_pull.txt");
+}
+
+#[test]
+fn fixture_consumer_retention() {
+    super::tests::check("consumer_retention.txt");
+}
+
+#[test]
+fn fixture_consumer_restart() {
+    super::tests::check("consumer_restart.txt");
+}
+
+#[test]
+fn fixture_consumer_flow() {
+    super::tests::check("consumer_flow.txt");
 }

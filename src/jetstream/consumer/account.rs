@@ -4,9 +4,9 @@
 //! interest stream, purges and message deletes reaching the consumers).
 
 use super::ack;
+use super::config::AckPolicy;
 use super::engine::PollCtx;
 use super::state::Event;
-use super::config::AckPolicy;
 use super::{Budget, Consumer, Out};
 use crate::jetstream::account::JsAccount;
 use crate::jetstream::config::Retention;

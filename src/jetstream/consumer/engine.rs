@@ -185,7 +185,10 @@ impl Consumer {
             pending = pending.saturating_sub(1);
         }
         let dseq = self.state.dseq;
-        let reply = ack_reply(&self.ack_prefix, [c.dc, seq, dseq, c.msg.ts as u64, pending]);
+        let reply = ack_reply(
+            &self.ack_prefix,
+            [c.dc, seq, dseq, c.msg.ts as u64, pending],
+        );
         let (dc, from_lss, ts) = (c.dc, c.from_lss, c.msg.ts);
         let body = if self.config.headers_only {
             Body::HeadersOnly {
@@ -566,6 +569,9 @@ mod tests {
             super::ack_reply("$JS.ACK.S.C.", [1, 22, 333, 1_700_000_000_000_000_000, 0]),
             "$JS.ACK.S.C.1.22.333.1700000000000000000.0"
         );
-        assert_eq!(super::ack_reply("p.", [u64::MAX, 0, 9, 10, 100]), format!("p.{}.0.9.10.100", u64::MAX));
+        assert_eq!(
+            super::ack_reply("p.", [u64::MAX, 0, 9, 10, 100]),
+            format!("p.{}.0.9.10.100", u64::MAX)
+        );
     }
 }

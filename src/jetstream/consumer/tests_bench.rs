@@ -43,7 +43,10 @@ fn fill(h: &mut H, n: u64, size: usize) {
 
 /// Runs `round` five times; prints the fastest and the median (the machine is shared).
 fn rounds(what: &str, n: u64, mut round: impl FnMut(usize) -> u128) {
-    let mut v: Vec<u128> = (0..5).map(&mut round).map(|ns| ns / u128::from(n)).collect();
+    let mut v: Vec<u128> = (0..5)
+        .map(&mut round)
+        .map(|ns| ns / u128::from(n))
+        .collect();
     v.sort_unstable();
     println!(
         "{what}: {n} msgs, {} ns CPU per message (fastest of 5), median {}",
@@ -123,10 +126,22 @@ fn bench_first_delivery_on_a_big_stream() {
     h.sub("d");
     for (name, cfg) in [
         ("all", r#""deliver_policy":"all""#),
-        ("all, filtered", r#""deliver_policy":"all","filter_subject":"s.x""#),
-        ("all, wildcard filter", r#""deliver_policy":"all","filter_subject":"s.*""#),
-        ("last per subject", r#""deliver_policy":"last_per_subject","filter_subject":"s.>""#),
-        ("by start sequence", r#""deliver_policy":"by_start_sequence","opt_start_seq":5000000"#),
+        (
+            "all, filtered",
+            r#""deliver_policy":"all","filter_subject":"s.x""#,
+        ),
+        (
+            "all, wildcard filter",
+            r#""deliver_policy":"all","filter_subject":"s.*""#,
+        ),
+        (
+            "last per subject",
+            r#""deliver_policy":"last_per_subject","filter_subject":"s.>""#,
+        ),
+        (
+            "by start sequence",
+            r#""deliver_policy":"by_start_sequence","opt_start_seq":5000000"#,
+        ),
         ("new", r#""deliver_policy":"new""#),
     ] {
         let body = format!(
@@ -141,7 +156,10 @@ fn bench_first_delivery_on_a_big_stream() {
         let first = h.poll();
         let took = t.elapsed();
         assert!(!first.is_empty());
-        println!("{name}: created and first delivery in {took:?} ({} in the first pass)", first.len());
+        println!(
+            "{name}: created and first delivery in {took:?} ({} in the first pass)",
+            first.len()
+        );
         h.req("$JS.API.CONSUMER.DELETE.S.B", "");
         h.now += SEC;
     }

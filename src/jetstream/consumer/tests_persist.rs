@@ -267,7 +267,11 @@ fn kill9_keeps_every_written_ack() {
     let mut quiet = 0;
     while quiet < 2 {
         h.req_reply("$JS.API.CONSUMER.MSG.NEXT.S.C", "_INBOX.c", "900");
-        let got: Vec<_> = h.advance(3 * SEC).into_iter().filter(|o| o.seq > 0).collect();
+        let got: Vec<_> = h
+            .advance(3 * SEC)
+            .into_iter()
+            .filter(|o| o.seq > 0)
+            .collect();
         quiet = if got.is_empty() { quiet + 1 } else { 0 };
         for o in got {
             again.insert(o.seq);
@@ -275,13 +279,19 @@ fn kill9_keeps_every_written_ack() {
         }
     }
     let twice: Vec<&u64> = acked.intersection(&again).take(20).collect();
-    assert!(twice.is_empty(), "acked and written, yet redelivered: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "acked and written, yet redelivered: {twice:?}"
+    );
     let lost: Vec<&u64> = stored
         .difference(&acked)
         .filter(|s| !again.contains(s) && !maybe.contains(s))
         .take(20)
         .collect();
-    assert!(lost.is_empty(), "stored, never acked, never redelivered: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "stored, never acked, never redelivered: {lost:?}"
+    );
     eprintln!(
         "kill -9: {} stored, {} acked before a kill, {} delivered after",
         stored.len(),
