@@ -43,7 +43,8 @@ Format (one record per block, blank lines separate records, `#` starts a comment
     RESTART                restart the server on the same store directory
 
 Normalisation: JSON values of `created`, `first_ts`, `last_ts`, `time`, `last_active` and
-`timestamp` that are not Go's zero time become "<ts>"; in GOT lines the timestamp token of an ack reply becomes <ts>,
+`timestamp` that are not Go's zero time become "<ts>"; in GOT lines (sorted by subscription, stably) the timestamp token of an ack reply
+becomes <ts> and a generated consumer name in it <eph>,
 the 4 random characters of a flow control reply become <fc>, advisories' `id` <id>, and
 data over 200 bytes `<N bytes>`;
 a `Nats-Time-Stamp` header value
@@ -195,11 +196,19 @@ def norm_text(text):
     return json.dumps(norm_json_value(v), separators=(",", ":"), ensure_ascii=False)
 
 
+def generated_name(name):
+    """A server-generated ephemeral name: 8 letters and digits with both cases."""
+    return (len(name) == 8 and name.isalnum() and any(c.islower() for c in name)
+            and any(c.isupper() for c in name))
+
+
 def norm_got(m):
     sub, subject, reply, hdr, data = m
     parts = reply.split(".")
     if reply.startswith("$JS.ACK.") and len(parts) == 9:
         parts[7] = "<ts>"
+        if generated_name(parts[3]):
+            parts[3] = "<eph>"
         reply = ".".join(parts)
     if reply.startswith("$JS.FC.") and len(parts) == 5:
         parts[4] = "<fc>"
@@ -533,7 +542,9 @@ def delivery_op(c, r):
         c.pub(c.all[int(args[0]) - 1][2], "", b"")
         c.sync()
     elif r.op == "RECV":
-        return ("got", [norm_got(m) for m in c.collect(QUIET)])
+        # Deliveries to different subscriptions have no order between them.
+        got = sorted((norm_got(m) for m in c.collect(QUIET)), key=lambda g: json.loads(g)["sub"])
+        return ("got", got)
     return None
 
 

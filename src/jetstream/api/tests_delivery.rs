@@ -164,7 +164,10 @@ pub fn op(w: &mut World, user: &str, r: &Record) -> Option<Want> {
         "RECV" => {
             // capture.py listens until 400 ms pass without a message.
             sleep(w, 400);
-            let got = w.mail.all[w.mail.shown..].iter().map(normalise).collect();
+            // Deliveries to different subscriptions have no order between them.
+            let mut msgs: Vec<&Got> = w.mail.all[w.mail.shown..].iter().collect();
+            msgs.sort_by(|a, b| a.0.cmp(&b.0));
+            let got = msgs.into_iter().map(normalise).collect();
             w.mail.shown = w.mail.all.len();
             return Some(Want::Got(got));
         }
@@ -173,12 +176,24 @@ pub fn op(w: &mut World, user: &str, r: &Record) -> Option<Want> {
     None
 }
 
+/// A server-generated ephemeral name: 8 letters and digits with both cases (capture.py's
+/// rule).
+fn generated_name(n: &str) -> bool {
+    n.len() == 8
+        && n.bytes().all(|b| b.is_ascii_alphanumeric())
+        && n.bytes().any(|b| b.is_ascii_lowercase())
+        && n.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 /// A received message as capture.py writes a GOT line.
 fn normalise(m: &Got) -> String {
     let (sub, subject, reply, hdr, data) = m;
     let mut parts: Vec<String> = reply.split('.').map(str::to_string).collect();
     let reply = if reply.starts_with("$JS.ACK.") && parts.len() == 9 {
         parts[7] = "<ts>".into();
+        if generated_name(&parts[3]) {
+            parts[3] = "<eph>".into();
+        }
         parts.join(".")
     } else if reply.starts_with("$JS.FC.") && parts.len() == 5 {
         parts[4] = "<fc>".into();
@@ -259,4 +274,9 @@ fn fixture_consumer_restart() {
 #[test]
 fn fixture_consumer_flow() {
     super::tests::check("consumer_flow.txt");
+}
+
+#[test]
+fn fixture_consumer_clients() {
+    super::tests::check("consumer_clients.txt");
 }
