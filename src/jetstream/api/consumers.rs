@@ -11,6 +11,7 @@ use crate::jetstream::consumer::config::{self as ccfg, AckPolicy, ConsumerConfig
 use crate::jetstream::consumer::engine::PollCtx;
 use crate::jetstream::consumer::{check, persist, random_token, Consumer};
 use crate::jetstream::gojson::{self, is_empty_request};
+use crate::jetstream::store::SyncTarget;
 use crate::jetstream::stream::Stream;
 use crate::json::Obj;
 
@@ -116,30 +117,30 @@ pub(super) fn create(
         Ok((info, created, sync)) => {
             let mut resp = Response::reply(Reply::Json(info));
             resp.sync = sync;
-            if let Some(c) = created {
-                resp.change = Some(Change::ConsumerCreated(stream.to_string(), c));
-            }
+            resp.change = Some(match created {
+                Created::New(c) => Change::ConsumerCreated(stream.to_string(), c),
+                Created::Updated(c) => Change::ConsumerUpdated(stream.to_string(), c),
+            });
             (resp, Count::Ok)
         }
         Err(e) => err(CREATE, e),
     }
 }
 
+/// A create request made a consumer or updated one (its name).
+enum Created {
+    New(String),
+    Updated(String),
+}
+
 /// `addConsumer`: defaults, checks, update of an existing one or a new one. Returns the
-/// create reply, the new consumer's name (None for an update) and what to fsync.
+/// create reply, which consumer and what to fsync.
 fn add_consumer(
     s: &mut Stream,
     mut cfg: ConsumerConfig,
     limits: &crate::jetstream::account::AccountLimits,
     env: &Env,
-) -> Result<
-    (
-        String,
-        Option<String>,
-        Option<crate::jetstream::store::SyncTarget>,
-    ),
-    ApiError,
-> {
+) -> Result<(String, Created, Option<SyncTarget>), ApiError> {
     check::defaults(&mut cfg, limits);
     check::check(&cfg, &s.config, limits)?;
     let now = env.now_ns();
@@ -192,7 +193,7 @@ fn add_consumer(
     })?;
     let info = reply_json(CREATE, &mut c, &s.store, now);
     s.consumers.insert(name.clone(), c);
-    Ok((info, Some(name), sync))
+    Ok((info, Created::New(name), sync))
 }
 
 /// Files for a consumer of a file stream (not `mem_storage`): meta.inf and its first
@@ -261,14 +262,7 @@ fn update_consumer(
     name: &str,
     mut cfg: ConsumerConfig,
     env: &Env,
-) -> Result<
-    (
-        String,
-        Option<String>,
-        Option<crate::jetstream::store::SyncTarget>,
-    ),
-    ApiError,
-> {
+) -> Result<(String, Created, Option<SyncTarget>), ApiError> {
     let now = env.now_ns();
     let Some(c) = s.consumers.get_mut(name) else {
         return Err(ApiError::new(e::CONSUMER_NOT_FOUND));
@@ -291,7 +285,7 @@ fn update_consumer(
     }
     c.update(cfg, now);
     let info = reply_json(CREATE, c, &s.store, now);
-    Ok((info, None, sync))
+    Ok((info, Created::Updated(name.to_string()), sync))
 }
 
 fn reply_json(

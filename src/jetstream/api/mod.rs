@@ -58,6 +58,8 @@ pub enum Change {
     /// (stream, consumer): a push consumer's deliver subject is to be watched
     /// (`JsAccount::set_interest`).
     ConsumerCreated(String, String),
+    /// Its deliver subject may have changed.
+    ConsumerUpdated(String, String),
     ConsumerDeleted(String, String),
 }
 

@@ -401,6 +401,29 @@ impl JsAccount {
         (!t.is_empty()).then_some(t)
     }
 
+    /// Per-consumer figures for monitoring (`/jsz?consumers=true`, `/metrics`): (stream,
+    /// consumer, num_pending, num_ack_pending, num_redelivered, num_waiting).
+    pub fn consumer_figures(&mut self) -> Vec<(String, String, u64, u64, u64, u64)> {
+        let mut v = Vec::new();
+        for s in self.streams.values_mut() {
+            let Stream {
+                consumers, store, ..
+            } = s;
+            for c in consumers.values_mut() {
+                let pending = c.num_pending(store);
+                v.push((
+                    c.stream.clone(),
+                    c.name.clone(),
+                    pending,
+                    c.state.pending.len() as u64,
+                    c.state.rdc.len() as u64,
+                    c.waiting.len() as u64,
+                ));
+            }
+        }
+        v
+    }
+
     /// Consumers in all the account's streams (account INFO).
     pub fn consumer_count(&self) -> usize {
         self.streams.values().map(|s| s.consumers.len()).sum()
