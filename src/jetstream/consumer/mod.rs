@@ -5,30 +5,34 @@
 //! # The integration surface
 //!
 //! Consumers live in their stream (`Stream::consumers`); the integration talks to the
-//! account (`JsAccount`, consumer/account.rs), with Unix-ns times (`now`):
+//! account (`JsAccount`, methods in consumer/account.rs). Times are Unix ns (`now`).
+//! `interest(subject)` answers whether anything in the account subscribes to `subject`
+//! (read-only; also `Env::interest` for `api::handle`).
 //!
-//! | when | call | what comes back / what to do |
+//! | when | call | then |
 //! |---|---|---|
-//! | a `$JS.API.CONSUMER.*` request (CREATE, INFO, DELETE, NAMES, LIST, MSG.NEXT) | `api::handle` as for streams | `Response.reply` as before; `Response.outs`: status messages to publish (MSG.NEXT 404/408/409); `Response.sync`: consumer meta.inf to fsync |
-//! | a message stored in a stream | nothing extra: `JsAccount::publish` tells the stream's consumers | |
-//! | a message published on `$JS.ACK.>` | `acc.ack(subject, reply, payload, now)` | `Vec<Out>` to publish (the empty "ack of the ack" for `ack_sync`, advisories, `+NXT` statuses) |
-//! | a message published on `$JS.FC.>` | `acc.flow_control(subject, now)` | nothing; delivery may resume (poll) |
-//! | subscriptions change on a push consumer's deliver subject | `acc.set_interest(stream, consumer, has_interest, now)`; `acc.deliver_subjects()` lists what to watch | nothing; an ephemeral without interest is deleted after `inactive_threshold` by a later `poll` |
-//! | end of a pass, and when a deadline passes | `acc.poll(now, &budget, &interest, &mut outs)` | `outs` to publish in order; returns the next deadline (Unix ns) to arm one timer for |
-//! | end of a pass, after the streams' flush | `acc.flush_consumers()` | `Option<SyncTarget>`: with `sync: always`, fsync it before sending the ack-of-ack replies that `ack` returned (they are marked `after_sync`) |
+//! | a request on `$JS.API.CONSUMER.>` (CREATE, DURABLE.CREATE, INFO, DELETE, NAMES, LIST, MSG.NEXT) | `api::handle` as for streams | publish `Response.reply` to the reply subject, then `Response.outs` (MSG.NEXT's 404/408/409/400 statuses, `409 Consumer Deleted` to waiting requests); fsync `Response.sync` (consumer meta.inf) with `sync: always`; `Response.change`: `ConsumerCreated`/`ConsumerUpdated`/`ConsumerDeleted` (stream, consumer) say which deliver subjects to (un)watch, `Deleted(stream)` drops all of that stream's. MSG.NEXT never gets a 503: it counts as delivered |
+//! | a message stored in a stream | nothing: `JsAccount::publish` tells the stream's consumers (and drops messages nobody wants on interest streams) | |
+//! | a message on `$JS.ACK.>` | `acc.ack(subject, reply, payload, now, &interest)` | publish the returned `Out`s: advisories, `+NXT` statuses, and the empty ack-of-the-ack (`after_sync`) |
+//! | a message on `$JS.FC.>` | `acc.flow_control(subject)` | nothing (the consumer resumes at the next poll) |
+//! | the subscriptions of a push consumer's deliver subject change (for a `deliver_group`, of that queue group) | `acc.set_interest(stream, consumer, bool, now)`; `acc.deliver_subjects()` lists (stream, consumer, subject, group) | nothing |
+//! | end of every pass that had any of the above, and when the deadline passes | `acc.poll(now, &budget, &interest, &mut outs)` | publish `outs` in order; arm one timer for the returned deadline |
+//! | a delivery (`out.seq > 0`) reached no subscriber | `acc.not_delivered(stream, consumer, seq, now)` | a push consumer goes inactive; a pull delivery is queued for redelivery |
+//! | end of the pass: after the streams' `store.flush()` | `acc.flush_consumers()` | with `sync: always`, fsync the returned target in the same group commit as the streams' and send `after_sync` outs only after it; with `interval`, send them now |
 //!
-//! `interest(subject)` must say whether anything in the account subscribes to `subject`
-//! (pull requests whose inbox lost its subscriber are dropped, as nats-server does).
-//! Each `Out` is published in the account as a message on `out.to` whose MSG line shows
-//! `out.subject()` (the stored subject for deliveries, `to` otherwise) with
-//! `out.reply`, `out.hdr()` and `out.data()`. When a delivery reached no subscriber
-//! (`out.seq > 0` and nobody got it), report it with `acc.not_delivered(stream, consumer,
-//! seq, now)`: a push consumer becomes inactive, a pull delivery is queued for redelivery.
+//! Ordering rules: the streams are flushed before the consumers (a consumer's state must
+//! never name a message the stream has not written); acks and polls may remove messages
+//! from interest and workqueue streams, so flush those stores at the end of the pass as
+//! after a publish. An `Out` is published in the consumer's account on `out.to`, with
+//! `out.subject()` on the MSG line (the stored subject for deliveries, `to` for statuses
+//! and advisories), `out.reply`, `out.hdr()` and `out.data()`; deliver subjects obey the
+//! write-buffer limits and the slow-consumer rule like any subscription.
 //!
-//! Deliveries are produced only by `poll`, in bounded slices (`Budget`), so one consumer
-//! replaying a large stream cannot stall the loop; the write-buffer limits and the slow
-//! consumer rule apply to deliver subjects as to any subscription, because the broker
-//! publishes the `Out`s.
+//! `Budget` bounds each consumer's deliveries per `poll` (256 messages or 1 MiB by
+//! default), so a consumer replaying a large stream takes a slice per pass and the loop
+//! stays fair; `poll` looks at every consumer (a few comparisons each) and works only on
+//! those with something to do. At startup `JsAccount::open` brings consumers back from
+//! disk; push consumers are inactive until `set_interest`.
 //!
 //! # Files
 //! `config` ConsumerConfig JSON · `check` defaults, validation, update rules · `state`
