@@ -341,7 +341,10 @@ pub fn parse_time(s: &str) -> Option<GoTime> {
     }
     let offset_s: i32 = match rest {
         "Z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.as_bytes()[3] == b':' =>
+        {
             let oh = num(rest_at(s, o) + 1..rest_at(s, o) + 3)?;
             let om = num(rest_at(s, o) + 4..rest_at(s, o) + 6)?;
             if oh > 23 || om > 59 {
@@ -453,6 +456,8 @@ mod tests {
             "2020-01-02T03:04:05.Z",
             "2020-01-02T03:04:05+0100",
             "2020-01-02T03:04:05.1234567890Z",
+            "2020-01-02T03:04:05+0\u{e9}:0",
+            "2020-01-02T03:04:05+01\u{e9}0",
         ] {
             assert!(parse_time(bad).is_none(), "{bad}");
         }

@@ -99,7 +99,7 @@ impl Consumer {
                 None => break,
             }
         }
-        self.wait_phase(store, cx, stop);
+        self.wait_phase(cx, stop);
     }
 
     /// Push: interest and flow control allow; pull: someone waits.
@@ -368,8 +368,7 @@ impl Consumer {
     }
 
     /// After the deliveries: replay catch-up, pull requests, the push heartbeat.
-    fn wait_phase(&mut self, store: &Store, cx: &mut PollCtx, stop: Stop) {
-        let _ = store;
+    fn wait_phase(&mut self, cx: &mut PollCtx, stop: Stop) {
         if self.replay && self.state.sseq > self.replay_last_seq {
             self.replay = false;
         }
