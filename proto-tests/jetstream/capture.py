@@ -29,11 +29,26 @@ Format (one record per block, blank lines separate records, `#` starts a comment
                            `.state.first_ts`) where nats-server answers WANT's value;
                            applied by the unit replay and by --check --tern
     CONNECT <user>         switch to that account's connection (CONNECT - : the default one)
+    SUB <subject> [group]  subscribe the connection (deliver subjects, advisories)
+    UNSUB <subject>        drop that subscription
+    NEXT <stream> <consumer> <reply>   a pull request (BODY) with that reply subject (SUB
+                           it first to see what comes back)
+    ACK <k> [+]            publish BODY to the reply subject of the k-th message received
+                           (1-based, over the whole script); `+` adds reply _INBOX.ack<k>
+    FC <k>                 answer the flow control request that was the k-th message
+    RECV                   everything received since the last RECV (within QUIET seconds
+                           of silence): GOT lines, one JSON object per message:
+                           {"sub":..,"subject":..,"reply":..,"hdr":..,"data":..}
     SLEEP <ms>             wait (the unit replay advances its clock instead)
     RESTART                restart the server on the same store directory
 
-Normalisation: JSON values of `created`, `first_ts`, `last_ts` and `time` that are not Go's
-zero time become "<ts>"; a `Nats-Time-Stamp` header value becomes <ts>.
+Normalisation: JSON values of `created`, `first_ts`, `last_ts`, `time`, `last_active` and
+`timestamp` that are not Go's zero time become "<ts>"; in GOT lines (sorted by subscription, stably) the timestamp token of an ack reply
+becomes <ts> and a generated consumer name in it <eph>,
+the 4 random characters of a flow control reply become <fc>, advisories' `id` <id>, and
+data over 200 bytes `<N bytes>`;
+a `Nats-Time-Stamp` header value
+becomes <ts>, the random part of `Nats-Consumer-Stalled` <fc>; the generated name of a legacy ephemeral consumer becomes "<eph>".
 """
 
 import argparse
@@ -50,7 +65,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 QUIET = 0.4
 ZERO_TS = "0001-01-01T00:00:00Z"
-TS_KEYS = ("created", "first_ts", "last_ts", "time")
+TS_KEYS = ("created", "first_ts", "last_ts", "time", "last_active", "timestamp")
 
 
 def expand(text):
@@ -91,7 +106,7 @@ def parse_fixture(path):
             header.extend(comments + [line])
             comments = []
             continue
-        if word in ("REQ", "PUB", "CONNECT", "SLEEP", "RESTART"):
+        if word in ("REQ", "PUB", "CONNECT", "SLEEP", "RESTART", "SUB", "UNSUB", "NEXT", "ACK", "FC", "RECV"):
             if cur:
                 records.append(cur)
             cur = Record()
@@ -111,6 +126,10 @@ def parse_fixture(path):
             cur.want = ("hdr", rest, "")
         elif word == "WANT-NONE":
             cur.want = ("none",)
+        elif word == "GOT":
+            if not cur.want or cur.want[0] != "got":
+                cur.want = ("got", [])
+            cur.want[1].append(rest)
         elif word == "TERN":
             path, _, value = rest.partition(" ")
             cur.tern.append((path, value))
@@ -118,6 +137,9 @@ def parse_fixture(path):
             raise SystemExit(f"{path}: unknown line {line!r}")
     if comments and not records:
         header.extend(comments)
+    for r in records:
+        if r.op == "RECV" and r.want is None:
+            r.want = ("got", [])
     return header, records
 
 
@@ -135,6 +157,8 @@ def render_fixture(header, records):
         if r.want:
             if r.want[0] == "none":
                 out.append("WANT-NONE")
+            elif r.want[0] == "got":
+                out.extend("GOT " + g for g in r.want[1])
             elif r.want[0] == "hdr":
                 out.append("WANT-HDR " + r.want[1])
                 out.append("WANT " + r.want[2])
@@ -149,6 +173,10 @@ def render_fixture(header, records):
 
 
 def norm_json_value(v):
+    if isinstance(v, dict) and isinstance(v.get("config"), dict) and "stream_name" in v:
+        # A legacy ephemeral consumer's generated name (its config carries no name).
+        if "name" not in v["config"] and "durable_name" not in v["config"]:
+            v = dict(v, name="<eph>")
     if isinstance(v, dict):
         return {k: ("<ts>" if k in TS_KEYS and isinstance(x, str) and x != ZERO_TS else norm_json_value(x))
                 for k, x in v.items()}
@@ -168,8 +196,42 @@ def norm_text(text):
     return json.dumps(norm_json_value(v), separators=(",", ":"), ensure_ascii=False)
 
 
+def generated_name(name):
+    """A server-generated ephemeral name: 8 letters and digits with both cases."""
+    return (len(name) == 8 and name.isalnum() and any(c.islower() for c in name)
+            and any(c.isupper() for c in name))
+
+
+def norm_got(m):
+    sub, subject, reply, hdr, data = m
+    parts = reply.split(".")
+    if reply.startswith("$JS.ACK.") and len(parts) == 9:
+        parts[7] = "<ts>"
+        if generated_name(parts[3]):
+            parts[3] = "<eph>"
+        reply = ".".join(parts)
+    if reply.startswith("$JS.FC.") and len(parts) == 5:
+        parts[4] = "<fc>"
+        reply = ".".join(parts)
+    text = data.decode("utf-8", errors="replace")
+    try:
+        v = json.loads(text)
+        if isinstance(v, dict) and "id" in v and "type" in v:
+            v["id"] = "<id>"
+            text = json.dumps(norm_json_value(v), separators=(",", ":"), ensure_ascii=False)
+        elif len(data) > 200:
+            text = f"<{len(data)} bytes>"
+    except ValueError:
+        if len(data) > 200:
+            text = f"<{len(data)} bytes>"
+    h = norm_hdr(hdr.decode("utf-8", errors="replace")) if hdr is not None else ""
+    return json.dumps({"sub": sub, "subject": subject, "reply": reply, "hdr": h, "data": text},
+                      separators=(",", ":"), ensure_ascii=False)
+
+
 def norm_hdr(hdr):
     hdr = re.sub(r"Nats-Time-Stamp: [^\r]*", "Nats-Time-Stamp: <ts>", hdr)
+    hdr = re.sub(r"(Nats-Consumer-Stalled: \$JS\.FC\.[^.\r]*\.[^.\r]*\.)[^\r]*", r"\1<fc>", hdr)
     return hdr.replace("\r\n", "\\r\\n")
 
 
@@ -182,6 +244,10 @@ class Conn:
         self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.buf = b""
         self.n = 0
+        self.got = []  # (sub, subject, reply, hdr, data) not taken by request()
+        self.all = []  # every message received, for ACK <k>
+        self.subs = {}  # sid -> subject
+        self.sid = 1
         self.line(5)  # INFO
         c = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True, "protocol": 1}
         if user:
@@ -238,18 +304,82 @@ class Conn:
             if l == b"PING":
                 self.s.sendall(b"PONG\r\n")
                 continue
-            p = l.split(b" ")
-            if p[0] == b"MSG":
-                d = self.take(int(p[-1]))
-                if p[1] == inbox:
-                    return (None, d)
-            elif p[0] == b"HMSG":
-                hl = int(p[-2])
-                d = self.take(int(p[-1]))
-                if p[1] == inbox:
-                    return (d[:hl], d[hl:])
-            elif p[0] == b"-ERR":
-                raise SystemExit(f"server error: {l!r}")
+            m = self.frame(l)
+            if m and m[1] == inbox.decode():
+                return (m[3], m[4])
+            if m:
+                self.keep(m)
+
+    def frame(self, l):
+        """A MSG/HMSG line and its payload: (sid, subject, reply, hdr, data), or None."""
+        if l == b"PING":
+            self.s.sendall(b"PONG\r\n")
+            return None
+        p = l.split(b" ")
+        if p[0] == b"MSG":
+            d = self.take(int(p[-1]))
+            reply = p[3].decode() if len(p) == 5 else ""
+            return (p[2].decode(), p[1].decode(), reply, None, d)
+        if p[0] == b"HMSG":
+            hl = int(p[-2])
+            d = self.take(int(p[-1]))
+            reply = p[3].decode() if len(p) == 6 else ""
+            return (p[2].decode(), p[1].decode(), reply, d[:hl], d[hl:])
+        if p[0] == b"-ERR":
+            raise SystemExit(f"server error: {l!r}")
+        return None
+
+    def keep(self, m):
+        sid, subject, reply, hdr, data = m
+        sub = self.subs.get(sid, "_INBOX.>")
+        rec = (sub, subject, reply, hdr, data)
+        self.got.append(rec)
+        self.all.append(rec)
+
+    def sync(self):
+        """PING/PONG: everything the server sent before is in got."""
+        self.s.sendall(b"PING\r\n")
+        while True:
+            l = self.line(5)
+            if l is None:
+                raise SystemExit("no PONG")
+            if l == b"PONG":
+                return
+            m = self.frame(l)
+            if m:
+                self.keep(m)
+
+    def pub(self, subject, reply, body):
+        r = b" " + reply.encode() if reply else b""
+        self.s.sendall(b"PUB %s%s %d\r\n%s\r\n" % (subject.encode(), r, len(body), body))
+
+    def subscribe(self, subject, group):
+        self.sid += 1
+        self.subs[str(self.sid)] = subject
+        q = b" " + group.encode() if group else b""
+        self.s.sendall(b"SUB %s%s %d\r\n" % (subject.encode(), q, self.sid))
+        self.sync()
+
+    def unsubscribe(self, subject):
+        for sid, s in list(self.subs.items()):
+            if s == subject:
+                del self.subs[sid]
+                self.s.sendall(b"UNSUB %s\r\n" % sid.encode())
+        self.sync()
+
+    def collect(self, quiet):
+        """Waits for QUIET seconds without a new message, returns what came since last time."""
+        deadline = time.time() + quiet
+        while True:
+            l = self.line(max(deadline - time.time(), 0.001))
+            if l is None:
+                break
+            m = self.frame(l)
+            if m:
+                self.keep(m)
+                deadline = time.time() + quiet
+        out, self.got = self.got, []
+        return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -364,6 +494,17 @@ def run_fixture(binary, path, check, tern=False):
                 srv.stop()
                 srv.start()
                 continue
+            if r.op in ("SUB", "UNSUB", "NEXT", "ACK", "FC", "RECV"):
+                want = delivery_op(srv.conn(user), r)
+                if want is None:
+                    continue
+                expected = r.want
+                if check and want != expected:
+                    diffs += 1
+                    print(f"{os.path.basename(path)}: {r.op} {r.arg}\n  want {expected}\n  got  {want}")
+                if not check:
+                    r.want = want
+                continue
             timeout = QUIET if r.want and r.want[0] == "none" else 2.0
             got = srv.conn(user).request(expand(r.arg), r.hdrs, r.body, timeout)
             want = capture_want(r, got)
@@ -380,6 +521,31 @@ def run_fixture(binary, path, check, tern=False):
         with open(path, "w", encoding="utf-8") as f:
             f.write(render_fixture(header, records))
     return diffs
+
+
+def delivery_op(c, r):
+    """Runs a SUB/UNSUB/NEXT/ACK/FC/RECV record; returns its WANT (RECV only)."""
+    args = expand(r.arg).split()
+    if r.op == "SUB":
+        c.subscribe(args[0], args[1] if len(args) > 1 else "")
+    elif r.op == "UNSUB":
+        c.unsubscribe(args[0])
+    elif r.op == "NEXT":
+        c.pub(f"$JS.API.CONSUMER.MSG.NEXT.{args[0]}.{args[1]}", args[2], r.body)
+        c.sync()
+    elif r.op == "ACK":
+        k = int(args[0])
+        reply = f"_INBOX.ack{k}" if len(args) > 1 and args[1] == "+" else ""
+        c.pub(c.all[k - 1][2], reply, r.body)
+        c.sync()
+    elif r.op == "FC":
+        c.pub(c.all[int(args[0]) - 1][2], "", b"")
+        c.sync()
+    elif r.op == "RECV":
+        # Deliveries to different subscriptions have no order between them.
+        got = sorted((norm_got(m) for m in c.collect(QUIET)), key=lambda g: json.loads(g)["sub"])
+        return ("got", got)
+    return None
 
 
 def capture_want(r, got):

@@ -8,40 +8,13 @@
 
 use super::api::errors::{self as e, ApiError};
 use super::config::{Storage, StreamConfig};
+pub use super::limits::AccountLimits;
 use super::publish::{Inbound, PubCtx, PubOutcome};
 use super::stream::Stream;
 use super::subject;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// An account's JetStream limits as nats-server's `JetStreamAccountLimits` (-1: unlimited).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AccountLimits {
-    pub max_memory: i64,
-    pub max_store: i64,
-    pub max_streams: i64,
-    pub max_consumers: i64,
-    pub max_ack_pending: i64,
-    pub memory_max_stream_bytes: i64,
-    pub store_max_stream_bytes: i64,
-    pub max_bytes_required: bool,
-}
-
-impl Default for AccountLimits {
-    fn default() -> AccountLimits {
-        AccountLimits {
-            max_memory: -1,
-            max_store: -1,
-            max_streams: -1,
-            max_consumers: -1,
-            max_ack_pending: -1,
-            memory_max_stream_bytes: -1,
-            store_max_stream_bytes: -1,
-            max_bytes_required: false,
-        }
-    }
-}
 
 /// Server-wide JetStream figures (all accounts), which the integration computes: the
 /// configured maxima, the `max_bytes` reserved by streams, and the bytes stored.
@@ -85,12 +58,30 @@ impl ServerJs {
 }
 
 /// What a handler needs from outside the account.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Env<'a> {
     pub now: SystemTime,
     pub server: ServerJs,
     /// The JetStream domain, when configured (PubAcks, STREAM.INFO and account INFO show it).
     pub domain: Option<&'a str>,
+    /// Whether anything in the account subscribes to a subject (pull request inboxes,
+    /// deliver subjects on a consumer update).
+    pub interest: &'a dyn Fn(&str) -> bool,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("now", &self.now)
+            .field("server", &self.server)
+            .field("domain", &self.domain)
+            .finish()
+    }
+}
+
+/// An `Env::interest` for callers with no subscriptions to consult: everything has one.
+pub fn any_interest(_: &str) -> bool {
+    true
 }
 
 impl Env<'_> {

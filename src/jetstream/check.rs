@@ -10,6 +10,7 @@ use super::account::AccountLimits;
 use super::api::errors::{self as e, ApiError};
 use super::config::{Discard, Storage, StreamConfig};
 use super::subject;
+pub use super::subject::is_valid_name;
 use super::transform::Transform;
 use crate::protocol::wire::go_quote;
 use crate::util::timefmt::go_duration;
@@ -28,17 +29,6 @@ pub struct CheckCtx<'a> {
     pub limits: &'a AccountLimits,
     /// The server's `jetstream { limits { duplicate_window } }` in ns (0: none).
     pub max_duplicate_window: i64,
-}
-
-/// nats-server's `isValidName`: not empty, no whitespace, `.`, `*` or `>`.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.bytes().any(|b| {
-            matches!(
-                b,
-                b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'.' | b'*' | b'>'
-            )
-        })
 }
 
 /// The STREAM.CREATE handler's own rules, checked before `check`.

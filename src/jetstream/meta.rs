@@ -118,7 +118,9 @@ fn open_one(dir: &Path, domain: Option<&str>) -> io::Result<Stream> {
     if cfg.name != expected {
         return Err(bad("meta.inf names another stream"));
     }
-    let (stream, rec) = Stream::open(cfg, Some(dir.to_path_buf()), created, domain)?;
+    let (mut stream, rec) = Stream::open(cfg, Some(dir.to_path_buf()), created, domain)?;
+    let now = super::account::to_ns(SystemTime::now());
+    super::consumers::open_consumers(&mut stream, now);
     if !rec.lost_seqs.is_empty() || rec.truncated_bytes > 0 {
         log::warn!(
             "JetStream: stream {} recovered with {} lost message(s), {} byte(s) cut off",

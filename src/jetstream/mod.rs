@@ -3,6 +3,8 @@
 //! - `store/`: one stream's messages (file and memory stores), fsync thread;
 //! - `api/`: `$JS.API` requests to replies (no sockets); `account`: an account's streams,
 //!   limits and counters; `stream` + `publish`: a stream and the PubAck path;
+//! - `consumer/`: consumers (delivery, acks, pull requests, their state on disk) and the
+//!   surface the loop drives them through (consumer/mod.rs);
 //! - `config` + `check`: StreamConfig JSON and nats-server's rules; `meta`: meta.inf and
 //!   reopening streams at startup; `headers`, `dedupe`, `subject`, `transform`, `gojson`:
 //!   helpers.
@@ -11,9 +13,12 @@ pub mod account;
 pub mod api;
 pub mod check;
 pub mod config;
+pub mod consumer;
+pub mod consumers;
 pub mod dedupe;
 pub mod gojson;
 pub mod headers;
+pub mod limits;
 pub mod meta;
 pub mod publish;
 pub mod store;

@@ -99,7 +99,7 @@ impl Stream {
         if ctx.server_full {
             return refuse(self, ApiError::new(e::INSUFFICIENT_RESOURCES));
         }
-        if self.no_interest() {
+        if self.no_interest(msg.subject) {
             return self.skip(&msg_id, ctx.now_ns, can_respond, refuse);
         }
         // Republished messages carry the subject's previous sequence (for gap detection).
@@ -110,6 +110,7 @@ impl Stream {
                 .unwrap_or(0),
             None => 0,
         };
+        let before = self.store.state().msgs;
         let seq = match self
             .store
             .append(msg.subject.as_bytes(), hdr, msg.data, ctx.now_ns)
@@ -117,6 +118,10 @@ impl Stream {
             Ok(seq) => seq,
             Err(err) => return refuse(self, store_error(&err)),
         };
+        if self.store.state().msgs != before + 1 && !self.consumers.is_empty() {
+            // Limits took older messages: consumers recount what they have left.
+            self.consumers_recount();
+        }
         if over_account(self) {
             self.store.remove(seq, false);
             return refuse(self, ApiError::new(e::ACCOUNT_RESOURCES_EXCEEDED));
@@ -148,13 +153,16 @@ impl Stream {
             Rollup::Subject => {
                 self.store
                     .purge(Some(msg.subject.as_bytes()), None, Some(1));
+                self.consumers_purged(Some(msg.subject));
             }
             Rollup::All => {
                 self.store.purge(None, None, Some(1));
+                self.consumers_purged(None);
             }
             Rollup::None => {}
         }
         let republish = self.republish_for(msg, hdr, seq, done.prev);
+        self.consumers_on_append(seq, msg.subject.as_bytes());
         PubOutcome::Stored(Stored {
             seq,
             ack: can_respond.then(|| self.ok_ack(seq, false)),

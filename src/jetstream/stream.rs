@@ -8,7 +8,8 @@
 
 use super::account::to_ns;
 use super::api::errors::{self as e, ApiError};
-use super::config::{Discard, Retention, Storage, StreamConfig};
+use super::config::{Discard, Storage, StreamConfig};
+use super::consumer::Consumer;
 use super::dedupe::Dedupe;
 use super::headers;
 use super::store::{FileConfig, Recovery, Store, StoreLimits, StoredMsg};
@@ -16,6 +17,7 @@ use super::transform::Transform;
 use crate::protocol::json::{write_str, Obj};
 use crate::protocol::wire::go_quote;
 use crate::util::timefmt;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,8 +31,8 @@ pub struct Stream {
     pub store: Store,
     /// The stream's directory (file storage): meta.inf and the store's files.
     pub dir: Option<PathBuf>,
-    /// Consumers (issue 12); interest retention with none stores nothing.
-    pub consumers: usize,
+    /// Its consumers, by name (consumer/); deleting the stream deletes them.
+    pub consumers: BTreeMap<String, Consumer>,
     pub(super) dedupe: Dedupe,
     /// The window is rebuilt from stored headers on first need after a restart.
     pub(super) dedupe_loaded: bool,
@@ -76,7 +78,7 @@ impl Stream {
             created,
             store,
             dir,
-            consumers: 0,
+            consumers: BTreeMap::new(),
             dedupe: Dedupe::default(),
             dedupe_loaded: empty,
             last_msg_id: String::new(),
@@ -92,22 +94,34 @@ impl Stream {
         if cfg.max_age > 0 {
             self.store.expire(to_ns(now));
         }
+        self.consumers_recount();
         self.republish = transform(&cfg);
         self.config = cfg;
     }
 
     /// Removes messages past `max_age`; returns when the next one expires (Unix ns).
     pub fn expire(&mut self, now: SystemTime) -> Option<i64> {
-        self.store.expire(to_ns(now))
+        let before = self.store.state().msgs;
+        let next = self.store.expire(to_ns(now));
+        if self.store.state().msgs != before {
+            self.consumers_recount();
+        }
+        next
     }
 
-    /// Whether new messages are dropped without storing (interest retention, no consumer).
-    pub fn no_interest(&self) -> bool {
-        self.config.retention == Retention::Interest && self.consumers == 0
+    /// Whether a new message on `subject` is dropped without storing (interest retention
+    /// and no consumer whose filter takes it).
+    pub fn no_interest(&self, subject: &str) -> bool {
+        self.no_interest_in(subject)
     }
 
     /// Removes the stream's files (STREAM.DELETE).
-    pub fn delete_files(self) -> io::Result<()> {
+    pub fn delete_files(mut self) -> io::Result<()> {
+        // Consumers go with their stream (their files are under its directory).
+        for c in self.consumers.values_mut() {
+            c.log = None;
+        }
+        self.consumers.clear();
         let dir = self.dir.clone();
         self.store.delete_all()?;
         if let Some(d) = dir {
@@ -137,6 +151,7 @@ impl Stream {
             }
         }
         if self.store.remove(seq, erase) {
+            self.consumers_msg_deleted(seq);
             Ok(())
         } else {
             Err(ApiError::sequence_not_found(seq))
@@ -213,7 +228,7 @@ impl Stream {
                 .end();
             o.raw("lost", &ls);
         }
-        o.uint("consumer_count", self.consumers as u64);
+        o.uint("consumer_count", self.consumers.len() as u64);
         o.end();
         s
     }

@@ -1,7 +1,8 @@
 //! Subject rules JetStream applies to stream subjects and filters, as nats-server's
 //! `sublist.go` words them: `IsValidSubject` (no empty token, `>` last, no whitespace),
 //! `SubjectsCollide` (could two patterns both match one literal subject?) and
-//! `subjectIsSubsetMatch` (is every subject matched by the first also matched by the second?).
+//! `subjectIsSubsetMatch` (is every subject matched by the first also matched by the second?);
+//! and the rule for stream and consumer names (`isValidName`).
 //! Tokens are split on `.`; a token `*` matches one token and `>` the rest.
 
 /// nats-server's `IsValidSubject`: non-empty, no empty token, nothing after `>`, and no
@@ -145,6 +146,17 @@ fn subset_match(tokens: &str, n_tokens: usize, test: &str, n_test: usize) -> boo
         }
     }
     n_tokens == n_test
+}
+
+/// nats-server's `isValidName`: not empty, no whitespace, `.`, `*` or `>`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.bytes().any(|b| {
+            matches!(
+                b,
+                b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'.' | b'*' | b'>'
+            )
+        })
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ fn env(domain: Option<&'static str>) -> Env<'static> {
             ..ServerJs::default()
         },
         domain,
+        interest: &crate::jetstream::account::any_interest,
     }
 }
 

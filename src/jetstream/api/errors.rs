@@ -101,6 +101,140 @@ pub const TEMPLATE_NAME_NOT_MATCH_SUBJECT: Def = Def(
 pub const REPLICAS_COUNT_CANNOT_BE_NEGATIVE: Def =
     Def(400, 10133, "replicas count cannot be negative");
 
+// Consumers (issue 12).
+/// `{err}`: consumer create or update failed (update rules, store).
+pub const CONSUMER_CREATE: Def = Def(500, 10012, "");
+pub const CONSUMER_NAME_EXIST: Def = Def(400, 10013, "consumer name already in use");
+pub const CONSUMER_NOT_FOUND: Def = Def(404, 10014, "consumer not found");
+pub const CONSUMER_DURABLE_NAME_NOT_MATCH_SUBJECT: Def = Def(
+    400,
+    10017,
+    "consumer name in subject does not match durable name in request",
+);
+pub const CONSUMER_DURABLE_NAME_NOT_SET: Def = Def(
+    400,
+    10018,
+    "consumer expected to be durable but a durable name was not set",
+);
+pub const CONSUMER_EPHEMERAL_WITH_DURABLE_NAME: Def = Def(
+    400,
+    10020,
+    "consumer expected to be ephemeral but a durable name was set in request",
+);
+pub const CONSUMER_DELIVER_TO_WILDCARDS: Def =
+    Def(400, 10079, "consumer deliver subject has wildcards");
+pub const CONSUMER_PUSH_MAX_WAITING: Def =
+    Def(400, 10080, "consumer in push mode can not set max waiting");
+pub const CONSUMER_DELIVER_CYCLE: Def = Def(400, 10081, "consumer deliver subject forms a cycle");
+pub const CONSUMER_MAX_PENDING_ACK_POLICY_REQUIRED: Def = Def(
+    400,
+    10082,
+    "consumer requires ack policy for max ack pending",
+);
+pub const CONSUMER_SMALL_HEARTBEAT: Def =
+    Def(400, 10083, "consumer idle heartbeat needs to be >= 100ms");
+pub const CONSUMER_PULL_REQUIRES_ACK: Def =
+    Def(400, 10084, "consumer in pull mode requires ack policy");
+pub const CONSUMER_PULL_WITH_RATE_LIMIT: Def = Def(
+    400,
+    10086,
+    "consumer in pull mode can not have rate limit set",
+);
+pub const CONSUMER_MAX_WAITING_NEGATIVE: Def =
+    Def(400, 10087, "consumer max waiting needs to be positive");
+pub const CONSUMER_HB_REQUIRES_PUSH: Def = Def(
+    400,
+    10088,
+    "consumer idle heartbeat requires a push based consumer",
+);
+pub const CONSUMER_FC_REQUIRES_PUSH: Def = Def(
+    400,
+    10089,
+    "consumer flow control requires a push based consumer",
+);
+pub const CONSUMER_DIRECT_REQUIRES_PUSH: Def =
+    Def(400, 10090, "consumer direct requires a push based consumer");
+pub const CONSUMER_DIRECT_REQUIRES_EPHEMERAL: Def =
+    Def(400, 10091, "consumer direct requires an ephemeral consumer");
+pub const CONSUMER_FILTER_NOT_SUBSET: Def = Def(
+    400,
+    10093,
+    "consumer filter subject is not a valid subset of the interest subjects",
+);
+/// `{err}`: deliver policy and opt_start fields disagree.
+pub const CONSUMER_INVALID_POLICY: Def = Def(400, 10094, "");
+/// `failed to parse consumer sampling configuration: {err}`.
+pub const CONSUMER_INVALID_SAMPLING: Def = Def(
+    400,
+    10095,
+    "failed to parse consumer sampling configuration: ",
+);
+pub const CONSUMER_WQ_REQUIRES_EXPLICIT_ACK: Def =
+    Def(400, 10098, "workqueue stream requires explicit ack");
+pub const CONSUMER_WQ_MULTIPLE_UNFILTERED: Def = Def(
+    400,
+    10099,
+    "multiple non-filtered consumers not allowed on workqueue stream",
+);
+pub const CONSUMER_WQ_NOT_UNIQUE: Def = Def(
+    400,
+    10100,
+    "filtered consumer not unique on workqueue stream",
+);
+pub const CONSUMER_WQ_NOT_DELIVER_ALL: Def = Def(
+    400,
+    10101,
+    "consumer must be deliver all on workqueue stream",
+);
+/// `consumer name is too long, maximum allowed is {max}`.
+pub const CONSUMER_NAME_TOO_LONG: Def =
+    Def(400, 10102, "consumer name is too long, maximum allowed is ");
+pub const CONSUMER_BAD_DURABLE_NAME: Def =
+    Def(400, 10103, "durable name can not contain '.', '*', '>'");
+/// `consumer description is too long, maximum allowed is {max}`.
+pub const CONSUMER_DESCRIPTION_TOO_LONG: Def = Def(
+    400,
+    10107,
+    "consumer description is too long, maximum allowed is ",
+);
+pub const CONSUMER_FC_NEEDS_HEARTBEATS: Def = Def(
+    400,
+    10108,
+    "consumer with flow control also needs heartbeats",
+);
+pub const CONSUMER_INVALID_DELIVER_SUBJECT: Def =
+    Def(400, 10112, "invalid push consumer deliver subject");
+pub const CONSUMER_MAX_REQUEST_BATCH_NEGATIVE: Def =
+    Def(400, 10114, "consumer max request batch needs to be > 0");
+pub const CONSUMER_MAX_REQUEST_EXPIRES_TOO_SMALL: Def = Def(
+    400,
+    10115,
+    "consumer max request expires needs to be >= 1ms",
+);
+pub const CONSUMER_MAX_DELIVER_BACKOFF: Def = Def(
+    400,
+    10116,
+    "max deliver is required to be > length of backoff values",
+);
+/// `consumer max ack pending exceeds system limit of {limit}`.
+pub const CONSUMER_MAX_PENDING_ACK_EXCESS: Def = Def(
+    400,
+    10121,
+    "consumer max ack pending exceeds system limit of ",
+);
+pub const CONSUMER_NAME_CONTAINS_PATH_SEPARATORS: Def =
+    Def(400, 10127, "Consumer name can not contain path separators");
+pub const CONSUMER_CREATE_FILTER_SUBJECT_MISMATCH: Def = Def(
+    400,
+    10131,
+    "Consumer create request did not match filtered subject from create subject",
+);
+pub const CONSUMER_CREATE_DURABLE_AND_NAME_MISMATCH: Def = Def(
+    400,
+    10132,
+    "Consumer Durable and Name have to be equal if both are provided",
+);
+
 impl ApiError {
     /// The catalog entry with its own description.
     pub fn new(d: Def) -> ApiError {
@@ -117,6 +251,15 @@ impl ApiError {
             code: d.0,
             err_code: d.1,
             description: text.into(),
+        }
+    }
+
+    /// A catalog entry whose description is a prefix, followed by `tail`.
+    pub fn suffixed(d: Def, tail: impl std::fmt::Display) -> ApiError {
+        ApiError {
+            code: d.0,
+            err_code: d.1,
+            description: format!("{}{tail}", d.2),
         }
     }
 

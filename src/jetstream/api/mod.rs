@@ -6,18 +6,21 @@
 //! Subjects the API does not serve get no reply at all, as from nats-server (whose
 //! catch-all subscription on `$JS.API.>` means no 503 either): unknown verbs, missing or
 //! extra tokens, DIRECT.GET on a stream without `allow_direct`, the system account's
-//! META/SERVER/ACCOUNT endpoints, and (until issue 12) the CONSUMER API.
+//! META/SERVER/ACCOUNT endpoints, MSG.NEXT to a consumer that does not exist.
 //!
 //! The api counters follow nats-server: most replies count in `api.total`, errors also in
 //! `api.errors`; a successful MSG.GET and every DIRECT.GET count nowhere, and a store
 //! failure on MSG.DELETE or PURGE counts as a success.
 
+mod consumers;
 pub mod errors;
 mod msgs;
 mod other;
 mod streams;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_delivery;
 
 use super::account::{Env, JsAccount};
 use super::store::SyncTarget;
@@ -52,6 +55,12 @@ pub enum Change {
     Created(String),
     Updated(String),
     Deleted(String),
+    /// (stream, consumer): a push consumer's deliver subject is to be watched
+    /// (`JsAccount::set_interest`).
+    ConsumerCreated(String, String),
+    /// Its deliver subject may have changed.
+    ConsumerUpdated(String, String),
+    ConsumerDeleted(String, String),
 }
 
 #[derive(Debug)]
@@ -66,6 +75,9 @@ pub struct Response {
     /// a stream directory removed): with `sync: always`, send the reply after it.
     pub sync: Option<SyncTarget>,
     pub change: Option<Change>,
+    /// Messages to publish besides the reply (pull request statuses, `409 Consumer
+    /// Deleted` to waiting pull requests), in order.
+    pub outs: Vec<crate::jetstream::consumer::Out>,
 }
 
 impl Response {
@@ -79,6 +91,7 @@ impl Response {
             flush: None,
             sync: None,
             change: None,
+            outs: Vec::new(),
         }
     }
 }
@@ -109,6 +122,7 @@ pub fn handle(acc: &mut JsAccount, env: &Env, req: &Request) -> Response {
         ["STREAM", "MSG", "GET", name] => msgs::get(acc, req, name),
         ["STREAM", "MSG", "DELETE", name] => msgs::delete(acc, req, name),
         ["DIRECT", "GET", name] => msgs::direct_get(acc, req, name, None),
+        ["CONSUMER", ..] => route_consumer(acc, env, req, &toks[1..]),
         ["DIRECT", "GET", name, ..] if toks.len() > 3 => {
             let key = rest.splitn(4, '.').nth(3).unwrap_or_default();
             msgs::direct_get(acc, req, name, Some(key))
@@ -126,6 +140,36 @@ pub fn handle(acc: &mut JsAccount, env: &Env, req: &Request) -> Response {
     resp
 }
 
+/// The CONSUMER endpoints (`toks` after `CONSUMER`).
+fn route_consumer(
+    acc: &mut JsAccount,
+    env: &Env,
+    req: &Request,
+    toks: &[&str],
+) -> (Response, Count) {
+    use consumers::Form;
+    match toks {
+        ["CREATE", s] => consumers::create(acc, env, req, Form::Ephemeral, s, "", ""),
+        ["CREATE", s, n] => consumers::create(acc, env, req, Form::Named, s, n, ""),
+        // A single token after the name is not a filter (nats-server needs two or more).
+        ["CREATE", s, n, _] => consumers::create(acc, env, req, Form::Named, s, n, ""),
+        ["CREATE", s, n, f @ ..] => {
+            let filter = f.join(".");
+            consumers::create(acc, env, req, Form::Named, s, n, &filter)
+        }
+        ["DURABLE", "CREATE", s, d] => consumers::create(acc, env, req, Form::Durable, s, d, ""),
+        ["INFO", s, c] => consumers::info(acc, env, req, s, c),
+        ["DELETE", s, c] => consumers::delete(acc, req, s, c),
+        ["NAMES", s] => consumers::names_or_list(acc, env, req, s, false),
+        ["LIST", s] => consumers::names_or_list(acc, env, req, s, true),
+        ["MSG", "NEXT", s, c] => consumers::next(acc, env, req, s, c),
+        ["LEADER", "STEPDOWN", _, _] => {
+            other::cluster_required("consumer_leader_stepdown_response")
+        }
+        _ => (Response::none(), Count::Not),
+    }
+}
+
 /// Endpoints of features tern does not have (clustering, templates, snapshots).
 fn route_other(acc: &JsAccount, req: &Request, toks: &[&str]) -> (Response, Count) {
     match toks {
@@ -133,9 +177,6 @@ fn route_other(acc: &JsAccount, req: &Request, toks: &[&str]) -> (Response, Coun
             other::cluster_required("stream_leader_stepdown_response")
         }
         ["STREAM", "PEER", "REMOVE", _] => other::cluster_required("stream_remove_peer_response"),
-        ["CONSUMER", "LEADER", "STEPDOWN", _, _] => {
-            other::cluster_required("consumer_leader_stepdown_response")
-        }
         ["STREAM", "TEMPLATE", "NAMES"] => other::template_names(req),
         ["STREAM", "TEMPLATE", "INFO", _] => {
             other::template_missing("stream_template_info_response", req)
@@ -168,6 +209,13 @@ pub fn not_enabled(req: &Request) -> Response {
         ["STREAM", "LIST"] => Shape::paged("stream_list_response", "[]"),
         ["STREAM", "MSG", "GET", _] => Shape::plain("stream_msg_get_response"),
         ["STREAM", "MSG", "DELETE", _] => Shape::plain("stream_msg_delete_response"),
+        ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", _, _] => {
+            Shape::plain("consumer_create_response")
+        }
+        ["CONSUMER", "INFO", _, _] => Shape::plain("consumer_info_response"),
+        ["CONSUMER", "DELETE", _, _] => Shape::plain("consumer_delete_response"),
+        ["CONSUMER", "NAMES", _] => Shape::consumers("consumer_names_response"),
+        ["CONSUMER", "LIST", _] => Shape::consumers("consumer_list_response"),
         _ => return Response::none(),
     };
     let err = ApiError::new(errors::NOT_ENABLED_FOR_ACCOUNT);
@@ -185,6 +233,7 @@ pub fn failed_reply(subject: &str, err: &str) -> Reply {
         ["STREAM", "UPDATE", _] => Shape::plain("stream_update_response"),
         ["STREAM", "CREATE", _] => Shape::plain("stream_create_response"),
         ["STREAM", "DELETE", _] => Shape::plain("stream_delete_response"),
+        ["CONSUMER", "DELETE", _, _] => Shape::plain("consumer_delete_response"),
         _ => return Reply::None,
     };
     Reply::Json(shape.error(&ApiError::with(errors::STREAM_GENERAL, err)))
@@ -216,6 +265,15 @@ impl Shape {
         }
     }
 
+    /// Consumer NAMES and LIST: paged, with an empty `consumers` list.
+    fn consumers(kind: &'static str) -> Shape {
+        Shape {
+            kind,
+            paged: true,
+            tail: "consumers",
+        }
+    }
+
     fn purge() -> Shape {
         Shape {
             kind: "stream_purge_response",
@@ -239,7 +297,9 @@ impl Shape {
             .raw("error", &err.json());
         if self.paged {
             o.int("total", 0).int("offset", 0).int("limit", 0);
-            if !self.tail.is_empty() {
+            if self.tail == "consumers" {
+                o.raw("consumers", "[]");
+            } else if !self.tail.is_empty() {
                 o.raw("streams", self.tail);
             }
         } else if self.tail == "purged" {

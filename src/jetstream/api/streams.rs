@@ -35,7 +35,7 @@ pub(super) fn account_info(acc: &JsAccount, env: &Env, _req: &Request) -> (Respo
         .int("storage_max_stream_bytes", l.store_max_stream_bytes)
         .bool("max_bytes_required", l.max_bytes_required)
         .end();
-    let consumers: usize = acc.streams.values().map(|s| s.consumers).sum();
+    let consumers = acc.consumer_count();
     let mut s = String::with_capacity(400);
     let mut o = Obj::new(&mut s);
     o.str("type", &api_type("account_info_response"))
@@ -345,9 +345,13 @@ pub(super) fn purge(acc: &mut JsAccount, req: &Request, name: &str) -> (Response
         let filter = (!r.filter.is_empty()).then_some(r.filter.as_bytes());
         let upto = (r.seq > 0).then_some(r.seq);
         let keep = (r.keep > 0).then_some(r.keep);
-        stream.store.purge(filter, upto, keep)
+        let n = stream.store.purge(filter, upto, keep);
+        stream.consumers_purged((!r.filter.is_empty()).then_some(r.filter.as_str()));
+        n
     } else {
-        stream.store.purge(None, None, None)
+        let n = stream.store.purge(None, None, None);
+        stream.consumers_purged(None);
+        n
     };
     let mut s = String::new();
     Obj::new(&mut s)

@@ -17,23 +17,25 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Debug, Default)]
-struct Record {
-    op: String,
-    arg: String,
+pub(super) struct Record {
+    pub(super) op: String,
+    pub(super) arg: String,
     hdrs: Vec<String>,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
     want: Want,
     /// Known differences: tern answers the JSON value at this path.
     tern: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-enum Want {
+pub(super) enum Want {
     #[default]
     Unset,
     None,
     Text(String),
     Hdr(String, String),
+    /// RECV: the messages received, as GOT lines.
+    Got(Vec<String>),
 }
 
 fn expand(text: &str) -> String {
@@ -60,7 +62,8 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
         match word {
             "SERVER" | "ACCOUNT" => header.push(line.to_string()),
-            "REQ" | "PUB" | "CONNECT" | "SLEEP" | "RESTART" => records.push(Record {
+            "REQ" | "PUB" | "CONNECT" | "SLEEP" | "RESTART" | "SUB" | "UNSUB" | "NEXT" | "ACK"
+            | "FC" | "RECV" => records.push(Record {
                 op: word.to_string(),
                 arg: expand(rest),
                 ..Record::default()
@@ -82,6 +85,10 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
                     }
                     "WANT-HDR" => r.want = Want::Hdr(rest.to_string(), String::new()),
                     "WANT-NONE" => r.want = Want::None,
+                    "GOT" => match &mut r.want {
+                        Want::Got(v) => v.push(rest.to_string()),
+                        w => *w = Want::Got(vec![rest.to_string()]),
+                    },
                     "TERN" => {
                         let (path, value) = rest.split_once(' ').expect("TERN <path> <json>");
                         r.tern.push((path.to_string(), value.to_string()));
@@ -94,12 +101,36 @@ fn parse_fixture(text: &str) -> (Vec<String>, Vec<Record>) {
     (header, records)
 }
 
+thread_local! {
+    /// The replay's subscriptions, (subject, group), in order: the capture connection
+    /// subscribes to `_INBOX.>` first, then to whatever SUB lines add.
+    static SUBS: std::cell::RefCell<Vec<(String, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+pub(super) fn subs() -> Vec<(String, String)> {
+    SUBS.with(|v| v.borrow().clone())
+}
+
+pub(super) fn set_subs(v: Vec<(String, String)>) {
+    SUBS.with(|s| *s.borrow_mut() = v);
+}
+
+pub(super) fn fixture_interest(s: &str) -> bool {
+    SUBS.with(|v| {
+        v.borrow()
+            .iter()
+            .any(|(p, _)| crate::jetstream::subject::matches(p, s))
+    })
+}
+
 /// The accounts of a fixture: user name → account (None: JetStream disabled there).
-struct World {
+pub(super) struct World {
     dir: PathBuf,
-    accounts: BTreeMap<String, Option<JsAccount>>,
+    pub(super) accounts: BTreeMap<String, Option<JsAccount>>,
+    pub(super) mail: super::tests_delivery::Mail,
     server: ServerJs,
-    now: SystemTime,
+    pub(super) now: SystemTime,
 }
 
 fn limits_from(words: &[&str]) -> AccountLimits {
@@ -124,9 +155,11 @@ fn limits_from(words: &[&str]) -> AccountLimits {
 
 impl World {
     fn new(dir: &Path, header: &[String]) -> World {
+        set_subs(vec![("_INBOX.>".to_string(), String::new())]);
         let mut w = World {
             dir: dir.to_path_buf(),
             accounts: BTreeMap::new(),
+            mail: Default::default(),
             server: ServerJs {
                 max_memory: i64::MAX / 2,
                 max_store: i64::MAX / 2,
@@ -165,7 +198,7 @@ impl World {
         w
     }
 
-    fn env(&mut self) -> Env<'static> {
+    pub(super) fn env(&mut self) -> Env<'static> {
         let (m, f) = (self.server.max_memory, self.server.max_store);
         let s = ServerJs::sum(self.accounts.values().flatten(), m, f, 0);
         self.now += Duration::from_micros(10);
@@ -173,11 +206,13 @@ impl World {
             now: self.now,
             server: s,
             domain: None,
+            interest: &fixture_interest,
         }
     }
 
     /// End of a loop pass: every store flushed, expiry timers run.
     fn pass_end(&mut self) {
+        super::tests_delivery::pump(self);
         let now = self.now;
         for acc in self.accounts.values_mut().flatten() {
             for s in acc.streams.values_mut() {
@@ -190,6 +225,8 @@ impl World {
 
     fn restart(&mut self) {
         self.pass_end();
+        // The connections go with the server, and their subscriptions.
+        set_subs(vec![("_INBOX.>".to_string(), String::new())]);
         let names: Vec<String> = self.accounts.keys().cloned().collect();
         for user in names {
             let Some(Some(old)) = self.accounts.remove(&user) else {
@@ -217,12 +254,36 @@ fn header_block(hdrs: &[String]) -> Vec<u8> {
     h
 }
 
-fn mask(v: &Value) -> Value {
+const TS_KEYS: [&str; 6] = [
+    "created",
+    "first_ts",
+    "last_ts",
+    "time",
+    "last_active",
+    "timestamp",
+];
+
+/// A legacy ephemeral consumer's generated name (its config has no name) is masked.
+fn ephemeral(f: &[(String, Value)]) -> bool {
+    let cfg = f.iter().find(|(k, _)| k == "config").map(|(_, v)| v);
+    let has_stream = f.iter().any(|(k, _)| k == "stream_name");
+    match cfg {
+        Some(c @ Value::Obj(_)) if has_stream => {
+            c.get("name").is_none() && c.get("durable_name").is_none()
+        }
+        _ => false,
+    }
+}
+
+pub(super) fn mask(v: &Value) -> Value {
     match v {
         Value::Obj(f) => Value::Obj(
             f.iter()
                 .map(|(k, x)| {
-                    let ts = ["created", "first_ts", "last_ts", "time"].contains(&k.as_str());
+                    if k == "name" && ephemeral(f) {
+                        return (k.clone(), Value::Str("<eph>".into()));
+                    }
+                    let ts = TS_KEYS.contains(&k.as_str());
                     match x {
                         Value::Str(s) if ts && s != "0001-01-01T00:00:00Z" => {
                             (k.clone(), Value::Str("<ts>".into()))
@@ -237,8 +298,14 @@ fn mask(v: &Value) -> Value {
     }
 }
 
-fn mask_hdr(h: &[u8]) -> String {
-    let s = String::from_utf8_lossy(h).into_owned();
+pub(super) fn mask_hdr(h: &[u8]) -> String {
+    let mut s = String::from_utf8_lossy(h).into_owned();
+    if let Some(i) = s.find("Nats-Consumer-Stalled: $JS.FC.") {
+        let end = s[i..].find("\r\n").map_or(s.len(), |e| i + e);
+        if let Some(dot) = s[i..end].rfind('.') {
+            s = format!("{}<fc>{}", &s[..i + dot + 1], &s[end..]);
+        }
+    }
     let s = match s.find("Nats-Time-Stamp: ") {
         Some(i) => {
             let end = s[i..].find("\r\n").map_or(s.len(), |e| i + e);
@@ -265,8 +332,18 @@ fn got_reply(op: &str, reply: Option<Reply>) -> Want {
 }
 
 /// The expected reply with timestamps masked and tern's known differences applied.
+/// A GOT line in one canonical form (parsed and written back).
+pub(super) fn canon(line: &str) -> String {
+    match json::parse(line.as_bytes()) {
+        Ok(v) => to_json(&v),
+        Err(_) => line.to_string(),
+    }
+}
+
 fn normalise_want(r: &Record) -> Want {
     match &r.want {
+        Want::Got(lines) => Want::Got(lines.iter().map(|l| canon(l)).collect()),
+        Want::Unset if r.op == "RECV" => Want::Got(Vec::new()),
         Want::Text(t) if r.op == "REQ" => match json::parse(t.as_bytes()) {
             Ok(mut v) => {
                 for (path, value) in &r.tern {
@@ -310,6 +387,7 @@ fn run_request(w: &mut World, user: &str, r: &Record) -> Want {
             Some(acc) => handle(acc, &env, &req),
             None => not_enabled(&req),
         };
+        super::tests_delivery::route(w, user, resp.outs, None);
         return got_reply("REQ", Some(resp.reply));
     }
     let hdr = header_block(&r.hdrs);
@@ -337,7 +415,7 @@ fn run_request(w: &mut World, user: &str, r: &Record) -> Want {
 }
 
 /// Compact JSON of a parsed value (keys in their order).
-fn to_json(v: &Value) -> String {
+pub(super) fn to_json(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
@@ -360,6 +438,16 @@ fn to_json(v: &Value) -> String {
 
 /// Where two replies first differ (a JSON path with both values), for the failure message.
 fn first_difference(want: &Want, got: &Want) -> String {
+    if let (Want::Got(w), Want::Got(g)) = (want, got) {
+        let i = w.iter().zip(g).take_while(|(a, b)| a == b).count();
+        return format!(
+            "message #{i} of {}/{}\n  want {}\n  got  {}",
+            w.len(),
+            g.len(),
+            w.get(i).map_or("(none)", String::as_str),
+            g.get(i).map_or("(none)", String::as_str)
+        );
+    }
     if let (Want::Text(w), Want::Text(g)) = (want, got) {
         let (Ok(wv), Ok(gv)) = (json::parse(w.as_bytes()), json::parse(g.as_bytes())) else {
             return format!("\n  want {w}\n  got  {g}");
@@ -412,10 +500,21 @@ fn replay(file: &str) -> Vec<String> {
                 }
             }
             "SLEEP" => {
-                w.now += Duration::from_millis(r.arg.parse().expect("ms"));
+                super::tests_delivery::sleep(&mut w, r.arg.parse().expect("ms"));
                 w.pass_end();
             }
             "RESTART" => w.restart(),
+            "SUB" | "UNSUB" | "NEXT" | "ACK" | "FC" | "RECV" => {
+                let got = super::tests_delivery::op(&mut w, &user, r);
+                w.pass_end();
+                if let Some(got) = got {
+                    let want = normalise_want(r);
+                    if got != want {
+                        let at = first_difference(&want, &got);
+                        diffs.push(format!("{file} #{i} {} {}: {at}", r.op, r.arg));
+                    }
+                }
+            }
             _ => {
                 let got = run_request(&mut w, &user, r);
                 w.pass_end();
@@ -431,7 +530,7 @@ fn replay(file: &str) -> Vec<String> {
     diffs
 }
 
-fn check(file: &str) {
+pub(super) fn check(file: &str) {
     let diffs = replay(file);
     assert!(
         diffs.is_empty(),
