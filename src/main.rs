@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 use tern::cluster::Cluster;
 use tern::config::{self, flags};
+use tern::jetstream::source::JetStream;
 use tern::monitor::source::Monitoring;
 use tern::server::source::Plug;
 use tern::server::{signals, Server};
@@ -25,7 +26,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if flags.version {
-        println!("tern: v{}", config::VERSION);
+        println!(
+            "tern: v{} (nats-server {} compatible)",
+            config::VERSION,
+            config::NATS_VERSION
+        );
         return ExitCode::SUCCESS;
     }
     if let Some(spec) = &flags.signal {
@@ -76,7 +81,7 @@ fn main() -> ExitCode {
     };
     // The subsystems the loop runs besides clients (server/source.rs), each only if the
     // config turns it on.
-    let plugs: [Plug; 2] = [Monitoring::plug, Cluster::plug];
+    let plugs: [Plug; 3] = [Monitoring::plug, Cluster::plug, JetStream::plug];
     for plug in plugs {
         if let Err(e) = server.plug(plug) {
             log::error!("Error listening on port: {e}");

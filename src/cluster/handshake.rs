@@ -4,7 +4,7 @@
 //! and gossip (a later INFO naming another server of the cluster makes us dial it).
 
 use super::{client_urls_changed, registered_routes, route_to, Cluster};
-use crate::config::{RouteUrl, BUILT_WITH, FIRST_ROUTE_PING, VERSION};
+use crate::config::{RouteUrl, BUILT_WITH, FIRST_ROUTE_PING, NATS_VERSION};
 use crate::conn::CloseReason;
 use crate::core::broker::Broker;
 use crate::protocol::json::{self, Obj, Value};
@@ -104,7 +104,7 @@ pub(super) fn info_line(b: &Broker, lame_duck: bool) -> String {
     let mut o = Obj::new(&mut s);
     o.str("server_id", &b.ident.id)
         .str("server_name", &b.ident.name)
-        .str("version", VERSION)
+        .str("version", NATS_VERSION)
         .int("proto", 2)
         .str("go", BUILT_WITH)
         .str("host", &cl.host)
@@ -365,7 +365,7 @@ fn gossip_line(b: &Broker, info: &RouteInfo, ip: &str) -> String {
     let mut o = Obj::new(&mut s);
     o.str("server_id", &info.id)
         .str("server_name", &info.name)
-        .str("version", VERSION)
+        .str("version", NATS_VERSION)
         .int("proto", 2)
         .str("host", &info.host)
         .uint("port", info.port as u64)

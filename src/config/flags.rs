@@ -78,6 +78,8 @@ const FLAGS: &[Flag] = &[
     flag("routes", &["routes"], Arg::Value, "Routes to solicit and connect (comma separated URLs)"),
     flag("no_advertise", &["no_advertise"], Arg::Bool, "Do not advertise known cluster information to clients"),
     flag("connect_retries", &["connect_retries"], Arg::Value, "For implicit routes, number of connect retries"),
+    flag("jetstream", &["js", "jetstream"], Arg::Bool, "Enable JetStream functionality"),
+    flag("store_dir", &["sd", "store_dir"], Arg::Value, "Set the storage directory"),
     flag("help", &["h", "help"], Arg::Bool, "Show this message"),
     flag("version", &["v", "version"], Arg::Bool, "Show version"),
     missing("https_port", &["ms", "https_port"], Arg::Value),
@@ -87,8 +89,6 @@ const FLAGS: &[Flag] = &[
     missing("remote_syslog", &["r", "remote_syslog"], Arg::Value),
     missing("log_size_limit", &["log_size_limit"], Arg::Value),
     missing("max_traced_msg_len", &["max_traced_msg_len"], Arg::Value),
-    missing("jetstream", &["js", "jetstream"], Arg::Bool),
-    missing("store_dir", &["sd", "store_dir"], Arg::Value),
     missing("tls", &["tls"], Arg::Bool),
     missing("tlscert", &["tlscert"], Arg::Value),
     missing("tlskey", &["tlskey"], Arg::Value),
@@ -252,6 +252,8 @@ pub fn apply(flags: &Flags, cfg: &mut Config) -> Result<(), String> {
                 Setting::Routes(urls.collect::<Result<_, _>>()?)
             }
             "no_advertise" => Setting::NoAdvertise(parse_bool(name, v)?),
+            "jetstream" => Setting::JetStream(parse_bool(name, v)?),
+            "store_dir" => Setting::StoreDir(v.clone()),
             "connect_retries" => Setting::ConnectRetries(v.parse().map_err(|_| invalid())?),
             "http_port" => Setting::HttpPort(v.parse().map_err(|_| invalid())?),
             _ => return Err(format!("flag -{name} is not supported by tern yet")),

@@ -21,9 +21,6 @@ const UNSUPPORTED: &[&str] = &[
     "tls",
     "https",
     "https_port",
-    "jetstream",
-    "store_dir",
-    "storedir",
     "leaf",
     "leafnodes",
     "gateway",
@@ -137,6 +134,13 @@ fn apply(top: &Map, cfg: &mut Config, warnings: &mut Vec<String>) -> Result<()> 
             }
             "authorization" => authorization = Some(item),
             "cluster" => parse_cluster(item, cfg, warnings)?,
+            "jetstream" => super::jetstream::parse(item, &mut cfg.js, warnings)?,
+            "store_dir" | "storedir" => {
+                if !cfg.js.store_dir.is_empty() {
+                    return Err(err(item, "Duplicate 'store_dir' configuration"));
+                }
+                cfg.js.store_dir = string(item, key)?;
+            }
             "accounts" => accounts = Some(item),
             "no_auth_user" => cfg.auth.no_auth_user = Some(string(item, key)?),
             _ if UNSUPPORTED.contains(&k.as_str()) => {
@@ -474,7 +478,12 @@ fn parse_accounts(item: &Item, cfg: &mut Config, warnings: &mut Vec<String>) -> 
                         format!("account {key} are not supported by tern yet"),
                     ));
                 }
-                "jetstream" | "mappings" | "maps" | "limits" | "nkey" => {
+                "jetstream" => {
+                    if let Some(limits) = super::jetstream::parse_account(av)? {
+                        cfg.js.accounts.push((name.to_string(), limits));
+                    }
+                }
+                "mappings" | "maps" | "limits" | "nkey" => {
                     return Err(err(
                         av,
                         format!("account {key:?} is not supported by tern yet"),
@@ -582,8 +591,8 @@ mod tests {
             w[0].contains("test.conf:2") && w[0].contains("bogus"),
             "{w:?}"
         );
-        let e = load_str("port: 4222\njetstream: {}\n").unwrap_err();
-        assert!(e.contains("test.conf:2") && e.contains("jetstream"), "{e}");
+        let e = load_str("port: 4222\nleafnodes: {}\n").unwrap_err();
+        assert!(e.contains("test.conf:2") && e.contains("leafnodes"), "{e}");
         let e = load_str("tls { cert_file: x }\n").unwrap_err();
         assert!(e.contains("not supported"), "{e}");
         let e = load_str("port: \"x\"\n").unwrap_err();

@@ -9,6 +9,7 @@
 //! field.
 
 pub mod flags;
+pub mod jetstream;
 pub mod keys;
 mod reader;
 #[cfg(test)]
@@ -23,10 +24,15 @@ use crate::subject::perms::Permissions;
 use crate::util::logger::LogSettings;
 use std::time::Duration;
 
-/// The version we report in INFO and `-v`. The protocol is nats-server 2.9's.
+/// tern's own version (`-v`, the startup log, and INFO's `go` field).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// What INFO calls `go`: the toolchain that built the server (clients only display it).
-pub const BUILT_WITH: &str = "rust";
+/// The nats-server release whose protocol, API and behaviour tern implements: INFO and /varz
+/// report it as `version`, because clients choose their APIs from it (nats.py uses the 2.9
+/// consumer-create subjects only for servers >= 2.9; Go's key-value store refuses < 2.6.2).
+pub const NATS_VERSION: &str = "2.9.10";
+/// What INFO calls `go`: the toolchain that built the server, which clients only display; tern
+/// puts its own name and version there.
+pub const BUILT_WITH: &str = concat!("tern v", env!("CARGO_PKG_VERSION"));
 
 /// Client port nats-server listens on by default.
 pub const DEFAULT_PORT: u16 = 4222;
@@ -198,6 +204,8 @@ pub enum Setting {
     Routes(Vec<RouteUrl>),
     NoAdvertise(bool),
     ConnectRetries(u32),
+    JetStream(bool),
+    StoreDir(String),
 }
 
 /// The account every client without one belongs to.
@@ -236,6 +244,8 @@ pub struct Config {
     pub lame_duck_grace: Duration,
     /// Clustering, if enabled (`--cluster`, `cluster {}`).
     pub cluster: Option<ClusterConfig>,
+    /// JetStream (`-js`, `jetstream {}`), and which accounts have it.
+    pub js: jetstream::JetStreamConfig,
     /// The file the config was read from (reload re-reads it).
     pub config_file: Option<String>,
     pub debug: bool,
@@ -266,6 +276,7 @@ impl Default for Config {
             lame_duck_duration: DEFAULT_LAME_DUCK_DURATION,
             lame_duck_grace: DEFAULT_LAME_DUCK_GRACE,
             cluster: None,
+            js: jetstream::JetStreamConfig::default(),
             config_file: None,
             debug: false,
             trace: false,
@@ -307,6 +318,8 @@ impl Config {
             Setting::Routes(r) => self.cluster_mut().routes = r,
             Setting::NoAdvertise(on) => self.cluster_mut().no_advertise = on,
             Setting::ConnectRetries(n) => self.cluster_mut().connect_retries = n,
+            Setting::JetStream(on) => self.js.enabled = on,
+            Setting::StoreDir(d) => self.js.store_dir = d,
         }
     }
 

@@ -14,6 +14,9 @@ pub fn check_immutable(old: &Config, new: &Config) -> Result<(), String> {
     if old.cluster != new.cluster {
         return Err("config reload not supported for cluster settings".into());
     }
+    if old.js != new.js {
+        return Err("config reload not supported for JetStream settings".into());
+    }
     if old.http_port != new.http_port || old.http_host != new.http_host {
         return Err("config reload not supported for the monitoring address or port".into());
     }

@@ -83,6 +83,7 @@ impl Broker {
             addr,
             auth_required: self.cfg.auth.advertised(),
             max_payload: self.cfg.max_payload,
+            jetstream: self.cfg.js.enabled,
             connect_urls: urls.as_deref(),
         };
         info::client_info(&self.ident, &c)

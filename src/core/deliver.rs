@@ -170,8 +170,22 @@ impl Broker {
         from_route: bool,
         m: &Msg,
     ) -> bool {
+        self.deliver_as(from, acc, from_route, m.subject, m)
+    }
+
+    /// `deliver_in` to the subscribers of `to`, the MSG lines naming `m.subject`: JetStream
+    /// delivers a stored message to a deliver subject or a pull request's inbox under the
+    /// subject it was stored with. Routes get it on `to` (the subject their interest is in).
+    pub(super) fn deliver_as(
+        &mut self,
+        from: usize,
+        acc: usize,
+        from_route: bool,
+        to: &[u8],
+        m: &Msg,
+    ) -> bool {
         let clustered = self.ident.cluster.is_some();
-        let Some(matches) = self.accounts[acc].sublist.lookup(m.subject) else {
+        let Some(matches) = self.accounts[acc].sublist.lookup(to) else {
             return false;
         };
         let mut head = std::mem::take(&mut self.scratch.head);
@@ -208,7 +222,7 @@ impl Broker {
         self.scratch.head = head;
         if !self.scratch.route_targets.is_empty() {
             delivered = true;
-            self.send_to_routes(from, acc, m);
+            self.send_to_routes(from, acc, &Msg { subject: to, ..*m });
         }
         if !self.scratch.unsub_later.is_empty() {
             self.apply_unsubs(acc);

@@ -67,6 +67,22 @@ impl Broker {
         hdr: &[u8],
         body: &[u8],
     ) -> bool {
+        self.publish_internal_as(owner, acc, subject, subject, reply, hdr, body)
+    }
+
+    /// `publish_internal` to the subscribers of `to`, with `subject` on the MSG lines (a
+    /// JetStream delivery keeps the subject the message was stored with).
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish_internal_as(
+        &mut self,
+        owner: usize,
+        acc: usize,
+        to: &[u8],
+        subject: &[u8],
+        reply: &[u8],
+        hdr: &[u8],
+        body: &[u8],
+    ) -> bool {
         let payload = [hdr, body].concat();
         let (mut size, mut hdr_size) = ([0u8; 20], [0u8; 20]);
         let m = Msg {
@@ -82,7 +98,7 @@ impl Broker {
         };
         self.stats.in_msgs += 1;
         self.stats.in_bytes += payload.len() as u64;
-        self.deliver_in(INTERNAL + owner, acc, false, &m)
+        self.deliver_as(INTERNAL + owner, acc, false, to, &m)
     }
 
     /// The messages delivered to source `owner`'s subscriptions since it last asked.

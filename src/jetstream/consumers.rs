@@ -327,6 +327,7 @@ impl JsAccount {
         now: i64,
         budget: &Budget,
         interest: &dyn Fn(&str) -> bool,
+        room: &dyn Fn(&str) -> bool,
         outs: &mut Vec<Out>,
     ) -> Option<i64> {
         let mut next: Option<i64> = None;
@@ -336,6 +337,7 @@ impl JsAccount {
             }
             let mut cx = PollCtx::new(now, interest);
             cx.budget = *budget;
+            cx.room = room;
             let d = s.poll_consumers(&mut cx);
             outs.append(&mut cx.outs);
             next = match (next, d) {

@@ -12,15 +12,18 @@
 pub mod account;
 pub mod api;
 pub mod check;
+mod commit;
 pub mod config;
 pub mod consumer;
 pub mod consumers;
 pub mod dedupe;
 pub mod gojson;
 pub mod headers;
+mod inbound;
 pub mod limits;
 pub mod meta;
 pub mod publish;
+pub mod source;
 pub mod store;
 pub mod stream;
 pub mod subject;

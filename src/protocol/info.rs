@@ -78,7 +78,7 @@ pub fn new_server_id() -> String {
 pub fn write_identity(o: &mut Obj, ident: &Identity) {
     o.str("server_id", &ident.id)
         .str("server_name", &ident.name)
-        .str("version", crate::config::VERSION)
+        .str("version", crate::config::NATS_VERSION)
         .int("proto", 1)
         .str("go", crate::config::BUILT_WITH)
         .str("host", &ident.host)
@@ -91,6 +91,8 @@ pub struct ClientInfo<'a> {
     pub addr: SocketAddr,
     pub auth_required: bool,
     pub max_payload: usize,
+    /// JetStream is enabled (`jetstream: true`, after max_payload as in nats-server).
+    pub jetstream: bool,
     /// The cluster's client URLs, when they are advertised.
     pub connect_urls: Option<&'a [String]>,
 }
@@ -105,8 +107,11 @@ pub fn client_info(ident: &Identity, c: &ClientInfo) -> String {
     if c.auth_required {
         o.bool("auth_required", true);
     }
-    o.uint("max_payload", c.max_payload as u64)
-        .uint("client_id", c.cid)
+    o.uint("max_payload", c.max_payload as u64);
+    if c.jetstream {
+        o.bool("jetstream", true);
+    }
+    o.uint("client_id", c.cid)
         .str("client_ip", &c.addr.ip().to_string());
     if let Some(cl) = &ident.cluster {
         o.str("cluster", &cl.name);

@@ -82,7 +82,11 @@ impl Server {
         let urls = listener::client_urls(&cfg.host, bound.port());
         let ident = Identity::new(id, name, cfg.host.clone(), bound.port(), urls);
         info!("Starting tern");
-        info!("  Version:  {}", crate::config::VERSION);
+        info!(
+            "  Version:  {} (tern v{})",
+            crate::config::NATS_VERSION,
+            crate::config::VERSION
+        );
         info!("  Name:     {}", ident.name);
         info!("  ID:       {}", ident.id);
         info!("Listening for client connections on {}", bound);

@@ -276,6 +276,29 @@ impl Sublist {
         self.lookup(subject).unwrap_or_else(|| self.empty.clone())
     }
 
+    /// What `subject` matches, read-only (the cache is used but not filled): for questions
+    /// asked outside the publish path, such as whether a subject has subscribers at all.
+    pub fn peek(&self, subject: &[u8]) -> Option<Rc<Matches>> {
+        if self.wild_count == 0 {
+            return self.literal.get(subject).cloned();
+        }
+        if let Some(m) = self.cache.get(subject) {
+            return (!m.is_empty()).then(|| m.clone());
+        }
+        let toks: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
+        if toks.iter().any(|t| t.is_empty()) {
+            return None;
+        }
+        let mut result = Matches::default();
+        match_level(
+            &self.wild,
+            &toks,
+            &mut result,
+            self.literal.get(subject).map(|m| &**m),
+        );
+        (!result.is_empty()).then(|| Rc::new(result))
+    }
+
     /// `matches`, or `None` when nothing matches (the publish path: no reference counting
     /// for subjects nobody listens to).
     pub fn lookup(&mut self, subject: &[u8]) -> Option<Rc<Matches>> {

@@ -67,7 +67,7 @@ pub fn pump(w: &mut World) {
             };
             sync_interest(acc, now);
             let budget = Budget::default();
-            acc.poll(now, &budget, &fixture_interest, &mut outs);
+            acc.poll(now, &budget, &fixture_interest, &|_| true, &mut outs);
             let ready = acc
                 .streams
                 .values()

@@ -20,6 +20,10 @@ pub struct PollCtx<'a> {
     pub budget: Budget,
     /// Whether anything subscribes to a subject (pull request inboxes).
     pub interest: &'a dyn Fn(&str) -> bool,
+    /// Whether a subject's subscribers can take more now (their connections are under the
+    /// write buffers' water mark): a consumer whose target cannot stops for this pass and
+    /// keeps its place, so a slow subscriber paces its consumer instead of being cut.
+    pub room: &'a dyn Fn(&str) -> bool,
     /// The stream's largest message (rate limit burst); 0: the server's max payload.
     pub max_msg_size: i64,
     /// Messages to publish, in order.
@@ -37,6 +41,7 @@ impl<'a> PollCtx<'a> {
             now,
             budget: Budget::default(),
             interest,
+            room: &|_| true,
             max_msg_size: 0,
             outs: Vec::new(),
             acked: Vec::new(),
@@ -84,6 +89,10 @@ impl Consumer {
             if self.paced_until.is_some() || !self.can_deliver() {
                 break;
             }
+            if !self.target_has_room(cx) {
+                self.ready = true;
+                break;
+            }
             let cand = match self.take_next(store, cx) {
                 Ok(c) => c,
                 Err(s) => {
@@ -100,6 +109,19 @@ impl Consumer {
             }
         }
         self.wait_phase(cx, stop);
+    }
+
+    /// Whether the next delivery's target (the deliver subject, or the oldest pull request's
+    /// inbox) can take more now.
+    fn target_has_room(&self, cx: &PollCtx) -> bool {
+        if self.config.is_push() {
+            (cx.room)(&self.config.deliver_subject)
+        } else {
+            self.waiting
+                .reqs
+                .front()
+                .is_none_or(|w| (cx.room)(&w.reply))
+        }
     }
 
     /// Push: interest and flow control allow; pull: someone waits.

@@ -16,7 +16,7 @@
 //! | a message on `$JS.ACK.>` | `acc.ack(subject, reply, payload, now, &interest)` | publish the returned `Out`s: advisories, `+NXT` statuses, and the empty ack-of-the-ack (`after_sync`) |
 //! | a message on `$JS.FC.>` | `acc.flow_control(subject)` | nothing (the consumer resumes at the next poll) |
 //! | the subscriptions of a push consumer's deliver subject change (for a `deliver_group`, of that queue group) | `acc.set_interest(stream, consumer, bool, now)`; `acc.deliver_subjects()` lists (stream, consumer, subject, group) | nothing |
-//! | end of every pass that had any of the above, and when the deadline passes | `acc.poll(now, &budget, &interest, &mut outs)` | publish `outs` in order; arm one timer for the returned deadline |
+//! | end of every pass that had any of the above, and when the deadline passes | `acc.poll(now, &budget, &interest, &room, &mut outs)` (`room(subject)`: its subscribers can take more now) | publish `outs` in order; arm one timer for the returned deadline |
 //! | a delivery (`out.seq > 0`) reached no subscriber | `acc.not_delivered(stream, consumer, seq, now)` | a push consumer goes inactive; a pull delivery is queued for redelivery |
 //! | end of the pass: after the streams' `store.flush()` | `acc.flush_consumers()` | with `sync: always`, fsync the returned target in the same group commit as the streams' and send `after_sync` outs only after it; with `interval`, send them now |
 //!

@@ -129,8 +129,13 @@ impl H {
             self.acc.set_interest(&s, &c, interest(&subject), self.now);
         }
         let mut outs = Vec::new();
-        self.acc
-            .poll(self.now, &Budget::default(), &interest, &mut outs);
+        self.acc.poll(
+            self.now,
+            &Budget::default(),
+            &interest,
+            &|_| true,
+            &mut outs,
+        );
         for s in self.acc.streams.values_mut() {
             s.store.flush().expect("flush");
         }
