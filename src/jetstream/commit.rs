@@ -190,6 +190,7 @@ impl Commit {
                     target.merge(&t);
                 }
             }
+            slot.touched = std::mem::take(&mut slot.polled);
         }
         // The stores' writes to sync: all of them with `always`; otherwise what a store asked
         // for (index files, deleting compacted segments wait for a sync).

@@ -294,6 +294,7 @@ impl JetStream {
             };
             if !outs.is_empty() {
                 slot.touched = true;
+                slot.polled = true;
                 busy = true;
                 self.publish_outs(b, acc, outs);
             }

@@ -57,6 +57,9 @@ pub(super) struct JsSlot {
     pub stream_subs: FastMap<String, Vec<SubId>>,
     /// Something changed this pass: flush the account's stores and consumers.
     pub touched: bool,
+    /// Consumers delivered this pass: what that changed in the stores (retention removals) is
+    /// flushed next pass, after the streams' flush that consumers must not overtake.
+    pub polled: bool,
     /// The subscription count when push consumers' interest was last looked at.
     pub interest_gen: u64,
     /// A push consumer's deliver subject had interest, by (stream, consumer).
@@ -143,6 +146,7 @@ impl JetStream {
                         js,
                         stream_subs: new_map(),
                         touched: false,
+                        polled: false,
                         interest_gen: u64::MAX,
                         interest: new_map(),
                     }))
