@@ -303,6 +303,11 @@ impl Source for JetStream {
     fn busy(&self) -> bool {
         self.busy
     }
+
+    /// Monitoring reads JetStream (report.rs).
+    fn state(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
