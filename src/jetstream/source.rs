@@ -402,8 +402,9 @@ fn total_memory() -> i64 {
         .unwrap_or(256 << 20)
 }
 
-/// Free bytes for unprivileged users on the file system holding `dir` (nats-server's
-/// `diskAvailable`), or 1 TB when statvfs fails (its JetStreamMaxStoreDefault).
+/// Three quarters of the free bytes for unprivileged users on the file system holding `dir`
+/// (nats-server's `diskAvailable` estimate), or 1 TB when statvfs fails (its
+/// JetStreamMaxStoreDefault).
 fn disk_available(dir: &std::path::Path) -> i64 {
     use std::os::unix::ffi::OsStrExt;
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
@@ -414,5 +415,5 @@ fn disk_available(dir: &std::path::Path) -> i64 {
     if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
         return 1 << 40;
     }
-    (st.f_bavail as i64).saturating_mul(st.f_frsize as i64)
+    ((st.f_bavail as u64).saturating_mul(st.f_frsize as u64) / 4 * 3).min(i64::MAX as u64) as i64
 }
