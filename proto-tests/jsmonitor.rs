@@ -396,8 +396,10 @@ fn consumer_of(j: &J) -> &J {
     &s.at("consumer_detail").arr()[0]
 }
 
-const ACCOUNTS_CONF: &str = "accounts {
-  A { jetstream: enabled, users [{user: a, password: a}] }
+/// Both server maxima (nats-server then says `compress_ok`), a domain, account limits.
+const ACCOUNTS_CONF: &str = "jetstream { max_memory_store: 1G, max_file_store: 10G, domain: hub }
+accounts {
+  A { jetstream { max_mem: 100M, max_file: 1G }, users [{user: a, password: a}] }
   B { jetstream: enabled, users [{user: b, password: b}] }
   C { users [{user: c, password: c}] }
 }
@@ -419,7 +421,8 @@ fn accounts_traffic(m: &Mon) -> Vec<Client> {
         .collect()
 }
 
-/// Accounts pages: `acc=`, offset and limit (nats-server sorts the accounts by name when an
+/// Accounts pages: `acc=`, offset and limit, account limits, the server's configured maxima
+/// and domain (nats-server sorts the accounts by name when an
 /// offset is given; without one its order is its map's, so those pages are not compared).
 #[test]
 fn jsz_accounts_match_reference() {
@@ -439,6 +442,7 @@ fn jsz_accounts_match_reference() {
         "/jsz?acc=C&accounts=1&offset=1",
     ];
     let mut report = differences(&t.m, &r.m, &targets, |j| j);
+    report += &differences(&t.m, &r.m, &["/varz"], |j| j.at("jetstream").clone());
     let enabled = |j: J| j.at("account_detail.jetstream_enabled").clone();
     for acc in ["/accountz?acc=A", "/accountz?acc=C"] {
         report += &differences(&t.m, &r.m, &[acc], enabled);

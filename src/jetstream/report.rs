@@ -18,6 +18,8 @@ pub struct Settings<'a> {
     /// `<store_dir>/jetstream`, as nats-server reports it.
     pub store_dir: PathBuf,
     pub domain: Option<&'a str>,
+    /// nats-server's `compress_ok` (shown only when true).
+    pub compress_ok: bool,
 }
 
 /// nats-server's JetStreamStats for the whole server.
@@ -58,6 +60,7 @@ impl JetStream {
             max_store: s.max_store,
             store_dir: s.store_dir.join("jetstream"),
             domain: s.domain.as_deref(),
+            compress_ok: s.compress_ok,
         }
     }
 

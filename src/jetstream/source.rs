@@ -71,6 +71,9 @@ pub(super) struct Settings {
     pub max_memory: i64,
     pub max_store: i64,
     pub max_dup_window: i64,
+    /// Both maxima were configured: nats-server then keeps the config it was handed, which
+    /// says `compress_ok` (its dynamic one, made when a maximum is missing, does not).
+    pub compress_ok: bool,
 }
 
 pub struct JetStream {
@@ -342,6 +345,7 @@ fn settings(cfg: &Config) -> io::Result<Settings> {
         max_memory,
         max_store,
         max_dup_window: dup,
+        compress_ok: js.max_memory.is_some_and(|m| m > 0) && js.max_store.is_some_and(|m| m > 0),
     })
 }
 

@@ -50,6 +50,9 @@ fn config_json(s: &Settings) -> String {
     if let Some(d) = s.domain {
         o.str("domain", d);
     }
+    if s.compress_ok {
+        o.bool("compress_ok", true);
+    }
     o.end();
     out
 }
