@@ -241,3 +241,93 @@ fn deletions_between_slices() {
         "{body}"
     );
 }
+
+/// The keys of object `v`, in order.
+fn keys(v: &crate::protocol::json::Value) -> Vec<&str> {
+    match v {
+        crate::protocol::json::Value::Obj(f) => f.iter().map(|(k, _)| k.as_str()).collect(),
+        other => panic!("not an object: {other:?}"),
+    }
+}
+
+fn first<'a>(v: &'a crate::protocol::json::Value, list: &str) -> &'a crate::protocol::json::Value {
+    match v.get(list) {
+        Some(crate::protocol::json::Value::Arr(a)) if !a.is_empty() => &a[0],
+        other => panic!("{list}: {other:?}"),
+    }
+}
+
+/// The fields of /jsz and /varz `jetstream`, in nats-server 2.9.10's order (as its live
+/// documents show them, with both maxima configured).
+#[test]
+fn fields_in_nats_servers_order() {
+    let mut js = Js::new("order");
+    js.populate(1);
+    let body = js.body("/jsz?consumers=1&config=1", 1);
+    let doc = crate::protocol::json::parse(body.as_bytes()).unwrap();
+    let stats = [
+        "memory",
+        "storage",
+        "reserved_memory",
+        "reserved_storage",
+        "accounts",
+        "ha_assets",
+        "api",
+    ];
+    let mut top = vec!["server_id", "now", "config"];
+    top.extend(stats);
+    top.extend([
+        "streams",
+        "consumers",
+        "messages",
+        "bytes",
+        "account_details",
+    ]);
+    assert_eq!(keys(&doc), top);
+    let config = ["max_memory", "max_storage", "store_dir", "compress_ok"];
+    assert_eq!(keys(doc.get("config").unwrap()), config);
+    let account = first(&doc, "account_details");
+    let mut want = vec!["name", "id"];
+    want.extend(stats);
+    want.push("stream_detail");
+    assert_eq!(keys(account), want);
+    let stream = first(account, "stream_detail");
+    let want = [
+        "name",
+        "created",
+        "cluster",
+        "config",
+        "state",
+        "consumer_detail",
+    ];
+    assert_eq!(keys(stream), want);
+    let state = [
+        "messages",
+        "bytes",
+        "first_seq",
+        "first_ts",
+        "last_seq",
+        "last_ts",
+        "num_subjects",
+        "consumer_count",
+    ];
+    assert_eq!(keys(stream.get("state").unwrap()), state);
+    let consumer = [
+        "stream_name",
+        "name",
+        "created",
+        "config",
+        "delivered",
+        "ack_floor",
+        "num_ack_pending",
+        "num_redelivered",
+        "num_waiting",
+        "num_pending",
+    ];
+    assert_eq!(keys(first(stream, "consumer_detail")), consumer);
+    let varz = super::jsz::varz_jetstream(Some(js.js()));
+    let varz = crate::protocol::json::parse(varz.as_bytes()).unwrap();
+    assert_eq!(keys(&varz), ["config", "stats"]);
+    assert_eq!(keys(varz.get("config").unwrap()), config);
+    assert_eq!(keys(varz.get("stats").unwrap()), stats);
+}
