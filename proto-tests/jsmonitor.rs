@@ -242,7 +242,13 @@ fn jsz_and_varz_without_jetstream_match_reference() {
     let mut report = differences(&t, &r, &targets, |j| j);
     report += &differences(&t, &r, &["/varz"], |j| j.at("jetstream").clone());
     assert!(report.is_empty(), "tern and nats-server differ:\n{report}");
-    for target in ["/jsz?leader-only=true", "/jsz?consumers=x"] {
+    let bad = [
+        "/jsz?leader-only=true",
+        "/jsz?consumers=x",
+        "/jsz?offset=abc",
+        "/jsz?limit=99999999999999999999",
+    ];
+    for target in bad {
         let (a, b) = (t.get(target), r.get(target));
         assert_eq!((a.status, a.text()), (b.status, b.text()), "{target}");
         assert_eq!(a.status, 400, "{target}");

@@ -33,6 +33,7 @@ use metrics::{clock_ticks_per_sec, process_cpu_ticks};
 use pretty::pretty;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::num::IntErrorKind;
 use std::time::{Instant, SystemTime};
 use stream::Stream;
 use subsz::write_sublist_stats;
@@ -105,9 +106,14 @@ fn param_bool(req: &Request, key: &str) -> Result<bool, Response> {
 fn param_int(req: &Request, key: &str) -> Result<i64, Response> {
     match req.param(key).unwrap_or("") {
         "" => Ok(0),
-        v => v.parse().map_err(|_| {
+        v => v.parse().map_err(|e: std::num::ParseIntError| {
+            // Go's Atoi tells a number too big for an int from one that is no number.
+            let why = match e.kind() {
+                IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "value out of range",
+                _ => "invalid syntax",
+            };
             bad(format!(
-                "Error decoding int for '{key}': strconv.Atoi: parsing {v:?}: invalid syntax"
+                "Error decoding int for '{key}': strconv.Atoi: parsing {v:?}: {why}"
             ))
         }),
     }
