@@ -131,17 +131,23 @@ const VARYING: &[&str] = &[
     "max_storage",
 ];
 
-/// `j` with the values of `VARYING` keys replaced by `"*"`.
+/// `j` with the values of `VARYING` keys replaced by `"*"`, and the lists whose order is
+/// nats-server's map order (accounts, streams, consumers) sorted by name.
 fn normalised(j: &J) -> J {
     match j {
         J::Obj(v) => J::Obj(
             v.iter()
                 .map(|(k, x)| {
-                    let x = if VARYING.contains(&k.as_str()) {
+                    let mut x = if VARYING.contains(&k.as_str()) {
                         J::Str("*".into())
                     } else {
                         normalised(x)
                     };
+                    if let J::Arr(items) = &mut x {
+                        if k.ends_with("_detail") || k == "account_details" {
+                            items.sort_by_key(|i| i.get("name").map(J::render));
+                        }
+                    }
                     (k.clone(), x)
                 })
                 .collect(),
@@ -461,4 +467,64 @@ fn jsz_accounts_match_reference() {
     assert_eq!(names, ["B"]);
     let all = t.m.json("/jsz?accounts=1");
     assert_eq!(all.at("account_details").arr().len(), 2);
+}
+
+/// `n` streams `S0..` (each with a message) with consumers `A` (pull) and `B` (push, to a
+/// subject nobody listens on).
+fn many_streams(m: &Mon, n: usize) -> Client {
+    let mut c = m.nats(r#"{"verbose":false,"headers":true}"#);
+    c.send("SUB _INBOX.r 1\r\n");
+    for i in 0..n {
+        let body = format!(r#"{{"name":"S{i}","subjects":["s{i}.>"]}}"#);
+        request(&mut c, &format!("$JS.API.STREAM.CREATE.S{i}"), &body);
+        request(&mut c, &format!("s{i}.x"), &"x".repeat(i));
+        for (name, push) in [("A", ""), ("B", r#","deliver_subject":"nobody""#)] {
+            let cfg = format!(
+                r#"{{"stream_name":"S{i}","config":{{"durable_name":"{name}","ack_policy":"explicit"{push}}}}}"#
+            );
+            request(
+                &mut c,
+                &format!("$JS.API.CONSUMER.DURABLE.CREATE.S{i}.{name}"),
+                &cfg,
+            );
+        }
+    }
+    c
+}
+
+/// Many streams and consumers: the pages (rendered a slice per loop pass, sent chunked) hold
+/// every one, as nats-server's do; /metrics has a sample per stream and per consumer.
+#[test]
+fn many_streams_match_reference() {
+    const N: usize = 25;
+    let t = start_js(false, None).unwrap();
+    let _ct = many_streams(&t.m, N);
+    let r = start_js(true, None);
+    let _cr = r.as_ref().map(|r| many_streams(&r.m, N));
+    let targets = ["/jsz?consumers=1&config=1", "/jsz?streams=1", "/jsz"];
+    if let Some(r) = &r {
+        let report = differences(&t.m, &r.m, &targets, |j| j);
+        assert!(report.is_empty(), "tern and nats-server differ:\n{report}");
+    }
+    let big = t.m.get("/jsz?consumers=1&config=1");
+    assert_eq!(
+        big.header("transfer-encoding"),
+        Some("chunked"),
+        "rendered in slices"
+    );
+    let j = t.m.json("/jsz?consumers=1");
+    let streams = j.at("account_details").arr()[0].at("stream_detail").arr();
+    assert_eq!(streams.len(), N);
+    let consumers: usize = streams
+        .iter()
+        .map(|s| s.at("consumer_detail").arr().len())
+        .sum();
+    assert_eq!(consumers, 2 * N);
+    let text = t.m.get("/metrics").text();
+    let all = samples(&text);
+    let count = |name: &str| all.iter().filter(|(n, _, _)| n == name).count();
+    assert_eq!(count("jetstream_stream_total_bytes"), N);
+    assert_eq!(count("jetstream_consumer_num_pending"), 2 * N);
+    assert_eq!(count("jetstream_consumer_num_redelivered"), 2 * N);
+    assert_eq!(count("jetstream_server_total_consumers"), 1);
 }
