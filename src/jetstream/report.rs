@@ -35,6 +35,15 @@ pub struct Usage {
     pub api_errors: u64,
 }
 
+/// Totals over every stream of every account (JSInfo's `streams` to `bytes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub streams: u64,
+    pub consumers: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
 /// One consumer's figures (ConsumerInfo's numbers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConsumerFigures {
@@ -80,6 +89,21 @@ impl JetStream {
             u.api_errors = u.api_errors.saturating_add(acc.api_errors);
         }
         u
+    }
+
+    /// Totals over every stream (O(streams)).
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for (_, a) in self.accounts() {
+            for s in a.streams.values() {
+                let st = s.store.state();
+                t.streams += 1;
+                t.consumers += s.consumers.len() as u64;
+                t.messages = t.messages.saturating_add(st.msgs);
+                t.bytes = t.bytes.saturating_add(st.bytes);
+            }
+        }
+        t
     }
 
     /// The JetStream account of broker account `acc`, when JetStream is on in it.

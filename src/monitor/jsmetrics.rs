@@ -171,22 +171,13 @@ fn server_series(b: &Broker, js: &JetStream, out: &mut String) -> Server {
         id: escape(&b.ident.id),
         name: escape(&b.ident.name),
     };
-    let (mut streams, mut consumers, mut msgs, mut bytes) = (0u64, 0u64, 0u64, 0u64);
-    for (_, a) in js.accounts() {
-        for s in a.streams.values() {
-            let st = s.store.state();
-            streams += 1;
-            consumers += s.consumers.len() as u64;
-            msgs = msgs.saturating_add(st.msgs);
-            bytes = bytes.saturating_add(st.bytes);
-        }
-    }
+    let t = js.totals();
     let values = [
         0.0,
-        streams as f64,
-        consumers as f64,
-        msgs as f64,
-        bytes as f64,
+        t.streams as f64,
+        t.consumers as f64,
+        t.messages as f64,
+        t.bytes as f64,
         set.max_memory as f64,
         set.max_store as f64,
     ];

@@ -183,26 +183,17 @@ fn disabled(id: &str, now: &str) -> String {
 /// JSInfo up to its last total, unclosed: the server's config, usage and the totals over
 /// every stream (O(streams)).
 fn head(b: &Broker, js: &JetStream, now: &str) -> String {
-    let (mut streams, mut consumers, mut msgs, mut bytes) = (0u64, 0u64, 0u64, 0u64);
-    for (_, a) in js.accounts() {
-        for s in a.streams.values() {
-            let st = s.store.state();
-            streams += 1;
-            consumers += s.consumers.len() as u64;
-            msgs = msgs.saturating_add(st.msgs);
-            bytes = bytes.saturating_add(st.bytes);
-        }
-    }
+    let t = js.totals();
     let mut s = String::with_capacity(600);
     let mut o = Obj::new(&mut s);
     o.str("server_id", &b.ident.id)
         .str("now", now)
         .raw("config", &config_json(&js.settings()));
     stats_fields(&mut o, &js.usage());
-    o.uint("streams", streams)
-        .uint("consumers", consumers)
-        .uint("messages", msgs)
-        .uint("bytes", bytes);
+    o.uint("streams", t.streams)
+        .uint("consumers", t.consumers)
+        .uint("messages", t.messages)
+        .uint("bytes", t.bytes);
     s
 }
 
