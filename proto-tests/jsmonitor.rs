@@ -254,6 +254,11 @@ fn jsz_and_varz_without_jetstream_match_reference() {
         "/jsz?offset=abc",
         "/jsz?limit=99999999999999999999",
     ];
+    let metrics = t.get("/metrics").text();
+    assert!(
+        !metrics.contains("jetstream_"),
+        "no JetStream series without it: {metrics}"
+    );
     for target in bad {
         let (a, b) = (t.get(target), r.get(target));
         assert_eq!((a.status, a.text()), (b.status, b.text()), "{target}");

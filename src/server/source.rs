@@ -166,4 +166,37 @@ mod tests {
             "room for the loop's own tokens"
         );
     }
+
+    /// A source with a figure to show (`Shown`), and one that keeps its state private.
+    struct Shown(u32);
+    struct Private;
+
+    impl Source for Shown {
+        fn ready(&mut self, _: &mut Cx, _: Token, _: &Event) {}
+        fn state(&mut self) -> Option<&mut dyn Any> {
+            Some(self)
+        }
+    }
+
+    impl Source for Private {
+        fn ready(&mut self, _: &mut Cx, _: Token, _: &Event) {}
+    }
+
+    /// `find` looks on both sides of the running source and by type only.
+    #[test]
+    fn others_are_found_by_type() {
+        let mut before: Vec<Box<dyn Source>> = vec![Box::new(Private)];
+        let mut after: Vec<Box<dyn Source>> = vec![Box::new(Private), Box::new(Shown(7))];
+        let mut others = Others {
+            before: &mut before,
+            after: &mut after,
+        };
+        assert_eq!(others.find::<Shown>().map(|s| s.0), Some(7));
+        assert!(others.find::<Private>().is_none(), "Private shows nothing");
+        let mut none = Others {
+            before: &mut after[..1],
+            after: &mut [],
+        };
+        assert!(none.find::<Shown>().is_none());
+    }
 }
