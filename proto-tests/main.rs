@@ -19,6 +19,7 @@ mod delivery_order;
 mod errors;
 mod framing;
 mod headers;
+mod jsmonitor;
 mod lifecycle;
 mod limits;
 mod monitor;

@@ -96,8 +96,8 @@ impl Broker {
             len: payload.len(),
             payload: &payload,
         };
-        self.stats.in_msgs += 1;
-        self.stats.in_bytes += payload.len() as u64;
+        // Not counted in the server's in_msgs: as in nats-server, those count what connections
+        // send (its internal clients never add to them).
         self.deliver_as(INTERNAL + owner, acc, false, to, &m)
     }
 
@@ -140,8 +140,8 @@ impl Broker {
             }
             self.scratch.unsub_later.push(id);
         }
-        self.stats.out_msgs += 1;
-        self.stats.out_bytes += m.payload.len() as u64;
+        // Not counted in the server's out_msgs: nats-server counts what goes out to
+        // connections, not what its internal subscriptions take.
         self.inbox.push(InternalMsg {
             owner,
             sub: id,

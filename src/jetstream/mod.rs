@@ -7,7 +7,7 @@
 //!   surface the loop drives them through (consumer/mod.rs);
 //! - `config` + `check`: StreamConfig JSON and nats-server's rules; `meta`: meta.inf and
 //!   reopening streams at startup; `headers`, `dedupe`, `subject`, `transform`, `gojson`:
-//!   helpers.
+//!   helpers; `report`: what monitoring shows (read by monitor/jsz.rs).
 
 pub mod account;
 pub mod api;
@@ -23,6 +23,7 @@ mod inbound;
 pub mod limits;
 pub mod meta;
 pub mod publish;
+pub mod report;
 pub mod source;
 pub mod store;
 pub mod stream;

@@ -74,6 +74,9 @@ pub(super) struct Settings {
     pub max_memory: i64,
     pub max_store: i64,
     pub max_dup_window: i64,
+    /// Both maxima were configured: nats-server then keeps the config it was handed, which
+    /// says `compress_ok` (its dynamic one, made when a maximum is missing, does not).
+    pub compress_ok: bool,
 }
 
 pub struct JetStream {
@@ -307,6 +310,11 @@ impl Source for JetStream {
     fn busy(&self) -> bool {
         self.busy
     }
+
+    /// Monitoring reads JetStream (report.rs).
+    fn state(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
@@ -341,6 +349,7 @@ fn settings(cfg: &Config) -> io::Result<Settings> {
         max_memory,
         max_store,
         max_dup_window: dup,
+        compress_ok: js.max_memory.is_some_and(|m| m > 0) && js.max_store.is_some_and(|m| m > 0),
     })
 }
 
@@ -401,8 +410,9 @@ fn total_memory() -> i64 {
         .unwrap_or(256 << 20)
 }
 
-/// Free bytes for unprivileged users on the file system holding `dir` (nats-server's
-/// `diskAvailable`), or 1 TB when statvfs fails (its JetStreamMaxStoreDefault).
+/// Three quarters of the free bytes for unprivileged users on the file system holding `dir`
+/// (nats-server's `diskAvailable` estimate), or 1 TB when statvfs fails (its
+/// JetStreamMaxStoreDefault).
 fn disk_available(dir: &std::path::Path) -> i64 {
     use std::os::unix::ffi::OsStrExt;
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
@@ -413,5 +423,5 @@ fn disk_available(dir: &std::path::Path) -> i64 {
     if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
         return 1 << 40;
     }
-    (st.f_bavail as i64).saturating_mul(st.f_frsize as i64)
+    ((st.f_bavail as u64).saturating_mul(st.f_frsize as u64) / 4 * 3).min(i64::MAX as u64) as i64
 }

@@ -1,8 +1,11 @@
 //! `/metrics`: the loop's counters in the Prometheus text format, and the process figures
 //! (CPU ticks, resident memory) that it and /varz read from `/proc/self`.
 
-use super::{counts, Monitor};
+use super::jsmetrics::Cursor;
+use super::stream::{Source, Stream};
+use super::{counts, Monitor, Reply};
 use crate::core::broker::Broker;
+use crate::jetstream::source::JetStream;
 use crate::monitor::http::Response;
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -96,9 +99,24 @@ const METRICS: [(&str, &str, &str); 16] = [
     ),
 ];
 
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Prometheus text exposition of the same counters, named as prometheus-nats-exporter
-/// names them (`gnatsd_varz_*`, ...), so dashboards built for that exporter work unchanged.
-pub(super) fn metrics(m: &mut Monitor, b: &Broker) -> Response {
+/// names them (`gnatsd_varz_*`, ...), so dashboards built for that exporter work unchanged;
+/// with JetStream, its series follow (`jsmetrics.rs`), a sample per part.
+pub(super) fn metrics(m: &mut Monitor, b: &Broker, js: Option<&JetStream>) -> Reply {
+    let core = core_metrics(m, b);
+    match js {
+        None => Reply::Done(Response::new(200, CONTENT_TYPE, core)),
+        Some(js) => Reply::Stream(Stream::text(
+            Source::Metrics(Box::new(Cursor::new(b, js, core))),
+            CONTENT_TYPE,
+        )),
+    }
+}
+
+/// The core series.
+fn core_metrics(m: &mut Monitor, b: &Broker) -> String {
     let (clients, routes) = counts(b);
     let label = format!("{{server_id=\"{}\"}}", b.ident.id);
     let up = SystemTime::now()
@@ -132,5 +150,5 @@ pub(super) fn metrics(m: &mut Monitor, b: &Broker) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{label} {value}"
         );
     }
-    Response::new(200, "text/plain; version=0.0.4; charset=utf-8", out)
+    out
 }

@@ -2,13 +2,19 @@
 //! paths, parameters and field names, so existing tools and dashboards read them unchanged.
 //!
 //! `/` (index), `/varz`, `/connz` (`connz.rs`), `/subsz` (`/subscriptionsz`, `subsz.rs`),
-//! `/routez`, `/healthz`, `/accountz`, and `/metrics` (Prometheus text, `metrics.rs`;
-//! nats-server has none, see README). `respond` answers a request between two loop passes;
-//! the large ones (/connz, /subsz lists) come back as a `Stream` that the loop renders a
-//! slice per pass (`stream.rs`, `source.rs`), so monitoring never holds up messaging.
+//! `/routez`, `/healthz`, `/accountz`, `/jsz` (`jsz.rs`), and `/metrics` (Prometheus text,
+//! `metrics.rs`, `jsmetrics.rs`; nats-server has none, see README). `respond` answers a
+//! request between two loop passes; the large ones (/connz, /subsz and /jsz lists, the
+//! JetStream series of /metrics) come back as a `Stream` that the loop renders a slice per
+//! pass (`stream.rs`, `source.rs`), so monitoring never holds up messaging. JetStream's state
+//! is read from its source, which the loop lends to this one (`server/source.rs`).
 
 mod connz;
 pub mod http;
+mod jsmetrics;
+mod jsz;
+#[cfg(test)]
+mod jsz_tests;
 mod metrics;
 pub mod pretty;
 mod routez;
@@ -19,6 +25,7 @@ mod subsz;
 pub use metrics::resident_bytes;
 
 use crate::core::broker::Broker;
+use crate::jetstream::source::JetStream;
 use crate::monitor::http::{Request, Response};
 use crate::protocol::json::Obj;
 use crate::util::timefmt::{rfc3339, uptime};
@@ -26,6 +33,7 @@ use metrics::{clock_ticks_per_sec, process_cpu_ticks};
 use pretty::pretty;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::num::IntErrorKind;
 use std::time::{Instant, SystemTime};
 use stream::Stream;
 use subsz::write_sublist_stats;
@@ -98,9 +106,14 @@ fn param_bool(req: &Request, key: &str) -> Result<bool, Response> {
 fn param_int(req: &Request, key: &str) -> Result<i64, Response> {
     match req.param(key).unwrap_or("") {
         "" => Ok(0),
-        v => v.parse().map_err(|_| {
+        v => v.parse().map_err(|e: std::num::ParseIntError| {
+            // Go's Atoi tells a number too big for an int from one that is no number.
+            let why = match e.kind() {
+                IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "value out of range",
+                _ => "invalid syntax",
+            };
             bad(format!(
-                "Error decoding int for '{key}': strconv.Atoi: parsing {v:?}: invalid syntax"
+                "Error decoding int for '{key}': strconv.Atoi: parsing {v:?}: {why}"
             ))
         }),
     }
@@ -112,8 +125,8 @@ pub enum Reply {
     Stream(Stream),
 }
 
-/// Answers one monitoring request.
-pub fn respond(m: &mut Monitor, b: &Broker, req: &Request) -> Reply {
+/// Answers one monitoring request; `js` is the JetStream source when it runs.
+pub fn respond(m: &mut Monitor, b: &Broker, js: Option<&mut JetStream>, req: &Request) -> Reply {
     if req.method != "GET" && req.method != "HEAD" {
         return Reply::Done(Response::text(405, "method not allowed"));
     }
@@ -126,6 +139,7 @@ pub fn respond(m: &mut Monitor, b: &Broker, req: &Request) -> Reply {
         "/routez" => "/routez",
         "/healthz" => "/healthz",
         "/accountz" => "/accountz",
+        "/jsz" => "/jsz",
         "/metrics" => "/metrics",
         _ => return Reply::Done(Response::text(404, "404 page not found")),
     };
@@ -134,17 +148,14 @@ pub fn respond(m: &mut Monitor, b: &Broker, req: &Request) -> Reply {
     let done = |r: Result<Response, Response>| Reply::Done(r.unwrap_or_else(|e| e));
     let mut reply = match key {
         "/" => Reply::Done(index()),
-        "/varz" => Reply::Done(json_response(varz(m, b))),
+        "/varz" => Reply::Done(json_response(varz(m, b, js.as_deref()))),
         "/connz" => connz::connz(b, req).map_or_else(Reply::Done, Reply::Stream),
         "/subsz" => subsz::subsz(b, req).unwrap_or_else(Reply::Done),
         "/routez" => done(param_bool(req, "subs").map(|subs| json_response(routez(b, subs)))),
-        "/healthz" => Reply::Done(Response::new(
-            200,
-            "application/json",
-            "{\"status\":\"ok\"}".into(),
-        )),
-        "/accountz" => done(accountz(b, req)),
-        _ => Reply::Done(metrics::metrics(m, b)),
+        "/healthz" => done(healthz(req)),
+        "/accountz" => done(accountz(b, js.as_deref(), req)),
+        "/jsz" => jsz::jsz(b, js.as_deref(), req),
+        _ => metrics::metrics(m, b, js.as_deref()),
     };
     // JSONP, as nats-server: `?callback=f` wraps the JSON in `f(...)`.
     if let Some(cb) = req.param("callback").filter(|c| !c.is_empty()) {
@@ -165,6 +176,7 @@ fn index() -> Response {
     let _ = writeln!(s, "<h1>tern v{}</h1>", crate::config::VERSION);
     for (path, what) in [
         ("varz", "General"),
+        ("jsz", "JetStream"),
         ("connz", "Connections"),
         ("routez", "Routes"),
         ("subsz", "Subscriptions"),
@@ -184,7 +196,7 @@ fn counts(b: &Broker) -> (usize, usize) {
     (b.conns.len() - routes, routes)
 }
 
-fn varz(m: &mut Monitor, b: &Broker) -> String {
+fn varz(m: &mut Monitor, b: &Broker, js: Option<&JetStream>) -> String {
     let cfg = &b.cfg;
     let now = SystemTime::now();
     let cores = std::thread::available_parallelism()
@@ -219,7 +231,7 @@ fn varz(m: &mut Monitor, b: &Broker) -> String {
         .raw("leaf", "{}")
         .raw("mqtt", "{}")
         .raw("websocket", "{}")
-        .raw("jetstream", "{}")
+        .raw("jetstream", &jsz::varz_jetstream(js))
         .float("tls_timeout", 2.0)
         .uint("write_deadline", cfg.write_deadline.as_nanos() as u64)
         .str("start", &rfc3339(b.ident.started))
@@ -268,7 +280,20 @@ fn routez(b: &Broker, subs: bool) -> String {
     s
 }
 
-fn accountz(b: &Broker, req: &Request) -> Result<Response, Response> {
+/// /healthz: a standalone server that answers is healthy, with JetStream or without (its
+/// `js-enabled-only` and `js-server-only` checks only look further in a JetStream cluster);
+/// the options are still read, so a bad value is the same 400 as nats-server's.
+fn healthz(req: &Request) -> Result<Response, Response> {
+    if param_bool(req, "js-enabled")? {
+        log::warn!("Healthcheck: js-enabled deprecated, use js-enabled-only instead");
+    }
+    param_bool(req, "js-enabled-only")?;
+    param_bool(req, "js-server-only")?;
+    let ok = "{\"status\":\"ok\"}".to_string();
+    Ok(Response::new(200, "application/json", ok))
+}
+
+fn accountz(b: &Broker, js: Option<&JetStream>, req: &Request) -> Result<Response, Response> {
     let mut s = String::new();
     let mut o = Obj::new(&mut s);
     o.str("server_id", &b.ident.id)
@@ -295,7 +320,10 @@ fn accountz(b: &Broker, req: &Request) -> Result<Response, Response> {
                 .str("update_time", &rfc3339(b.ident.started))
                 .bool("expired", false)
                 .bool("complete", true)
-                .bool("jetstream_enabled", false)
+                .bool(
+                    "jetstream_enabled",
+                    js.is_some_and(|j| j.account(i).is_some()),
+                )
                 .uint("leafnode_connections", 0)
                 .uint("client_connections", clients as u64)
                 .uint("subscriptions", a.sublist.count() as u64);

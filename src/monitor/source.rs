@@ -12,12 +12,14 @@
 //!   reader that does not read costs neither CPU nor memory.
 //!
 //! Data enters through `accept` and `on_event` (readiness), and leaves as bytes on the
-//! monitoring sockets; the broker is only read.
+//! monitoring sockets; the broker is only read, and so is the JetStream source, which the
+//! loop lends through `Cx::others` (server/source.rs).
 
 use super::http::{self, Framing, HttpConn};
 use super::stream::Stream;
 use super::{respond, Monitor, Reply};
 use crate::core::broker::Broker;
+use crate::jetstream::source::JetStream;
 use crate::server::listener::{listen_addr, Listener};
 use crate::server::source::{Cx, ServerEvent, Source};
 use log::info;
@@ -160,7 +162,13 @@ impl Monitoring {
     }
 
     /// Readiness of connection `key`: read, answer complete requests, write.
-    fn on_event(&mut self, key: usize, registry: &Registry, b: &Broker) {
+    fn on_event(
+        &mut self,
+        key: usize,
+        registry: &Registry,
+        b: &Broker,
+        mut js: Option<&mut JetStream>,
+    ) {
         let Monitoring {
             slots,
             monitor,
@@ -195,7 +203,7 @@ impl Monitoring {
                     }
                 };
                 let head_only = req.method == "HEAD";
-                match respond(monitor, b, &req) {
+                match respond(monitor, b, js.as_deref_mut(), &req) {
                     Reply::Done(resp) => {
                         http::write_response(&mut slot.conn.out, &resp, keep_alive, head_only)
                     }
@@ -283,7 +291,7 @@ impl Monitoring {
     }
 
     /// Renders this pass's share of the pending bodies, in turn, and writes them.
-    fn produce(&mut self, registry: &Registry, b: &Broker) {
+    fn produce(&mut self, registry: &Registry, b: &Broker, mut js: Option<&mut JetStream>) {
         if self.streaming.is_empty() {
             return;
         }
@@ -297,19 +305,26 @@ impl Monitoring {
             }
             let ready = self.slots.get(key).is_some_and(|s| s.conn.unsent() < WATER);
             if ready {
-                budget = budget.saturating_sub(self.produce_one(key, b, budget));
+                let rendered = self.produce_one(key, b, js.as_deref_mut(), budget);
+                budget = budget.saturating_sub(rendered);
                 self.flush(key, registry, b.conns.now);
                 if self.slots.get(key).is_some_and(|s| s.pending.is_none()) {
                     // Done: requests that queued behind this body are answered now.
                     self.streaming.retain(|&k| k != key);
-                    self.on_event(key, registry, b);
+                    self.on_event(key, registry, b, js.as_deref_mut());
                 }
             }
         }
     }
 
     /// Renders one slice of `key`'s body into its output; returns the bytes rendered.
-    fn produce_one(&mut self, key: usize, b: &Broker, budget: usize) -> usize {
+    fn produce_one(
+        &mut self,
+        key: usize,
+        b: &Broker,
+        js: Option<&mut JetStream>,
+        budget: usize,
+    ) -> usize {
         let Some(slot) = self.slots.get_mut(key) else {
             return 0;
         };
@@ -318,7 +333,7 @@ impl Monitoring {
         };
         let body = &mut self.scratch;
         body.clear();
-        let mut done = p.stream.produce(b, body, budget);
+        let mut done = p.stream.produce(b, js, body, budget);
         let out = &mut slot.conn.out;
         match p.framing {
             Some(Framing::Chunked) => http::write_chunk(out, body),
@@ -358,10 +373,14 @@ impl Monitoring {
 
 impl Source for Monitoring {
     fn ready(&mut self, cx: &mut Cx, token: Token, _ev: &Event) {
+        let index = cx.index(token);
         let b: &Broker = cx.broker;
-        match cx.index(token) {
+        match index {
             0 => self.accept(&b.conns.registry, b.conns.now),
-            n => self.on_event(n - 1, &b.conns.registry, b),
+            n => {
+                let js = cx.others.find::<JetStream>();
+                self.on_event(n - 1, &b.conns.registry, b, js)
+            }
         }
     }
 
@@ -384,7 +403,7 @@ impl Source for Monitoring {
             self.accept(registry, now);
         }
         self.expire(registry, now);
-        self.produce(registry, b);
+        self.produce(registry, b, cx.others.find::<JetStream>());
     }
 
     fn busy(&self) -> bool {

@@ -6,23 +6,29 @@
 //! and a `Stream` renders the entries later, a few per loop pass and only as fast as the
 //! monitoring socket drains (`monitor::source`). The compact JSON of each part goes through
 //! `Pretty`, whose state crosses parts, so the bytes are those of the one-go rendering.
+//! /metrics (text, not JSON) goes out as its parts are.
 
 use super::pretty::Pretty;
-use super::{connz, subsz};
+use super::{connz, jsmetrics, jsz, subsz};
 use crate::core::broker::Broker;
+use crate::jetstream::source::JetStream;
 
 /// What an endpoint renders part by part: its first part is the document's head, then one
 /// entry per part; `next` returns false with the last part.
 pub enum Source {
     Connz(connz::Cursor),
     Subsz(subsz::Cursor),
+    Jsz(Box<jsz::Cursor>),
+    Metrics(Box<jsmetrics::Cursor>),
 }
 
 impl Source {
-    fn next(&mut self, b: &Broker, out: &mut String) -> bool {
+    fn next(&mut self, b: &Broker, js: Option<&mut JetStream>, out: &mut String) -> bool {
         match self {
             Source::Connz(c) => c.next(b, out),
             Source::Subsz(c) => c.next(b, out),
+            Source::Jsz(c) => c.next(js, out),
+            Source::Metrics(c) => c.next(js, out),
         }
     }
 }
@@ -30,7 +36,8 @@ impl Source {
 pub struct Stream {
     pub content_type: &'static str,
     source: Source,
-    pretty: Pretty,
+    /// None: the parts are not JSON and go out as they are.
+    pretty: Option<Pretty>,
     /// JSONP: `callback(` before the body and `)` after it.
     callback: Option<String>,
     started: bool,
@@ -47,7 +54,7 @@ impl Stream {
         Stream {
             content_type: "application/json",
             source,
-            pretty: Pretty::new(),
+            pretty: Some(Pretty::new()),
             callback: None,
             started: false,
             done: false,
@@ -57,15 +64,34 @@ impl Stream {
         }
     }
 
-    /// Wraps the body in `callback(...)` (JSONP), as nats-server does for `?callback=`.
+    /// A body of text parts (not JSON), sent as `content_type`.
+    pub fn text(source: Source, content_type: &'static str) -> Stream {
+        Stream {
+            content_type,
+            pretty: None,
+            ..Stream::new(source)
+        }
+    }
+
+    /// Wraps the body in `callback(...)` (JSONP), as nats-server does for `?callback=`
+    /// (JSON bodies only).
     pub fn jsonp(&mut self, callback: &str) {
-        self.callback = Some(callback.to_string());
-        self.content_type = "application/javascript";
+        if self.pretty.is_some() {
+            self.callback = Some(callback.to_string());
+            self.content_type = "application/javascript";
+        }
     }
 
     /// Appends parts to `out` until about `budget` bytes were added (at least one part);
-    /// true once the body is complete.
-    pub fn produce(&mut self, b: &Broker, out: &mut Vec<u8>, budget: usize) -> bool {
+    /// true once the body is complete. `js`: the JetStream source, for the bodies that show
+    /// it.
+    pub fn produce(
+        &mut self,
+        b: &Broker,
+        mut js: Option<&mut JetStream>,
+        out: &mut Vec<u8>,
+        budget: usize,
+    ) -> bool {
         let start = out.len();
         if !self.started {
             self.started = true;
@@ -76,12 +102,17 @@ impl Stream {
         }
         while !self.done && (out.len() == start || out.len() - start < budget) {
             self.compact.clear();
-            let more = self.source.next(b, &mut self.compact);
+            let more = self.source.next(b, js.as_deref_mut(), &mut self.compact);
             #[cfg(test)]
             self.log.push_str(&self.compact);
-            self.pretty.feed(self.compact.as_bytes(), out);
+            match &mut self.pretty {
+                Some(p) => p.feed(self.compact.as_bytes(), out),
+                None => out.extend_from_slice(self.compact.as_bytes()),
+            }
             if !more {
-                self.pretty.finish(out);
+                if let Some(p) = &mut self.pretty {
+                    p.finish(out);
+                }
                 if self.callback.is_some() {
                     out.push(b')');
                 }
@@ -118,7 +149,7 @@ mod tests {
         let Parsed::Request(req, _) = parse(text.as_bytes()) else {
             panic!("{target}")
         };
-        match respond(&mut Monitor::new(), b, &req) {
+        match respond(&mut Monitor::new(), b, None, &req) {
             Reply::Stream(s) => s,
             Reply::Done(r) => panic!("{target}: not a stream: {}", r.body),
         }
@@ -140,7 +171,7 @@ mod tests {
         ] {
             let mut s = stream(b, target);
             let mut sliced = Vec::new();
-            while !s.produce(b, &mut sliced, 1) {}
+            while !s.produce(b, None, &mut sliced, 1) {}
             let whole = match target.split_once("callback=") {
                 Some((_, cb)) => format!("{cb}({})", pretty(&s.log)),
                 None => pretty(&s.log),
@@ -159,10 +190,10 @@ mod tests {
         let b = &w.b;
         let mut s = stream(b, "/connz?subs=detail");
         let mut out = Vec::new();
-        assert!(!s.produce(b, &mut out, 1000));
+        assert!(!s.produce(b, None, &mut out, 1000));
         let first = out.len();
         assert!((1000..3000).contains(&first), "{first}");
-        while !s.produce(b, &mut out, 1000) {}
+        while !s.produce(b, None, &mut out, 1000) {}
         assert!(out.len() > 20 * first, "{} vs {first}", out.len());
     }
 }

@@ -35,7 +35,7 @@ use log::{debug, error, info, warn};
 use mio::event::Event;
 use mio::{Events, Poll, Token, Waker};
 use signals::{Signal, Signals};
-use source::{source_of, Cx, Plug, ServerEvent, Source, SourceId};
+use source::{source_of, Cx, Others, Plug, ServerEvent, Source, SourceId};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,6 +115,10 @@ impl Server {
             waker: &self.waker,
             id,
             stop: &mut self.stopping,
+            others: Others {
+                before: &mut self.sources,
+                after: &mut [],
+            },
         };
         if let Some(source) = plug(&mut cx)? {
             self.sources.push(source);
@@ -177,9 +181,13 @@ impl Server {
         }
     }
 
-    /// Runs `f` on source `id` with its context.
+    /// Runs `f` on source `id` with its context; the others are lent to it around it.
     fn with_source(&mut self, id: SourceId, f: impl FnOnce(&mut dyn Source, &mut Cx)) {
-        let Some(source) = self.sources.get_mut(id) else {
+        if id >= self.sources.len() {
+            return;
+        }
+        let (before, rest) = self.sources.split_at_mut(id);
+        let Some((source, after)) = rest.split_first_mut() else {
             return;
         };
         let mut cx = Cx {
@@ -187,6 +195,7 @@ impl Server {
             waker: &self.waker,
             id,
             stop: &mut self.stopping,
+            others: Others { before, after },
         };
         f(source.as_mut(), &mut cx);
     }

@@ -2,7 +2,7 @@
 //! read split, into the connection's own bytes), then to whoever speaks its protocol: the
 //! core for a client, the source that owns it otherwise (`Conn::owner`).
 
-use super::source::{Cx, Source};
+use super::source::{Cx, Others, Source};
 use super::Server;
 use crate::config::{FLUSH_AT, READS_PER_PASS};
 use crate::conn::io::{read_into, ReadOutcome};
@@ -94,17 +94,20 @@ pub fn process(
     t: usize,
     data: &[u8],
 ) -> usize {
-    let owner = b.conns[t].owner;
-    match owner.and_then(|id| sources.get_mut(id).map(|s| (id, s))) {
-        None => b.process(t, data),
-        Some((id, source)) => {
-            let mut cx = Cx {
-                broker: b,
-                waker,
-                id,
-                stop,
-            };
-            source.input(&mut cx, t, data)
-        }
-    }
+    let owner = b.conns[t].owner.filter(|&id| id < sources.len());
+    let Some(id) = owner else {
+        return b.process(t, data);
+    };
+    let (before, rest) = sources.split_at_mut(id);
+    let Some((source, after)) = rest.split_first_mut() else {
+        return b.process(t, data);
+    };
+    let mut cx = Cx {
+        broker: b,
+        waker,
+        id,
+        stop,
+        others: Others { before, after },
+    };
+    source.input(&mut cx, t, data)
 }

@@ -9,11 +9,18 @@
 //! `closed`), take completions from helper threads (`woken`; the loop has one `mio::Waker`,
 //! shared through `Cx::waker`), hear server-wide events (`event`), and, through the broker,
 //! subscribe and publish inside an account (`core/internal.rs`).
+//!
+//! Sources see each other only through `Cx::others`: a source that has state to show (JetStream
+//! its streams) hands it out from `state`, and one that shows it (monitoring, for /jsz, /varz
+//! and /metrics) finds it by type (`Others::find`). The loop lends the other sources by
+//! splitting its list around the one running, so no state moves into the broker and the
+//! loop names neither side.
 
 use crate::conn::Conn;
 use crate::core::broker::Broker;
 use mio::event::Event;
 use mio::{Token, Waker};
+use std::any::Any;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,6 +69,25 @@ pub struct Cx<'a> {
     pub id: SourceId,
     /// Set to make the server stop after this pass.
     pub stop: &'a mut bool,
+    /// Every other source (the loop's list without the one running).
+    pub others: Others<'a>,
+}
+
+/// The sources other than the one running: the loop's list split around it.
+pub struct Others<'a> {
+    pub before: &'a mut [Box<dyn Source>],
+    pub after: &'a mut [Box<dyn Source>],
+}
+
+impl Others<'_> {
+    /// The other source whose `state` is a `T`, if one is plugged in. Borrowed mutably
+    /// because reading may fill a cache (a consumer's pending count); a source that finds
+    /// another only reads it.
+    pub fn find<T: Any>(&mut self) -> Option<&mut T> {
+        (self.before.iter_mut())
+            .chain(self.after.iter_mut())
+            .find_map(|s| s.state()?.downcast_mut::<T>())
+    }
 }
 
 impl Cx<'_> {
@@ -117,6 +143,12 @@ pub trait Source {
     fn busy(&self) -> bool {
         false
     }
+
+    /// This source's state, for the sources that show it (`Others::find`): `Some(self)`
+    /// from a source with something to show; None (the default) keeps it private.
+    fn state(&mut self) -> Option<&mut dyn Any> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -133,5 +165,38 @@ mod tests {
             tokens(15).end < usize::MAX - 16,
             "room for the loop's own tokens"
         );
+    }
+
+    /// A source with a figure to show (`Shown`), and one that keeps its state private.
+    struct Shown(u32);
+    struct Private;
+
+    impl Source for Shown {
+        fn ready(&mut self, _: &mut Cx, _: Token, _: &Event) {}
+        fn state(&mut self) -> Option<&mut dyn Any> {
+            Some(self)
+        }
+    }
+
+    impl Source for Private {
+        fn ready(&mut self, _: &mut Cx, _: Token, _: &Event) {}
+    }
+
+    /// `find` looks on both sides of the running source and by type only.
+    #[test]
+    fn others_are_found_by_type() {
+        let mut before: Vec<Box<dyn Source>> = vec![Box::new(Private)];
+        let mut after: Vec<Box<dyn Source>> = vec![Box::new(Private), Box::new(Shown(7))];
+        let mut others = Others {
+            before: &mut before,
+            after: &mut after,
+        };
+        assert_eq!(others.find::<Shown>().map(|s| s.0), Some(7));
+        assert!(others.find::<Private>().is_none(), "Private shows nothing");
+        let mut none = Others {
+            before: &mut after[..1],
+            after: &mut [],
+        };
+        assert!(none.find::<Shown>().is_none());
     }
 }

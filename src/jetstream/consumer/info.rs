@@ -17,12 +17,20 @@ impl Consumer {
     /// The ConsumerInfo fields, for embedding in a reply object. `num_waiting` counts the
     /// requests that have not expired at `now`.
     pub fn info_fields(&mut self, o: &mut Obj, store: &Store, now: i64) {
+        self.info_fields_with(o, store, now, true);
+    }
+
+    /// `info_fields`, without `config` unless `with_config` (/jsz leaves it out unless
+    /// asked for `config=true`).
+    pub fn info_fields_with(&mut self, o: &mut Obj, store: &Store, now: i64, with_config: bool) {
         let pending = self.num_pending(store);
         let s = &self.state;
         o.str("stream_name", &self.stream)
             .str("name", &self.name)
-            .str("created", &ts(self.created))
-            .raw("config", &self.config.to_json());
+            .str("created", &ts(self.created));
+        if with_config {
+            o.raw("config", &self.config.to_json());
+        }
         let seq = |c: u64, st: u64, last: i64| {
             let mut x = String::with_capacity(96);
             let mut so = Obj::new(&mut x);
