@@ -31,13 +31,15 @@ use mio::event::Event;
 use mio::Token;
 use std::io;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// What an internal subscription is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Purpose {
     Api,
-    Stream(String),
+    /// Shared with every held PubAck of the stream: a publish clones no string.
+    Stream(Rc<str>),
     Ack,
     FlowControl,
 }
@@ -207,8 +209,9 @@ impl JetStream {
         };
         let subjects = stream.config.subjects.clone();
         let mut ids = Vec::new();
+        let shared: Rc<str> = name.into();
         for s in &subjects {
-            ids.extend(self.sub(b, acc, s, Purpose::Stream(name.to_string())));
+            ids.extend(self.sub(b, acc, s, Purpose::Stream(shared.clone())));
         }
         if let Slot::On(slot) = &mut self.slots[acc] {
             slot.stream_subs.insert(name.to_string(), ids);
