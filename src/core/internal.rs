@@ -83,7 +83,14 @@ impl Broker {
         hdr: &[u8],
         body: &[u8],
     ) -> bool {
-        let payload = [hdr, body].concat();
+        // Headers and body are one payload on the wire; without headers, no copy to make one.
+        let joined;
+        let payload: &[u8] = if hdr.is_empty() {
+            body
+        } else {
+            joined = [hdr, body].concat();
+            &joined
+        };
         let (mut size, mut hdr_size) = ([0u8; 20], [0u8; 20]);
         let m = Msg {
             account: b"",
@@ -94,7 +101,7 @@ impl Broker {
             hdr_len: hdr.len(),
             size: wire::digits(payload.len() as u64, &mut size),
             len: payload.len(),
-            payload: &payload,
+            payload,
         };
         self.stats.in_msgs += 1;
         self.stats.in_bytes += payload.len() as u64;
@@ -103,11 +110,27 @@ impl Broker {
 
     /// The messages delivered to source `owner`'s subscriptions since it last asked.
     pub fn take_inbox(&mut self, owner: usize) -> Vec<InternalMsg> {
-        let (mine, others) = std::mem::take(&mut self.inbox)
-            .into_iter()
-            .partition(|m| m.owner == owner);
-        self.inbox = others;
+        let mut mine = Vec::new();
+        self.take_inbox_into(owner, &mut mine);
         mine
+    }
+
+    /// `take_inbox` appending to `out`: both vectors keep their capacity from pass to pass
+    /// (a busy stream gets thousands of messages a pass).
+    pub fn take_inbox_into(&mut self, owner: usize, out: &mut Vec<InternalMsg>) {
+        if self.inbox.iter().all(|m| m.owner == owner) {
+            out.append(&mut self.inbox);
+            return;
+        }
+        let mut others = Vec::new();
+        for m in self.inbox.drain(..) {
+            if m.owner == owner {
+                out.push(m);
+            } else {
+                others.push(m);
+            }
+        }
+        self.inbox.append(&mut others);
     }
 
     /// Appends `m` (or each message of `run`) for internal subscription `id` to the inbox.

@@ -207,13 +207,20 @@ impl Commit {
                 stores.push((acc, name, id));
             }
         }
-        let ok = self.settle(b, owner, slots);
-        if self.sync == Sync::Always && !(target.is_empty() && ok.is_empty()) {
-            self.submit(target, stores, ok);
-            return;
-        }
-        for h in &ok {
-            h.publish(b, owner);
+        if self.sync != Sync::Always && self.failed.is_empty() {
+            // The usual pass: the replies go out in order and `held` keeps its capacity.
+            for (h, _) in self.held.drain(..) {
+                h.publish(b, owner);
+            }
+        } else {
+            let ok = self.settle(b, owner, slots);
+            if self.sync == Sync::Always && !(target.is_empty() && ok.is_empty()) {
+                self.submit(target, stores, ok);
+                return;
+            }
+            for h in &ok {
+                h.publish(b, owner);
+            }
         }
         if !target.is_empty() || !stores.is_empty() {
             self.submit(target, stores, Vec::new());

@@ -23,6 +23,7 @@ use super::limits::AccountLimits;
 use crate::config::jetstream::{JsLimits, Sync};
 use crate::config::{Config, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::core::broker::Broker;
+use crate::core::internal::InternalMsg;
 use crate::server::source::{Cx, ServerEvent, Source, SourceId};
 use crate::subject::sublist::SubId;
 use crate::util::hash::{new_map, FastMap};
@@ -88,6 +89,8 @@ pub struct JetStream {
     /// Consumers have more to deliver right now (run the next pass without sleeping).
     pub(super) busy: bool,
     pub(super) budget: Budget,
+    /// The pass's messages from the broker's inbox (kept for its capacity).
+    pub(super) inbox: Vec<InternalMsg>,
 }
 
 impl JetStream {
@@ -108,6 +111,7 @@ impl JetStream {
             wake_at: None,
             busy: false,
             budget: Budget::default(),
+            inbox: Vec::new(),
         };
         js.open_accounts(cx.broker);
         js.arm_expiry(SystemTime::now());
@@ -290,13 +294,15 @@ impl Source for JetStream {
 
     fn end_of_pass(&mut self, cx: &mut Cx) {
         let now = SystemTime::now();
-        let msgs = cx.broker.take_inbox(cx.id);
+        let mut msgs = std::mem::take(&mut self.inbox);
+        cx.broker.take_inbox_into(cx.id, &mut msgs);
         if !msgs.is_empty() {
             let server = self.server_js();
-            for m in msgs {
+            for m in msgs.drain(..) {
                 self.on_message(cx.broker, m, now, server);
             }
         }
+        self.inbox = msgs;
         self.run_timers(now);
         self.commit.flush_streams(&mut self.slots);
         self.poll_consumers(cx.broker, now);
