@@ -31,6 +31,16 @@ pub struct InternalMsg {
     pub payload: Vec<u8>,
 }
 
+/// A message a source publishes: to the subscribers of `to`, `subject` on the MSG lines.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    to: &'a [u8],
+    subject: &'a [u8],
+    reply: &'a [u8],
+    hdr: &'a [u8],
+    body: &'a [u8],
+}
+
 impl Broker {
     /// Subscribes source `owner` to `subject` (in queue group `queue`, if any) in account
     /// `acc`. `sid` names the subscription in monitoring.
@@ -83,6 +93,44 @@ impl Broker {
         hdr: &[u8],
         body: &[u8],
     ) -> bool {
+        let m = Outgoing {
+            to,
+            subject,
+            reply,
+            hdr,
+            body,
+        };
+        self.publish_outgoing(owner, acc, &m, false)
+    }
+
+    /// `publish_internal` of a reply to a requester's inbox (a PubAck, an API reply): the
+    /// subject is used once, so its lookup does not fill the subject cache.
+    pub fn reply_internal(
+        &mut self,
+        owner: usize,
+        acc: usize,
+        to: &[u8],
+        hdr: &[u8],
+        body: &[u8],
+    ) -> bool {
+        let m = Outgoing {
+            to,
+            subject: to,
+            reply: b"",
+            hdr,
+            body,
+        };
+        self.publish_outgoing(owner, acc, &m, true)
+    }
+
+    fn publish_outgoing(&mut self, owner: usize, acc: usize, out: &Outgoing, once: bool) -> bool {
+        let Outgoing {
+            to,
+            subject,
+            reply,
+            hdr,
+            body,
+        } = *out;
         // Headers and body are one payload on the wire; without headers, no copy to make one.
         let joined;
         let payload: &[u8] = if hdr.is_empty() {
@@ -105,7 +153,7 @@ impl Broker {
         };
         self.stats.in_msgs += 1;
         self.stats.in_bytes += payload.len() as u64;
-        self.deliver_as(INTERNAL + owner, acc, false, to, &m)
+        self.deliver_as(INTERNAL + owner, acc, false, to, &m, once)
     }
 
     /// The messages delivered to source `owner`'s subscriptions since it last asked.

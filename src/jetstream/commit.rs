@@ -77,6 +77,10 @@ impl Held {
     }
 
     pub fn publish(&self, b: &mut Broker, owner: SourceId) -> bool {
+        if matches!(self.fail, Fail::PubAck(_) | Fail::Api(_)) && self.shown.is_none() {
+            // A reply to a requester's inbox: a subject used once.
+            return b.reply_internal(owner, self.acc, &self.to, &self.hdr, &self.data);
+        }
         let shown = self.shown.as_deref().unwrap_or(&self.to);
         b.publish_internal_as(
             owner,

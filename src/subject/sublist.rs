@@ -285,6 +285,11 @@ impl Sublist {
         if let Some(m) = self.cache.get(subject) {
             return (!m.is_empty()).then(|| m.clone());
         }
+        self.walk(subject)
+    }
+
+    /// What `subject` matches, from the literal map and the trie (no cache).
+    fn walk(&self, subject: &[u8]) -> Option<Rc<Matches>> {
         let toks: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
         if toks.iter().any(|t| t.is_empty()) {
             return None;
@@ -297,6 +302,21 @@ impl Sublist {
             self.literal.get(subject).map(|m| &**m),
         );
         (!result.is_empty()).then(|| Rc::new(result))
+    }
+
+    /// `lookup` for a subject published to once, such as a reply inbox (a PubAck, an API
+    /// reply): the cache is read but not filled, so one-off subjects neither pay for an
+    /// insertion nor evict the subjects that are published to again.
+    pub fn lookup_once(&mut self, subject: &[u8]) -> Option<Rc<Matches>> {
+        self.stats.matches += 1;
+        if self.wild_count == 0 {
+            return self.literal.get(subject).cloned();
+        }
+        if let Some(m) = self.cache.get(subject) {
+            self.stats.cache_hits += 1;
+            return (!m.is_empty()).then(|| m.clone());
+        }
+        self.walk(subject)
     }
 
     /// `matches`, or `None` when nothing matches (the publish path: no reference counting
@@ -596,5 +616,21 @@ mod tests {
             sl.matches(format!("x.{i}").as_bytes());
             assert!(sl.cache_len() <= CACHE_MAX);
         }
+    }
+
+    /// A one-off lookup finds what `lookup` finds and leaves the cache as it was.
+    #[test]
+    fn lookup_once_does_not_fill_the_cache() {
+        let mut sl = Sublist::new();
+        add(&mut sl, "_INBOX.a.*");
+        add(&mut sl, "_INBOX.a.1");
+        let once = sl.lookup_once(b"_INBOX.a.1").unwrap();
+        assert_eq!(sl.cache_len(), 0);
+        assert!(sl.lookup_once(b"_INBOX.b.1").is_none());
+        let cached = sl.lookup(b"_INBOX.a.1").unwrap();
+        assert_eq!((once.plain.len(), cached.plain.len()), (2, 2));
+        assert_eq!(sl.cache_len(), 1);
+        assert_eq!(sl.lookup_once(b"_INBOX.a.1").unwrap().plain.len(), 2);
+        assert_eq!(sl.stats.matches, 4);
     }
 }
