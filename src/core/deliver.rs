@@ -170,7 +170,8 @@ impl Broker {
         from_route: bool,
         m: &Msg,
     ) -> bool {
-        self.deliver_as(from, acc, from_route, m.subject, m, false)
+        let once = self.one_off.iter().any(|p| m.subject.starts_with(p));
+        self.deliver_as(from, acc, from_route, m.subject, m, once)
     }
 
     /// `deliver_in` to the subscribers of `to`, the MSG lines naming `m.subject`: JetStream

@@ -113,6 +113,11 @@ impl JetStream {
             budget: Budget::default(),
             inbox: Vec::new(),
         };
+        // Every ack subject names one delivery: caching its lookup only evicts others.
+        let acks: Box<[u8]> = b"$JS.ACK."[..].into();
+        if !cx.broker.one_off.contains(&acks) {
+            cx.broker.one_off.push(acks);
+        }
         js.open_accounts(cx.broker);
         js.arm_expiry(SystemTime::now());
         Ok(Some(Box::new(js)))
