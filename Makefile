@@ -14,7 +14,7 @@ VENV ?= $(CURDIR)/target/venv
 NATS_PY_VERSION = 2.16.0
 VENV_STAMP = $(VENV)/.nats-py-$(NATS_PY_VERSION)
 
-.PHONY: run build test lint fmt fuzz static bench compare attacks flamegraph clean
+.PHONY: run build test lint fmt fuzz static bench compare compare-js attacks flamegraph clean
 
 run: build
 	$(TERN_BIN)
@@ -67,6 +67,13 @@ bench:
 compare: build bench
 	TERN_BIN=$(TERN_BIN) $(PYTHON) perf/compare.py $(COMPARE_ARGS) --out $(COMPARE_OUT)
 	@printf '\n' >> $(COMPARE_OUT); cat perf/PROFILE.md >> $(COMPARE_OUT)
+
+# The JetStream scenarios alone (issues 11 and 12: publish, replay, push, pull+ack, kv, a
+# restart with 10 million stored messages), both servers with -js and a fresh store; not part
+# of `make test`. ~10 min; COMPARE_JS_ARGS e.g. "--pairs 1" or "--quick".
+COMPARE_JS_OUT ?= perf/COMPARE-JS.md
+compare-js: build bench
+	TERN_BIN=$(TERN_BIN) $(PYTHON) perf/compare.py --scenarios js $(COMPARE_JS_ARGS) --out $(COMPARE_JS_OUT)
 
 # The attacks of issue 9 (a stalled subscriber, monitoring abuse, fd exhaustion, a hash flood),
 # tern and nats-server side by side; ~12 min. ATTACKS_ARGS e.g. "--attacks stall --reps 1".

@@ -73,11 +73,34 @@ SCENARIOS: dict[str, dict] = {
                     title="10k subjects"),
     "subj1M": dict(kind="subjects", k=1_000_000, n=2_000_000, ms=16, quick=dict(n=100_000),
                    title="1M subjects"),
+    # JetStream (issues 11 and 12): both servers with -js -sd <fresh tmpdir>, file storage,
+    # 128 B. Consumer and kv-get scenarios fill the stream first; only the reading is measured.
+    "jspub": dict(kind="js", op="pub", n=500_000, ms=128, quick=dict(n=50_000),
+                  title="js: async publish, 4096 PubAcks outstanding"),
+    "jssync": dict(kind="js", op="sync", n=50_000, ms=128, quick=dict(n=5_000),
+                   title="js: sync publish, one at a time"),
+    "jspub_always": dict(kind="js", op="pub", n=200_000, ms=128, quick=dict(n=20_000),
+                         tern_conf="sync_interval: always",
+                         title="js: async publish, tern `sync_interval: always` vs nats-server default"),
+    "jsreplay": dict(kind="js", op="replay", n=1_000_000, ms=128, quick=dict(n=100_000),
+                     title="js: replay a full stream (ordered push consumer, flow control)"),
+    "jspush": dict(kind="js", op="push", n=1_000_000, ms=128, quick=dict(n=100_000),
+                   title="js: ephemeral push consumer, no acks"),
+    "jspull": dict(kind="js", op="pull", n=500_000, ms=128, quick=dict(n=50_000),
+                   title="js: durable pull consumer, explicit acks, batches of 100"),
+    "jskvput": dict(kind="js", op="kvput", n=50_000, ms=128, quick=dict(n=5_000),
+                    title="js: kv put, 1000 keys, one at a time"),
+    "jskvget": dict(kind="js", op="kvget", n=50_000, ms=128, quick=dict(n=5_000),
+                    title="js: kv get (DIRECT.GET), 1000 keys, one at a time"),
+    "jsrestart": dict(kind="jsrestart", n=10_000_000, ms=128, quick=dict(n=500_000), max_pairs=2,
+                      title="js: stored msgs of 128 B (fill, stop, start again): restart time, RSS, first delivery"),
 }
 GROUPS = {
     "all": list(SCENARIOS),
     "fanout": ["fan1", "fan10", "fan100", "fan1000"],
     "subjects": ["subj10", "subj10k", "subj1M"],
+    "js": ["jspub", "jssync", "jspub_always", "jsreplay", "jspush", "jspull", "jskvput", "jskvget",
+           "jsrestart"],
 }
 
 # figure key -> (label, lower_is_better)
@@ -95,6 +118,13 @@ FIGURES = {
     "p99": ("p99 us", True),
     "cpu_req": ("server CPU us/req", True),
     "sub_ms": ("subscribe time ms", True),
+    "disk": ("bytes on disk per msg", True),
+    "fill_rate": ("fill msgs/sec (async publish)", False),
+    "stored_mib": ("store MiB on disk", True),
+    "ready_ms": ("restart: start to STREAM.INFO ms", True),
+    "rss_stored": ("RSS MiB after restart", True),
+    "hwm_fill": ("peak RSS MiB while filling", True),
+    "first_ms": ("CONSUMER.CREATE to first delivery ms", True),
 }
 KIND_FIGURES = {
     "pubsub": ["rate", "cpu", "hwm"],
@@ -103,6 +133,8 @@ KIND_FIGURES = {
     "idle": ["idle_rss"],
     "conns": ["accept_ms", "held_rss", "cpu_conn"],
     "latency": ["p50", "p90", "p99", "cpu_req"],
+    "js": ["rate", "cpu", "hwm", "disk"],
+    "jsrestart": ["fill_rate", "stored_mib", "hwm_fill", "ready_ms", "rss_stored", "first_ms"],
 }
 
 
@@ -170,8 +202,9 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 class Server:
-    def __init__(self, binary: str, logdir: str, tag: str, extra: list[str] | None = None):
-        self.port = free_port()
+    def __init__(self, binary: str, logdir: str, tag: str, extra: list[str] | None = None,
+                 wait: bool = True, port: int | None = None):
+        self.port = port or free_port()
         self.log_path = os.path.join(logdir, f"{tag}-{self.port}.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -182,7 +215,8 @@ class Server:
         LIVE.append(self.proc)
         self.pid = self.proc.pid
         self.url = f"nats://127.0.0.1:{self.port}"
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -214,8 +248,8 @@ class Server:
         except OSError:
             return ""
 
-    def stop(self) -> None:
-        stop_proc(self.proc)
+    def stop(self, grace: float = 3.0) -> None:
+        stop_proc(self.proc, grace)
         self.log.close()
 
 
@@ -259,6 +293,8 @@ def bench_args(spec: dict, url: str) -> list[str]:
         return ["subjects", "-s", url, "-k", str(spec["k"]), "-n", str(spec["n"]), "-ms", str(spec["ms"])]
     if kind == "conns":
         return ["conns", "-s", url, "-c", str(spec["c"])]
+    if kind == "js":
+        return ["js", "-s", url, "-op", spec["op"], "-n", str(spec["n"]), "-ms", str(spec["ms"])]
     if kind == "latency":
         return ["latency", "-s", url, "-rate", str(spec["rate"]), "-d", str(spec["secs"]), "-ms", str(spec["ms"])]
     return []
@@ -293,6 +329,87 @@ def route_run(spec: dict, binary: str, logdir: str, label: str, bench: str) -> d
         a.stop()
         if b:
             b.stop()
+
+
+def disk_bytes(path: str) -> int:
+    """Bytes allocated on disk under `path` (st_blocks, as du counts them)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def js_server(binary: str, logdir: str, label: str, store: str, spec: dict, wait: bool = True,
+              port: int | None = None) -> Server:
+    """`-js -sd <store>`; tern gets `jetstream { ... }` from a config file when the scenario sets
+    `tern_conf` (nats-server keeps its defaults: that is the comparison asked for)."""
+    extra = ["-js", "-sd", store]
+    conf = spec.get("tern_conf")
+    if conf and label == "tern":
+        path = os.path.join(logdir, f"tern-js-{os.getpid()}.conf")
+        with open(path, "w") as f:
+            f.write(f'jetstream {{\n  store_dir: "{store}"\n  {conf}\n}}\n')
+        extra = ["-c", path]
+    return Server(binary, logdir, label, extra, wait=wait, port=port)
+
+
+def js_run(spec: dict, binary: str, logdir: str, label: str, bench: str) -> dict[str, float]:
+    """One JetStream run on a fresh store directory (removed afterwards)."""
+    import shutil
+    store = tempfile.mkdtemp(prefix="tern-compare-js-")
+    server = None
+    try:
+        server = js_server(binary, logdir, label, store, spec)
+        if spec["kind"] == "jsrestart":
+            return js_restart(spec, binary, logdir, label, bench, server, store)
+        out = run_bench(bench, bench_args(spec, server.url) + ["-pid", str(server.pid)], timeout=900)
+        r: dict[str, float] = {}
+        r["rate"] = num(grab(r"^JS .* stats: ([\d,]+) msgs/sec", out, "JS stats").group(1))
+        ops = int(grab(r"^Totals: ops=(\d+)", out, "Totals").group(1))
+        cpu = int(grab(r"^Server CPU: (\d+) ns", out, "Server CPU").group(1))
+        r["cpu"] = cpu / max(1, ops)
+        r["hwm"] = server.status()["VmHWM"] / 1024
+        server.stop(grace=30)
+        if spec["op"] in ("pub", "sync"):
+            r["disk"] = disk_bytes(store) / max(1, ops)
+        return r
+    finally:
+        if server:
+            server.stop(grace=30)
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def js_restart(spec: dict, binary: str, logdir: str, label: str, bench: str, server: Server,
+               store: str) -> dict[str, float]:
+    """Fill N messages, stop, start again on the same store: time until STREAM.INFO answers,
+    RSS then, and time from a consumer's CREATE to its first delivery."""
+    r: dict[str, float] = {}
+    out = run_bench(bench, ["js", "-s", server.url, "-op", "fill", "-n", str(spec["n"]),
+                            "-ms", str(spec["ms"]), "-timeout", "60"], timeout=1800)
+    m = grab(r"^Filled (\d+) msgs in ([\d.]+)s", out, "Filled")
+    r["fill_rate"] = int(m.group(1)) / float(m.group(2))
+    r["hwm_fill"] = server.status()["VmHWM"] / 1024
+    server.stop(grace=60)
+    r["stored_mib"] = disk_bytes(store) / 1048576
+    since = time.time_ns()
+    again = js_server(binary, logdir, label + "-restart", store, spec, wait=False)
+    try:
+        out = run_bench(bench, ["js", "-s", again.url, "-op", "ready", "-since", str(since)], timeout=180)
+        m = grab(r"^Ready: ([\d.]+) ms from start to STREAM.INFO \(messages (\d*)\)", out, "Ready")
+        if m.group(2) != str(spec["n"]):
+            raise RunError(f"after the restart the stream holds {m.group(2)!r} messages, not {spec['n']}")
+        r["ready_ms"] = float(m.group(1))
+        time.sleep(0.2)
+        r["rss_stored"] = again.status()["VmRSS"] / 1024
+        out = run_bench(bench, ["js", "-s", again.url, "-op", "first", "-timeout", "60"], timeout=180)
+        r["first_ms"] = float(grab(r"^First delivery: ([\d.]+) ms", out, "First delivery").group(1))
+        return r
+    finally:
+        again.stop(grace=30)
 
 
 def one_run(spec: dict, server: Server, bench: str) -> dict[str, float]:
@@ -484,7 +601,7 @@ def main() -> int:
             spec = dict(SCENARIOS[name])
             if a.quick:
                 spec.update(spec.get("quick", {}))
-            for pair in range(pairs):
+            for pair in range(min(pairs, spec.get("max_pairs", pairs))):
                 for label, binary in slots:
                     k += 1
                     if label in failures[name]:
@@ -494,6 +611,8 @@ def main() -> int:
                     try:
                         if spec["kind"] == "route":
                             r = route_run(spec, binary, logdir, label, bench)
+                        elif spec["kind"] in ("js", "jsrestart"):
+                            r = js_run(spec, binary, logdir, label, bench)
                         else:
                             server = Server(binary, logdir, label)
                             r = one_run(spec, server, bench)
@@ -544,7 +663,7 @@ def main() -> int:
         if a.quick:
             spec.update(spec.get("quick", {}))
         title = spec["title"]
-        if spec["kind"] in ("pubsub", "subjects"):
+        if spec["kind"] in ("pubsub", "subjects", "js", "jsrestart"):
             title += f", {spec['n']:,} msgs"
         for f in KIND_FIGURES[spec["kind"]]:
             label, lower = FIGURES[f]
@@ -553,6 +672,9 @@ def main() -> int:
                 xs = [r[f] for r in results[name][slot] if f in r]
                 vals[slot] = statistics.median(xs) if xs and slot not in failures[name] else None
             t, n = vals["tern"], vals["nats-server"]
+            if not any(f in r for slot in ("tern", "nats-server") for r in results[name][slot]) \
+                    and not failures[name]:
+                continue  # a figure this scenario does not have (disk use of a consumer run)
             ratio = f"{t / n:.2f}" if t is not None and n else "n/a"
             arrow = "lower is better" if lower else "higher is better"
             md.append(f"| {title} | {label} ({arrow}) | {fmt(t)} | {fmt(n)} | {ratio} |")

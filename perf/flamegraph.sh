@@ -60,9 +60,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# JetStream scenarios (js*): the server gets a fresh store directory.
+SERVER_ARGS=(-a 127.0.0.1 -p "$PORT")
+[[ "$SCENARIO" == js* ]] && SERVER_ARGS+=(-js -sd "$WORK/store")
 echo "== profiling $TERN_BIN on $URL, scenario $SCENARIO" >&2
 perf record -e cpu-clock -F 999 -g --call-graph dwarf -o "$WORK/perf.data" -- \
-    "$TERN_BIN" -a 127.0.0.1 -p "$PORT" >"$WORK/server.log" 2>&1 &
+    "$TERN_BIN" "${SERVER_ARGS[@]}" >"$WORK/server.log" 2>&1 &
 PERF_PID=$!
 
 # wait until the server answers with INFO

@@ -47,6 +47,9 @@ pub struct Broker {
     /// Messages delivered to sources' internal subscriptions, waiting for them to take
     /// (internal.rs): the fan-out writes here, so it sits beside the connections.
     pub(crate) inbox: Vec<InternalMsg>,
+    /// Subject prefixes a source says are published to once each (JetStream's acks carry
+    /// sequence numbers): their lookups do not fill the subject cache (`lookup_once`).
+    pub one_off: Vec<Box<[u8]>>,
     /// Queue picks and PING jitter.
     pub rng: Rng,
 }
@@ -61,6 +64,7 @@ impl Broker {
             stats: Stats::default(),
             scratch: Scratch::default(),
             inbox: Vec::new(),
+            one_off: Vec::new(),
             rng: Rng::seeded(),
         };
         b.sync_accounts();

@@ -170,12 +170,14 @@ impl Broker {
         from_route: bool,
         m: &Msg,
     ) -> bool {
-        self.deliver_as(from, acc, from_route, m.subject, m)
+        let once = self.one_off.iter().any(|p| m.subject.starts_with(p));
+        self.deliver_as(from, acc, from_route, m.subject, m, once)
     }
 
     /// `deliver_in` to the subscribers of `to`, the MSG lines naming `m.subject`: JetStream
     /// delivers a stored message to a deliver subject or a pull request's inbox under the
     /// subject it was stored with. Routes get it on `to` (the subject their interest is in).
+    /// `once`: `to` is a one-off subject (a reply inbox), not worth a place in the cache.
     pub(super) fn deliver_as(
         &mut self,
         from: usize,
@@ -183,9 +185,16 @@ impl Broker {
         from_route: bool,
         to: &[u8],
         m: &Msg,
+        once: bool,
     ) -> bool {
         let clustered = self.ident.cluster.is_some();
-        let Some(matches) = self.accounts[acc].sublist.lookup(to) else {
+        let sublist = &mut self.accounts[acc].sublist;
+        let found = if once {
+            sublist.lookup_once(to)
+        } else {
+            sublist.lookup(to)
+        };
+        let Some(matches) = found else {
             return false;
         };
         let mut head = std::mem::take(&mut self.scratch.head);

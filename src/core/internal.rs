@@ -31,6 +31,16 @@ pub struct InternalMsg {
     pub payload: Vec<u8>,
 }
 
+/// A message a source publishes: to the subscribers of `to`, `subject` on the MSG lines.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    to: &'a [u8],
+    subject: &'a [u8],
+    reply: &'a [u8],
+    hdr: &'a [u8],
+    body: &'a [u8],
+}
+
 impl Broker {
     /// Subscribes source `owner` to `subject` (in queue group `queue`, if any) in account
     /// `acc`. `sid` names the subscription in monitoring.
@@ -83,7 +93,52 @@ impl Broker {
         hdr: &[u8],
         body: &[u8],
     ) -> bool {
-        let payload = [hdr, body].concat();
+        let m = Outgoing {
+            to,
+            subject,
+            reply,
+            hdr,
+            body,
+        };
+        self.publish_outgoing(owner, acc, &m, false)
+    }
+
+    /// `publish_internal` of a reply to a requester's inbox (a PubAck, an API reply): the
+    /// subject is used once, so its lookup does not fill the subject cache.
+    pub fn reply_internal(
+        &mut self,
+        owner: usize,
+        acc: usize,
+        to: &[u8],
+        hdr: &[u8],
+        body: &[u8],
+    ) -> bool {
+        let m = Outgoing {
+            to,
+            subject: to,
+            reply: b"",
+            hdr,
+            body,
+        };
+        self.publish_outgoing(owner, acc, &m, true)
+    }
+
+    fn publish_outgoing(&mut self, owner: usize, acc: usize, out: &Outgoing, once: bool) -> bool {
+        let Outgoing {
+            to,
+            subject,
+            reply,
+            hdr,
+            body,
+        } = *out;
+        // Headers and body are one payload on the wire; without headers, no copy to make one.
+        let joined;
+        let payload: &[u8] = if hdr.is_empty() {
+            body
+        } else {
+            joined = [hdr, body].concat();
+            &joined
+        };
         let (mut size, mut hdr_size) = ([0u8; 20], [0u8; 20]);
         let m = Msg {
             account: b"",
@@ -94,20 +149,36 @@ impl Broker {
             hdr_len: hdr.len(),
             size: wire::digits(payload.len() as u64, &mut size),
             len: payload.len(),
-            payload: &payload,
+            payload,
         };
         // Not counted in the server's in_msgs: as in nats-server, those count what connections
         // send (its internal clients never add to them).
-        self.deliver_as(INTERNAL + owner, acc, false, to, &m)
+        self.deliver_as(INTERNAL + owner, acc, false, to, &m, once)
     }
 
     /// The messages delivered to source `owner`'s subscriptions since it last asked.
     pub fn take_inbox(&mut self, owner: usize) -> Vec<InternalMsg> {
-        let (mine, others) = std::mem::take(&mut self.inbox)
-            .into_iter()
-            .partition(|m| m.owner == owner);
-        self.inbox = others;
+        let mut mine = Vec::new();
+        self.take_inbox_into(owner, &mut mine);
         mine
+    }
+
+    /// `take_inbox` appending to `out`: both vectors keep their capacity from pass to pass
+    /// (a busy stream gets thousands of messages a pass).
+    pub fn take_inbox_into(&mut self, owner: usize, out: &mut Vec<InternalMsg>) {
+        if self.inbox.iter().all(|m| m.owner == owner) {
+            out.append(&mut self.inbox);
+            return;
+        }
+        let mut others = Vec::new();
+        for m in self.inbox.drain(..) {
+            if m.owner == owner {
+                out.push(m);
+            } else {
+                others.push(m);
+            }
+        }
+        self.inbox.append(&mut others);
     }
 
     /// Appends `m` (or each message of `run`) for internal subscription `id` to the inbox.

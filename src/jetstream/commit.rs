@@ -24,6 +24,7 @@ use log::error;
 use mio::Waker;
 use std::collections::VecDeque;
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +32,7 @@ use std::time::Instant;
 #[derive(Clone, Debug)]
 pub(super) enum Fail {
     /// A PubAck: an error PubAck of this stream.
-    PubAck(String),
+    PubAck(Rc<str>),
     /// An API reply: `api::failed_reply` for this request subject.
     Api(String),
     /// Nothing is sent (republished messages, double-ack replies).
@@ -76,6 +77,10 @@ impl Held {
     }
 
     pub fn publish(&self, b: &mut Broker, owner: SourceId) -> bool {
+        if matches!(self.fail, Fail::PubAck(_) | Fail::Api(_)) && self.shown.is_none() {
+            // A reply to a requester's inbox: a subject used once.
+            return b.reply_internal(owner, self.acc, &self.to, &self.hdr, &self.data);
+        }
         let shown = self.shown.as_deref().unwrap_or(&self.to);
         b.publish_internal_as(
             owner,
@@ -117,7 +122,7 @@ pub(super) struct Commit {
     syncer: Syncer,
     next_batch: u64,
     /// Held this pass, with the stream whose flush each waits for.
-    held: Vec<(Held, Option<String>)>,
+    held: Vec<(Held, Option<Rc<str>>)>,
     /// Files the held replies need fsynced besides the stores (meta.inf, directories).
     extra: SyncTarget,
     /// This pass's failed flushes: (account, stream, error).
@@ -150,7 +155,7 @@ impl Commit {
 
     /// Holds `h` until `stream`'s flush (None: no store involved) and, with `always`, the
     /// fsync of the pass, which also covers `sync`.
-    pub fn hold(&mut self, h: Held, stream: Option<String>, sync: Option<SyncTarget>) {
+    pub fn hold(&mut self, h: Held, stream: Option<Rc<str>>, sync: Option<SyncTarget>) {
         if let Some(t) = sync {
             self.extra.merge(&t);
         }
@@ -207,30 +212,49 @@ impl Commit {
                 stores.push((acc, name, id));
             }
         }
-        let held = std::mem::take(&mut self.held);
-        let failed = std::mem::take(&mut self.failed);
-        let (ok, bad): (Vec<_>, Vec<_>) = held.into_iter().partition(|(h, stream)| {
-            stream
-                .as_ref()
-                .is_none_or(|s| !failed.iter().any(|(a, n, _)| *a == h.acc && n == s))
-        });
-        for (h, stream) in bad {
-            let err = failed
-                .iter()
-                .find(|(a, n, _)| *a == h.acc && Some(n) == stream.as_ref());
-            h.publish_failed(b, owner, slots, err.map_or("", |(_, _, e)| e.as_str()));
-        }
-        let ok: Vec<Held> = ok.into_iter().map(|(h, _)| h).collect();
-        if self.sync == Sync::Always && !(target.is_empty() && ok.is_empty()) {
-            self.submit(target, stores, ok);
-            return;
-        }
-        for h in &ok {
-            h.publish(b, owner);
+        if self.sync != Sync::Always && self.failed.is_empty() {
+            // The usual pass: the replies go out in order and `held` keeps its capacity.
+            for (h, _) in self.held.drain(..) {
+                h.publish(b, owner);
+            }
+        } else {
+            let ok = self.settle(b, owner, slots);
+            if self.sync == Sync::Always && !(target.is_empty() && ok.is_empty()) {
+                self.submit(target, stores, ok);
+                return;
+            }
+            for h in &ok {
+                h.publish(b, owner);
+            }
         }
         if !target.is_empty() || !stores.is_empty() {
             self.submit(target, stores, Vec::new());
         }
+    }
+
+    /// The pass's held replies: those of stores whose flush failed are answered with errors
+    /// now; the others are returned, in order.
+    fn settle(&mut self, b: &mut Broker, owner: SourceId, slots: &[Slot]) -> Vec<Held> {
+        let held = std::mem::take(&mut self.held);
+        let failed = std::mem::take(&mut self.failed);
+        if failed.is_empty() {
+            // The usual pass: nothing to sort out, no second vector.
+            return held.into_iter().map(|(h, _)| h).collect();
+        }
+        let (ok, bad): (Vec<_>, Vec<_>) = held.into_iter().partition(|(h, stream)| {
+            stream.as_ref().is_none_or(|s| {
+                !failed
+                    .iter()
+                    .any(|(a, n, _)| *a == h.acc && n.as_str() == &**s)
+            })
+        });
+        for (h, stream) in bad {
+            let err = failed
+                .iter()
+                .find(|(a, n, _)| *a == h.acc && stream.as_deref() == Some(n.as_str()));
+            h.publish_failed(b, owner, slots, err.map_or("", |(_, _, e)| e.as_str()));
+        }
+        ok.into_iter().map(|(h, _)| h).collect()
     }
 
     fn submit(&mut self, target: SyncTarget, stores: Vec<(usize, String, u64)>, held: Vec<Held>) {

@@ -14,6 +14,7 @@ use super::publish::{self, Inbound, PubOutcome};
 use super::source::{JetStream, Purpose, Slot};
 use crate::core::broker::Broker;
 use crate::core::internal::InternalMsg;
+use std::rc::Rc;
 use std::time::SystemTime;
 
 /// Whether anything in account `acc` subscribes to `subject`.
@@ -55,8 +56,9 @@ impl JetStream {
             return;
         };
         let acc = m.account;
-        let subject = String::from_utf8_lossy(&m.subject).into_owned();
-        let reply = String::from_utf8_lossy(&m.reply).into_owned();
+        // Borrowed unless the bytes are not UTF-8 (they always are from a client).
+        let subject = String::from_utf8_lossy(&m.subject);
+        let reply = String::from_utf8_lossy(&m.reply);
         let (hdr, data) = m.payload.split_at(m.hdr_len.min(m.payload.len()));
         match purpose {
             Purpose::Api => self.on_request(b, acc, &subject, &reply, data, now, server),
@@ -131,7 +133,7 @@ impl JetStream {
         if has_reply && !reply.is_empty() {
             let held = Held::reply(acc, reply, hdr, data, Fail::Api(subject.clone()));
             match (resp.flush, resp.sync) {
-                (Some(stream), sync) => self.commit.hold(held, Some(stream), sync),
+                (Some(stream), sync) => self.commit.hold(held, Some(stream.into()), sync),
                 (None, Some(sync)) => self.commit.hold(held, None, Some(sync)),
                 (None, None) => {
                     held.publish(b, self.id);
@@ -177,7 +179,7 @@ impl JetStream {
         &mut self,
         b: &mut Broker,
         acc: usize,
-        stream: &str,
+        stream: &Rc<str>,
         msg: &Inbound,
         reply: &str,
         now: SystemTime,
@@ -203,18 +205,13 @@ impl JetStream {
             PubOutcome::Done(_) => {}
             PubOutcome::Stored(stored) => {
                 if let (Some(ack), false) = (stored.ack, reply.is_empty()) {
-                    let held = Held::reply(
-                        acc,
-                        reply,
-                        Vec::new(),
-                        ack,
-                        Fail::PubAck(stream.to_string()),
-                    );
-                    self.commit.hold(held, Some(stream.to_string()), None);
+                    let held =
+                        Held::reply(acc, reply, Vec::new(), ack, Fail::PubAck(stream.clone()));
+                    self.commit.hold(held, Some(stream.clone()), None);
                 }
                 if let Some(r) = stored.republish {
                     let held = Held::reply(acc, &r.subject, r.hdr, r.data, Fail::Drop);
-                    self.commit.hold(held, Some(stream.to_string()), None);
+                    self.commit.hold(held, Some(stream.clone()), None);
                 }
             }
         }

@@ -307,9 +307,10 @@ impl Stream {
 
     /// `{"stream":"S", "seq":N}` or, for a duplicate, `{"stream":"S", "seq":N,"duplicate": true}`.
     pub fn ok_ack(&self, seq: u64, duplicate: bool) -> Vec<u8> {
+        use std::fmt::Write;
         let mut a = String::with_capacity(self.pub_ack.len() + 40);
         a.push_str(&self.pub_ack);
-        a.push_str(&seq.to_string());
+        let _ = write!(a, "{seq}"); // into the String: no temporary allocation
         if duplicate {
             a.push_str(",\"duplicate\": true");
         }

@@ -23,6 +23,7 @@ use super::limits::AccountLimits;
 use crate::config::jetstream::{JsLimits, Sync};
 use crate::config::{Config, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::core::broker::Broker;
+use crate::core::internal::InternalMsg;
 use crate::server::source::{Cx, ServerEvent, Source, SourceId};
 use crate::subject::sublist::SubId;
 use crate::util::hash::{new_map, FastMap};
@@ -31,13 +32,15 @@ use mio::event::Event;
 use mio::Token;
 use std::io;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// What an internal subscription is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Purpose {
     Api,
-    Stream(String),
+    /// Shared with every held PubAck of the stream: a publish clones no string.
+    Stream(Rc<str>),
     Ack,
     FlowControl,
 }
@@ -92,6 +95,8 @@ pub struct JetStream {
     /// Consumers have more to deliver right now (run the next pass without sleeping).
     pub(super) busy: bool,
     pub(super) budget: Budget,
+    /// The pass's messages from the broker's inbox (kept for its capacity).
+    pub(super) inbox: Vec<InternalMsg>,
 }
 
 impl JetStream {
@@ -112,7 +117,13 @@ impl JetStream {
             wake_at: None,
             busy: false,
             budget: Budget::default(),
+            inbox: Vec::new(),
         };
+        // Every ack subject names one delivery: caching its lookup only evicts others.
+        let acks: Box<[u8]> = b"$JS.ACK."[..].into();
+        if !cx.broker.one_off.contains(&acks) {
+            cx.broker.one_off.push(acks);
+        }
         js.open_accounts(cx.broker);
         js.arm_expiry(SystemTime::now());
         Ok(Some(Box::new(js)))
@@ -214,8 +225,9 @@ impl JetStream {
         };
         let subjects = stream.config.subjects.clone();
         let mut ids = Vec::new();
+        let shared: Rc<str> = name.into();
         for s in &subjects {
-            ids.extend(self.sub(b, acc, s, Purpose::Stream(name.to_string())));
+            ids.extend(self.sub(b, acc, s, Purpose::Stream(shared.clone())));
         }
         if let Slot::On(slot) = &mut self.slots[acc] {
             slot.stream_subs.insert(name.to_string(), ids);
@@ -294,13 +306,15 @@ impl Source for JetStream {
 
     fn end_of_pass(&mut self, cx: &mut Cx) {
         let now = SystemTime::now();
-        let msgs = cx.broker.take_inbox(cx.id);
+        let mut msgs = std::mem::take(&mut self.inbox);
+        cx.broker.take_inbox_into(cx.id, &mut msgs);
         if !msgs.is_empty() {
             let server = self.server_js();
-            for m in msgs {
+            for m in msgs.drain(..) {
                 self.on_message(cx.broker, m, now, server);
             }
         }
+        self.inbox = msgs;
         self.run_timers(now);
         self.commit.flush_streams(&mut self.slots);
         self.poll_consumers(cx.broker, now);

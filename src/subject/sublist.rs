@@ -285,18 +285,38 @@ impl Sublist {
         if let Some(m) = self.cache.get(subject) {
             return (!m.is_empty()).then(|| m.clone());
         }
-        let toks: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
-        if toks.iter().any(|t| t.is_empty()) {
-            return None;
-        }
+        self.walk(subject)
+    }
+
+    /// What `subject` matches, from the literal map and the trie (no cache).
+    fn walk(&self, subject: &[u8]) -> Option<Rc<Matches>> {
         let mut result = Matches::default();
-        match_level(
-            &self.wild,
-            &toks,
-            &mut result,
-            self.literal.get(subject).map(|m| &**m),
-        );
+        with_tokens(subject, |toks| {
+            if !toks.iter().any(|t| t.is_empty()) {
+                match_level(
+                    &self.wild,
+                    toks,
+                    &mut result,
+                    self.literal.get(subject).map(|m| &**m),
+                );
+            }
+        });
         (!result.is_empty()).then(|| Rc::new(result))
+    }
+
+    /// `lookup` for a subject published to once, such as a reply inbox (a PubAck, an API
+    /// reply): the cache is read but not filled, so one-off subjects neither pay for an
+    /// insertion nor evict the subjects that are published to again.
+    pub fn lookup_once(&mut self, subject: &[u8]) -> Option<Rc<Matches>> {
+        self.stats.matches += 1;
+        if self.wild_count == 0 {
+            return self.literal.get(subject).cloned();
+        }
+        if let Some(m) = self.cache.get(subject) {
+            self.stats.cache_hits += 1;
+            return (!m.is_empty()).then(|| m.clone());
+        }
+        self.walk(subject)
     }
 
     /// `matches`, or `None` when nothing matches (the publish path: no reference counting
@@ -311,16 +331,16 @@ impl Sublist {
             return (!m.is_empty()).then(|| m.clone());
         }
         let mut result = Matches::default();
-        let mut toks: Vec<&[u8]> = Vec::with_capacity(16);
-        toks.extend(subject.split(|&b| b == b'.'));
-        if !toks.iter().any(|t| t.is_empty()) {
-            match_level(
-                &self.wild,
-                &toks,
-                &mut result,
-                self.literal.get(subject).map(|m| &**m),
-            );
-        }
+        with_tokens(subject, |toks| {
+            if !toks.iter().any(|t| t.is_empty()) {
+                match_level(
+                    &self.wild,
+                    toks,
+                    &mut result,
+                    self.literal.get(subject).map(|m| &**m),
+                );
+            }
+        });
         let result = if result.is_empty() {
             self.empty.clone()
         } else {
@@ -400,6 +420,22 @@ fn remove_wild(
 /// level `>` first, then the `*` branch, then down the literal token; at the end the literal
 /// node, then the last level's `*`. `literal` (the top-level call only) is the literal map's
 /// entry for the whole subject, which stands where nats-server's literal node would be.
+/// Calls `f` with `subject`'s tokens: on the stack up to 32 of them (a cache miss or a
+/// one-off lookup allocates nothing for them), on the heap beyond.
+fn with_tokens<R>(subject: &[u8], f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    let mut stack: [&[u8]; 32] = [&[]; 32];
+    let mut n = 0;
+    for t in subject.split(|&b| b == b'.') {
+        if n == stack.len() {
+            let all: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
+            return f(&all);
+        }
+        stack[n] = t;
+        n += 1;
+    }
+    f(&stack[..n])
+}
+
 fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option<&Matches>) {
     let mut level = Some(level);
     let mut node: Option<&Node> = None;
@@ -596,5 +632,35 @@ mod tests {
             sl.matches(format!("x.{i}").as_bytes());
             assert!(sl.cache_len() <= CACHE_MAX);
         }
+    }
+
+    /// Subjects of more than 32 tokens (the tokens go to the heap) match as the short ones.
+    #[test]
+    fn long_subjects_match() {
+        let mut sl = Sublist::new();
+        add(&mut sl, "a.>");
+        let long = format!("a{}", ".b".repeat(40));
+        let exact = add(&mut sl, &long);
+        add(&mut sl, &format!("a{}.*", ".b".repeat(39)));
+        assert_eq!(sl.matches(long.as_bytes()).plain.len(), 3);
+        assert_eq!(sl.lookup_once(long.as_bytes()).unwrap().plain.len(), 3);
+        assert!(sl.lookup_once(format!("{long}..b").as_bytes()).is_none());
+        assert!(sl.matches(long.as_bytes()).plain.contains(&exact));
+    }
+
+    /// A one-off lookup finds what `lookup` finds and leaves the cache as it was.
+    #[test]
+    fn lookup_once_does_not_fill_the_cache() {
+        let mut sl = Sublist::new();
+        add(&mut sl, "_INBOX.a.*");
+        add(&mut sl, "_INBOX.a.1");
+        let once = sl.lookup_once(b"_INBOX.a.1").unwrap();
+        assert_eq!(sl.cache_len(), 0);
+        assert!(sl.lookup_once(b"_INBOX.b.1").is_none());
+        let cached = sl.lookup(b"_INBOX.a.1").unwrap();
+        assert_eq!((once.plain.len(), cached.plain.len()), (2, 2));
+        assert_eq!(sl.cache_len(), 1);
+        assert_eq!(sl.lookup_once(b"_INBOX.a.1").unwrap().plain.len(), 2);
+        assert_eq!(sl.stats.matches, 4);
     }
 }

@@ -2,6 +2,8 @@
 //! See `tern-bench --help`.
 
 mod conns;
+mod js;
+mod jsconn;
 mod latency;
 mod load;
 mod proto;
@@ -19,6 +21,7 @@ USAGE:
   tern-bench conns    [FLAGS]               open N idle connections and hold them
   tern-bench latency  [FLAGS] [SUBJECT]     request/reply latency at a fixed rate
   tern-bench subjects [FLAGS] [PREFIX]      throughput with K distinct subjects subscribed
+  tern-bench js       -op OP [FLAGS]        JetStream: publish, consumers, key-value
 
 Flags take a value and may be written -np 10, --np 10 or -np=10.
 
@@ -75,6 +78,19 @@ subjects (PREFIX defaults to bench; subjects are PREFIX.0 .. PREFIX.<K-1>):
   -csv, -st, -timeout as for pubsub.
   SUBs are written in 1 MiB batches, then PING/PONG; the report adds
   `Setup (connect + subscribe): X ms`. Every message is delivered exactly once.
+
+js (stream BENCH on subject js.bench, file storage; see perf/README.md):
+  -op OP         pub (async, -w outstanding PubAcks), sync (one at a time), push,
+                 replay, pull (explicit acks, fetches of 100), kvput, kvget, fill,
+                 first (CREATE to first delivery), ready (with -since)
+  -n N           messages (published, or stored then consumed, or kv ops) (default 100000)
+  -ms BYTES      payload size (default 128)
+  -w N           outstanding PubAcks for pub/fill (default 4096)
+  -keys K        distinct keys for kvput/kvget (default 1000)
+  -since NS      ready: Unix ns the server was started at
+  -timeout SECS  fail when the server sends nothing for this long (default 10)
+  Output: `JS <op> stats: X msgs/sec`, `Totals: ops=N elapsed=S`, and with -pid
+  the server CPU of the measured phase only (not the fill).
 ";
 
 struct Args {
@@ -146,7 +162,7 @@ impl Args {
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let (mode, rest) = match argv.first().map(|s| s.as_str()) {
-        Some(m @ ("pubsub" | "conns" | "latency" | "subjects")) => (m.to_string(), &argv[1..]),
+        Some(m @ ("pubsub" | "conns" | "latency" | "subjects" | "js")) => (m.to_string(), &argv[1..]),
         _ => ("pubsub".to_string(), &argv[..]),
     };
     proto::raise_nofile();
@@ -154,6 +170,7 @@ fn main() {
         "conns" => cmd_conns(rest),
         "latency" => cmd_latency(rest),
         "subjects" => cmd_subjects(rest),
+        "js" => cmd_js(rest),
         _ => cmd_pubsub(rest),
     };
     if let Err(e) = r {
@@ -282,6 +299,27 @@ fn cmd_subjects(argv: &[String]) -> Result<(), String> {
     let r = load::run(cfg)?;
     println!("Setup (connect + subscribe {k} subjects): {:.1} ms", r.setup.as_secs_f64() * 1e3);
     print_load(&r, a.flags.get("csv").cloned(), pid)
+}
+
+fn cmd_js(argv: &[String]) -> Result<(), String> {
+    let a = Args::parse(argv, &["s", "op", "n", "ms", "w", "keys", "pid", "timeout", "since"])?;
+    let addr = proto::parse_url(&a.str("s", "nats://127.0.0.1:4222"))?;
+    let timeout = Duration::from_secs_f64(a.num("timeout", 10.0)?);
+    let op = a.str("op", "pub");
+    if op == "ready" {
+        let since: u128 = a.num("since", 0)?;
+        return js::ready(&addr, since, Duration::from_secs(120));
+    }
+    js::run(js::JsCfg {
+        addr,
+        op,
+        n: a.num("n", 100_000)?,
+        size: a.num("ms", 128)?,
+        window: a.num::<u64>("w", 4096)?.max(1),
+        keys: a.num("keys", 1000)?,
+        pid: a.pid()?,
+        timeout,
+    })
 }
 
 fn cmd_conns(argv: &[String]) -> Result<(), String> {

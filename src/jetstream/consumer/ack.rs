@@ -24,24 +24,31 @@ pub struct AckSubject<'a> {
 /// `ackReplyInfo`: exactly 9 tokens starting `$JS.ACK`; numbers that are not plain digits
 /// read as nats-server reads them (-1, which as uint64 matches no sequence).
 pub fn parse_subject(subject: &str) -> Option<AckSubject<'_>> {
-    let mut t = [""; 9];
-    let mut n = 0;
-    for tok in subject.split('.') {
-        if n == 9 {
-            return None;
+    let rest = subject.strip_prefix("$JS.ACK.")?;
+    // The 7 tokens after `$JS.ACK.`, cut at the dots in one pass over the bytes (one ack
+    // per delivery: this runs as often as messages are delivered).
+    let mut t = [""; 7];
+    let (mut n, mut start) = (0, 0);
+    for (i, &b) in rest.as_bytes().iter().enumerate() {
+        if b == b'.' {
+            if n == 6 {
+                return None;
+            }
+            t[n] = &rest[start..i];
+            n += 1;
+            start = i + 1;
         }
-        t[n] = tok;
-        n += 1;
     }
-    if n != 9 || t[0] != "$JS" || t[1] != "ACK" {
+    t[n] = &rest[start..];
+    if n != 6 {
         return None;
     }
     Some(AckSubject {
-        stream: t[2],
-        consumer: t[3],
-        dc: num(t[4]),
-        sseq: num(t[5]),
-        dseq: num(t[6]),
+        stream: t[0],
+        consumer: t[1],
+        dc: num(t[2]),
+        sseq: num(t[3]),
+        dseq: num(t[4]),
     })
 }
 
@@ -374,6 +381,11 @@ mod tests {
         assert!(parse_subject("$JS.ACK.S.C.1.2.3.4.5.6").is_none());
         assert!(parse_subject("$JS.ACK._.hash.S.C.1.2.3.4.5.tok").is_none());
         assert!(parse_subject("$JS.NAK.S.C.1.2.3.4.5").is_none());
+        assert!(parse_subject("$JS.ACK.S.C.1.2.3.4.5.").is_none());
+        assert!(parse_subject("$JS.ACKS.C.1.2.3.4.5.6").is_none());
+        assert!(parse_subject("$JS.ACK").is_none());
+        let empty = parse_subject("$JS.ACK..C.1.2.3.4.").unwrap();
+        assert_eq!((empty.stream, empty.consumer, empty.sseq), ("", "C", 2));
         let bad = parse_subject("$JS.ACK.S.C.x.2.-3.4.5").unwrap();
         assert_eq!((bad.dc, bad.sseq, bad.dseq), (u64::MAX, 2, u64::MAX));
     }

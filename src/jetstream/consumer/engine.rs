@@ -81,6 +81,9 @@ impl Consumer {
         self.ready = false;
         let (mut msgs, mut bytes) = (0usize, 0usize);
         let mut stop = Stop::Empty;
+        // The answer for the last target asked about: nothing this poll delivers is written
+        // before it returns, so a target's room cannot change within it.
+        let mut room: Option<(String, bool)> = None;
         loop {
             if msgs >= cx.budget.msgs || bytes >= cx.budget.bytes {
                 self.ready = true;
@@ -89,7 +92,7 @@ impl Consumer {
             if self.paced_until.is_some() || !self.can_deliver() {
                 break;
             }
-            if !self.target_has_room(cx) {
+            if !self.target_has_room(cx, &mut room) {
                 self.ready = true;
                 break;
             }
@@ -113,15 +116,24 @@ impl Consumer {
 
     /// Whether the next delivery's target (the deliver subject, or the oldest pull request's
     /// inbox) can take more now.
-    fn target_has_room(&self, cx: &PollCtx) -> bool {
-        if self.config.is_push() {
-            (cx.room)(&self.config.deliver_subject)
+    /// `memo`: the last target asked about this poll and its answer.
+    fn target_has_room(&self, cx: &PollCtx, memo: &mut Option<(String, bool)>) -> bool {
+        let target = if self.config.is_push() {
+            &self.config.deliver_subject
         } else {
-            self.waiting
-                .reqs
-                .front()
-                .is_none_or(|w| (cx.room)(&w.reply))
+            match self.waiting.reqs.front() {
+                Some(w) => &w.reply,
+                None => return true,
+            }
+        };
+        if let Some((last, has)) = memo {
+            if last == target {
+                return *has;
+            }
         }
+        let has = (cx.room)(target);
+        *memo = Some((target.clone(), has));
+        has
     }
 
     /// Push: interest and flow control allow; pull: someone waits.
