@@ -22,10 +22,15 @@ run: build
 build:
 	RUSTFLAGS="$(STATIC_FLAGS)" $(CARGO) build --release --target $(TARGET)
 
-# Unit tests, raw-protocol tests (proto-tests/, against tern and, when installed, nats-server)
-# and the real-client tests (nats-py, from $(VENV)).
+# Unit tests, raw-protocol tests (proto-tests/, against tern and, when installed, nats-server),
+# the JetStream fixtures replayed on the wire against tern and against nats-server (so they
+# stay true; skipped without it unless TERN_REQUIRE_REFERENCE=1) and the real-client tests
+# (nats-py, from $(VENV)).
+JS_FIXTURES = proto-tests/jetstream/capture.py --check --jobs 4
 test: build $(VENV_STAMP)
 	$(CARGO) test --release
+	$(PYTHON) $(JS_FIXTURES) --tern --server-bin $(TERN_BIN)
+	$(PYTHON) $(JS_FIXTURES) --reference
 	TERN_BIN=$(TERN_BIN) $(VENV)/bin/python -m unittest discover -s proto-tests/clients -t proto-tests/clients -v
 	$(CARGO) test --release --manifest-path $(BENCH_MANIFEST)
 	$(CARGO) build --release --manifest-path $(BENCH_MANIFEST)
