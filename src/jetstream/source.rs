@@ -327,6 +327,15 @@ fn settings(cfg: &Config) -> io::Result<Settings> {
         error!("Could not create the JetStream store directory {root:?}: {e}");
         e
     })?;
+    // As nats-server, refuse a store that cannot be written (a file made and removed there):
+    // otherwise every stream in it fails to open, is skipped, and its publishers get no
+    // responders instead of an error.
+    let probe = root.join(format!("_test_{}", std::process::id()));
+    if let Err(e) = std::fs::File::create(&probe) {
+        error!("Can't start JetStream: storage directory {root:?} is not writable: {e}");
+        return Err(e);
+    }
+    let _ = std::fs::remove_file(&probe);
     let max_memory = js.max_memory.unwrap_or_else(|| total_memory() / 4 * 3);
     let max_store = js.max_store.unwrap_or_else(|| disk_available(&root));
     let dup = js.max_duplicate_window.map_or(0, |d| d.as_nanos() as i64);
