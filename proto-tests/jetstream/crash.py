@@ -179,7 +179,9 @@ class ConsumerRun:
             if time.monotonic() > deadline:
                 return False
             out = b""
-            while self.next_i < self.total and len(self.pub_out) < 16:
+            # Publish while the consumer keeps up (a bounded backlog keeps the run short).
+            while self.next_i < self.total and len(self.pub_out) < 16 and \
+                    len(self.acked) - len(self.ack_sent) < 2000:
                 out += c.pub("cq.x", b"c%d|" % self.next_i + payload(self.next_i)[:100],
                              "_A.%d" % self.next_i)
                 self.pub_out.add(self.next_i)
