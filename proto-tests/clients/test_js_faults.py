@@ -354,6 +354,30 @@ class StoreDirUnusable(FaultCase):
         self.assertIn(b"sd", p.stdout + p.stderr)
 
 
+class HugeConfigs(FaultCase):
+    def test_deep_nesting_many_subjects_and_overlap_pairs(self):
+        import json
+        srv = self.start()
+        c = Conn(srv.port)
+        # Nesting a recursive reader would overflow its stack on: refused as invalid JSON.
+        for body in [b'{"name":"X","subjects":' + b"[" * 300000 + b"]" * 300000 + b"}",
+                     b'{"name":"X","metadata":' + b'{"a":' * 100000 + b"1" + b"}" * 100001,
+                     b'{"stream_name":"X","config":' + b"[" * 300000 + b"}"]:
+            r = c.api("$JS.API.STREAM.CREATE.X", body, timeout=20)
+            self.assertEqual(r["error"]["err_code"], 10025, r)
+        # Many subjects in one config (most of max_payload): stored, listed, matched.
+        subjects = ["h.%d" % i for i in range(20000)]
+        r = c.api("$JS.API.STREAM.CREATE.H", {"name": "H", "subjects": subjects}, timeout=20)
+        self.assertEqual(len(r["config"]["subjects"]), 20000, r.get("error"))
+        self.assertEqual(c.request("h.19999", b"x").json().get("seq"), 1)
+        # Overlap checks between many wildcards stay bounded: an answer, not a stall.
+        r = c.api("$JS.API.STREAM.CREATE.W",
+                  {"name": "W", "subjects": ["w.%d.>" % i for i in range(20000)]}, timeout=20)
+        self.assertTrue("error" in r or r["config"]["name"] == "W", r)
+        self.core_pubsub_works(srv.port)
+        c.close()
+
+
 class AcksAndPullsBadInput(FaultCase):
     def setUp(self):
         super().setUp()
