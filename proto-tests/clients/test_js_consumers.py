@@ -220,6 +220,10 @@ class Pull(JsConsumerCase):
             await psub.fetch(1, timeout=0.3)
         with self.assertRaises(nats.errors.TimeoutError):
             await psub.fetch(5, timeout=0.3)
+        # The 408s of those requests come at their expiry, which is the client's deadline:
+        # let them arrive now, so the next fetch drops them instead of seeing one while it
+        # waits (nats-py then raises TimeoutError, against nats-server as well).
+        await asyncio.sleep(0.5)
         # A waiting fetch gets a message published while it waits.
         task = asyncio.ensure_future(psub.fetch(1, timeout=3))
         await asyncio.sleep(0.2)

@@ -35,6 +35,11 @@ class FaultCase(unittest.TestCase):
         for s in self.servers:
             s.close()
 
+    def conn(self, port):
+        c = Conn(port)
+        self.addCleanup(c.close)
+        return c
+
     def start(self, **kw):
         srv = start_server(self.store, **kw)
         self.servers.append(srv)
@@ -69,7 +74,7 @@ class FaultCase(unittest.TestCase):
 
     def core_pubsub_works(self, port):
         """Another client's plain publish and subscribe still work."""
-        c = Conn(port)
+        c = self.conn(port)
         sid = c.sub("core.check")
         c.publish("core.check", b"ping")
         c.send(b"PING\r\n")
@@ -90,7 +95,7 @@ class TailRecovery(FaultCase):
 
     def prepare(self):
         srv = self.start()
-        c = Conn(srv.port)
+        c = self.conn(srv.port)
         self.create(c, "T", ["t.>"])
         want = self.publish_n(c, "t.x", self.N)
         c.close()
@@ -121,7 +126,7 @@ class TailRecovery(FaultCase):
 
     def restart_and_check(self, srv, want, lost_seqs, gone=()):
         srv.start(srv.port)
-        c = Conn(srv.port)
+        c = self.conn(srv.port)
         st = self.info(c, "T")
         lost = st.get("lost") or {}
         self.assertEqual(sorted(lost.get("msgs") or []), lost_seqs, st)
@@ -181,7 +186,7 @@ class TailRecovery(FaultCase):
         with open(path, "r+b") as f:
             f.truncate(off)
         srv.start(srv.port)
-        c = Conn(srv.port)
+        c = self.conn(srv.port)
         st = self.info(c, "T")
         # Whole records gone leave no trace to report; what is there is intact.
         self.assertEqual((st["messages"], st["last_seq"]), (90, 90), st)
@@ -227,7 +232,7 @@ class StoreFaults(FaultCase):
         srv2 = Server(["-js", "-sd", self.store])
         self.servers.append(srv2)
         srv2.start(port)
-        c = Conn(port)
+        c = self.conn(port)
         st = self.info(c, "F")
         self.assertEqual(st["messages"], len(acked), st)
         self.check_messages(c, "F", acked)
@@ -242,7 +247,7 @@ class FileSizeLimit(StoreFaults):
         # RLIMIT_FSIZE: a write past it fails with EFBIG, and raises SIGXFSZ, whose default
         # action kills the process; the server must ignore it and report the failed write.
         srv = self.start(wrap=("prlimit", "--fsize=1000000", "--"))
-        c = Conn(srv.port)
+        c = self.conn(srv.port)
         self.create(c, "F", ["f"])
         try:
             acked, err = self.fill(c, "f")
@@ -274,7 +279,7 @@ class SmallFileSystem(StoreFaults):
 
     def test_no_space_left(self):
         srv = self.start()
-        c = Conn(srv.port)
+        c = self.conn(srv.port)
         self.create(c, "F", ["f"])
         acked, err = self.fill(c, "f")
         self.assertGreater(len(acked), 100)
@@ -291,7 +296,7 @@ class SmallFileSystem(StoreFaults):
 
     def test_read_only_at_start(self):
         srv = self.start()
-        c = Conn(srv.port)
+        c = self.conn(srv.port)
         self.create(c, "F", ["f"])
         acked = self.publish_n(c, "f", 50, size=4000)
         c.close()
@@ -321,7 +326,7 @@ class Unwritable(StoreFaults):
 
     def test_store_made_unwritable_while_running(self):
         srv = self.start()
-        c = Conn(srv.port)
+        c = self.conn(srv.port)
         self.create(c, "F", ["f"])
         acked = self.publish_n(c, "f", 50, size=4000)
         seg = os.path.join(self.store, "jetstream", "$G", "streams", "F", "seg")
@@ -358,7 +363,7 @@ class HugeConfigs(FaultCase):
     def test_deep_nesting_many_subjects_and_overlap_pairs(self):
         import json
         srv = self.start()
-        c = Conn(srv.port)
+        c = self.conn(srv.port)
         # Nesting a recursive reader would overflow its stack on: refused as invalid JSON.
         for body in [b'{"name":"X","subjects":' + b"[" * 300000 + b"]" * 300000 + b"}",
                      b'{"name":"X","metadata":' + b'{"a":' * 100000 + b"1" + b"}" * 100001,
@@ -382,7 +387,7 @@ class AcksAndPullsBadInput(FaultCase):
     def setUp(self):
         super().setUp()
         self.srv = self.start()
-        self.c = Conn(self.srv.port)
+        self.c = self.conn(self.srv.port)
         self.create(self.c, "S", ["s.>"])
         self.publish_n(self.c, "s.a", 3)
         r = self.c.api("$JS.API.CONSUMER.DURABLE.CREATE.S.W",
