@@ -410,11 +410,23 @@ class AcksAndPullsBadInput(FaultCase):
     def test_acks_to_unknown_consumers_and_streams_are_dropped(self):
         [m] = self.pull(b"1")
         before = self.consumer()
-        for subj in ["$JS.ACK.S.NOPE.1.1.1.0.0", "$JS.ACK.NOPE.W.1.1.1.0.0", "$JS.ACK.S.W",
-                     "$JS.ACK.S.W.1.1", "$JS.ACK.S.W.1.1.1.0.0.1.2.3.4", "$JS.ACK",
-                     "$JS.ACK.S.W.1.1.1.0.0" + ".x" * 200]:
+        rsid = self.c.sub("_ACKR.*")
+        # Nothing subscribes to these (acks are subscribed per stream, in their one shape):
+        # no responders, as from nats-server.
+        nobody = ["$JS.ACK.NOPE.W.1.1.1.0.0", "$JS.ACK.S.W", "$JS.ACK.S.W.1.1",
+                  "$JS.ACK.S.W.1.1.1.0.0.1.2.3.4", "$JS.ACK", "$JS.ACK.S.W.1.1.1.0.0" + ".x" * 200]
+        # An unknown consumer of a stream that exists: dropped (nats-server, subscribed per
+        # consumer, answers no responders).
+        dropped = ["$JS.ACK.S.NOPE.1.1.1.0.0"]
+        for k, subj in enumerate(nobody + dropped):
             self.c.publish(subj, b"+ACK")
-            self.c.publish(subj, b"+TERM", "_NOREPLY")
+            self.c.publish(subj, b"+TERM", "_ACKR.%d" % k)
+        got, deadline = {}, time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            for r in self.c.poll(0.1):
+                if r.sid == rsid:
+                    got[int(r.subject.split(".")[1])] = r.status()
+        self.assertEqual(got, {k: b"503" for k in range(len(nobody))})
         after = self.consumer()
         self.assertEqual((after["num_ack_pending"], after["ack_floor"]),
                          (before["num_ack_pending"], before["ack_floor"]))

@@ -1,7 +1,7 @@
 //! JetStream in the loop: the source that connects the pure JetStream layer (api/, stream.rs,
 //! consumer/, store/) to the broker. It owns, per account, the `JsAccount` and the internal
 //! subscriptions that bring it messages: `$JS.API.>` (requests), each stream's subjects
-//! (publishes), `$JS.ACK.>` (acks) and `$JS.FC.>` (flow control answers).
+//! (publishes) and acks (`$JS.ACK.<stream>.*.*.*.*.*.*`), `$JS.FC.>` (flow control).
 //!
 //! A pass, in `end_of_pass` (after every read of the pass, before connections are written):
 //! 1. the messages the fan-out left in the broker's inbox for these subscriptions are handled
@@ -154,7 +154,7 @@ impl JetStream {
     }
 
     /// The subscriptions an account needs: the API (also under the domain), and for a
-    /// JetStream account its acks, flow control answers and every stream's subjects.
+    /// JetStream account its flow control answers and every stream's subjects and acks.
     fn subscribe_account(&mut self, b: &mut Broker, acc: usize) {
         if matches!(self.slots[acc], Slot::Off) {
             return;
@@ -170,7 +170,6 @@ impl JetStream {
             return;
         };
         let streams: Vec<String> = slot.js.streams.keys().cloned().collect();
-        self.sub(b, acc, "$JS.ACK.>", Purpose::Ack);
         self.sub(b, acc, "$JS.FC.>", Purpose::FlowControl);
         for s in streams {
             self.subscribe_stream(b, acc, &s);
@@ -196,7 +195,7 @@ impl JetStream {
         }
     }
 
-    /// Subscribes to stream `name`'s subjects (again, after an update).
+    /// Subscribes to stream `name`'s subjects (again, after an update) and its acks.
     pub(super) fn subscribe_stream(&mut self, b: &mut Broker, acc: usize, name: &str) {
         self.unsubscribe_stream(b, acc, name);
         let Slot::On(slot) = &self.slots[acc] else {
@@ -210,6 +209,11 @@ impl JetStream {
         for s in &subjects {
             ids.extend(self.sub(b, acc, s, Purpose::Stream(name.to_string())));
         }
+        // Acks per stream, in the one shape an ack reply has, as nats-server subscribes (per
+        // consumer there): an ack for a stream that does not exist (any more), or with the
+        // wrong number of tokens, matches nothing, and a requester gets no responders.
+        let acks = format!("$JS.ACK.{name}.*.*.*.*.*.*");
+        ids.extend(self.sub(b, acc, &acks, Purpose::Ack));
         if let Slot::On(slot) = &mut self.slots[acc] {
             slot.stream_subs.insert(name.to_string(), ids);
         }
