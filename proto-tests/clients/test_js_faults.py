@@ -29,11 +29,6 @@ class FaultCase(unittest.TestCase):
         self.work = tempfile.mkdtemp(prefix="tern-faults-")
         self.addCleanup(shutil.rmtree, self.work, True)
         self.store = os.path.join(self.work, "sd")
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.close()
 
     def conn(self, port):
         c = Conn(port)
@@ -42,7 +37,7 @@ class FaultCase(unittest.TestCase):
 
     def start(self, **kw):
         srv = start_server(self.store, **kw)
-        self.servers.append(srv)
+        self.addCleanup(srv.close)
         return srv
 
     def create(self, c, name, subjects, **cfg):
@@ -230,7 +225,7 @@ class StoreFaults(FaultCase):
         port = srv.port
         srv.stop()
         srv2 = Server(["-js", "-sd", self.store])
-        self.servers.append(srv2)
+        self.addCleanup(srv2.close)
         srv2.start(port)
         c = self.conn(port)
         st = self.info(c, "F")

@@ -4,6 +4,7 @@ No nats-py here on purpose: the scripts must see exactly which PubAcks and ack r
 arrived before a SIGKILL, and a client that reconnects and retries on its own would hide it.
 """
 
+import atexit
 import base64
 import json
 import os
@@ -17,6 +18,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from server import Server  # noqa: E402  (proto-tests/clients/server.py)
 
 HOST = "127.0.0.1"
+
+# Every server start_server made: stopped when the script exits, however it exits.
+STARTED = []
+
+
+@atexit.register
+def _stop_all():
+    for srv in STARTED:
+        try:
+            srv.close()
+        except Exception:
+            pass
 
 
 class Closed(Exception):
@@ -225,6 +238,7 @@ def start_server(store, conf_text=None, port=None, extra=(), binary=None, env=No
     srv = Server(args, binary=binary)
     if wrap:
         srv.args = lambda: list(wrap) + [srv.binary, "-a", HOST, "-p", str(srv.port)] + srv.extra_args
+    STARTED.append(srv)
     return srv.start(port)
 
 
