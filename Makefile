@@ -25,7 +25,7 @@ build:
 # Unit tests, raw-protocol tests (proto-tests/, against tern and, when installed, nats-server),
 # the JetStream fixtures replayed on the wire against tern and against nats-server (so they
 # stay true; skipped without it unless TERN_REQUIRE_REFERENCE=1), the JetStream crash trials
-# (SIGKILL at random points: publishers with both sync settings, a durable consumer; prints
+# (SIGKILL at random points: publishers and a durable consumer, with both sync settings; prints
 # the trial counts and its seed, CRASH_ARGS e.g. "--seed N --trials 50") and the real-client
 # tests (nats-py, from $(VENV); JetStream faults too: damaged segments, a full or read-only
 # store, which mount a tmpfs when run as root).

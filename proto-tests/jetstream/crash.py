@@ -11,8 +11,9 @@ check that nothing it acknowledged is lost.
    acknowledged twice, and that the stream takes a new message at `last_seq + 1`.
 2. A durable pull consumer (explicit acks, each ack sent with a reply so the script knows
    which acks the server took) receiving while a publisher publishes and the server is killed
-   and restarted several times: every acknowledged publish is delivered at least once, the
-   payloads are exact, and no message is delivered again after the server confirmed its ack.
+   and restarted several times (with each sync setting): every acknowledged publish is
+   delivered at least once, the payloads are exact, no message is delivered again after the
+   server confirmed its ack, and one in ten deliveries, left unacked on purpose, comes again.
 
 The random delays come from --seed (printed), so a failing run can be repeated. Prints the
 trial counts; exits 1 on the first violation.
@@ -232,10 +233,12 @@ class ConsumerRun:
         self.ack_sent.add(sseq)
 
 
-def consumer_trials(binary, kills, rng, tail=500):
+def consumer_trials(binary, kills, rng, always, tail=500):
+    mode = "sync_interval: always" if always else "default sync"
     work = tempfile.mkdtemp(prefix="tern-crashc-")
     try:
-        srv = start_server(os.path.join(work, "sd"), binary=binary)
+        conf = "jetstream { sync_interval: always }\n" if always else None
+        srv = start_server(os.path.join(work, "sd"), conf, binary=binary)
         c = Conn(srv.port)
         c.api("$JS.API.STREAM.CREATE.CQ", {"name": "CQ", "subjects": ["cq.>"]})
         r = c.api("$JS.API.CONSUMER.DURABLE.CREATE.CQ.DUR", {"stream_name": "CQ", "config": {
@@ -267,7 +270,7 @@ def consumer_trials(binary, kills, rng, tail=500):
         c.close()
         srv.close()
         dups = sum(1 for n in run.delivered.values() if n > 1)
-        print(f"crash: durable consumer: {kills} SIGKILL restarts while receiving; "
+        print(f"crash: durable consumer, {mode}: {kills} SIGKILL restarts while receiving; "
               f"{len(run.acked)} acknowledged publishes all delivered ({run.next_i} published), "
               f"{dups} delivered more than once ({run.withheld} acks withheld on purpose), "
               f"none after its ack was confirmed", flush=True)
@@ -281,8 +284,9 @@ def main():
     ap.add_argument("--trials", type=int, default=25, help="SIGKILLs per publisher run")
     ap.add_argument("--consumer-kills", type=int, default=8)
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--parts", default="default,always,consumer",
-                    help="which runs, comma-separated: default, always, consumer")
+    ap.add_argument("--parts", default="default,always,consumer,consumer-always",
+                    help="which runs, comma-separated: default, always, consumer, "
+                         "consumer-always")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 32)
     print(f"crash: seed {seed}", flush=True)
@@ -293,7 +297,9 @@ def main():
     if "always" in parts:
         publisher_trials(a.server_bin, a.trials, True, rng)
     if "consumer" in parts:
-        consumer_trials(a.server_bin, a.consumer_kills, rng)
+        consumer_trials(a.server_bin, a.consumer_kills, rng, False)
+    if "consumer-always" in parts:
+        consumer_trials(a.server_bin, a.consumer_kills, rng, True)
 
 
 if __name__ == "__main__":
