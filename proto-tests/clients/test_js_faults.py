@@ -356,7 +356,6 @@ class StoreDirUnusable(FaultCase):
 
 class HugeConfigs(FaultCase):
     def test_deep_nesting_many_subjects_and_overlap_pairs(self):
-        import json
         srv = self.start()
         c = self.conn(srv.port)
         # Nesting a recursive reader would overflow its stack on: refused as invalid JSON.

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 
-from crashwire import Closed, Conn, kill9, msg_get, start_server
+from crashwire import Closed, Conn, msg_get, start_server
 
 WINDOW = 64  # PubAcks outstanding per publisher
 

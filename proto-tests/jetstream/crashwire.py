@@ -227,7 +227,7 @@ def msg_get(conn, stream, seqs, window=256):
     return found, errs
 
 
-def start_server(store, conf_text=None, port=None, extra=(), binary=None, env=None, wrap=()):
+def start_server(store, conf_text=None, port=None, extra=(), binary=None, wrap=()):
     """A started Server for `-js -sd store` (plus a config file) on `port` (or a free one)."""
     args = ["-js", "-sd", store] + list(extra)
     if conf_text is not None:
