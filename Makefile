@@ -22,10 +22,19 @@ run: build
 build:
 	RUSTFLAGS="$(STATIC_FLAGS)" $(CARGO) build --release --target $(TARGET)
 
-# Unit tests, raw-protocol tests (proto-tests/, against tern and, when installed, nats-server)
-# and the real-client tests (nats-py, from $(VENV)).
+# Unit tests, raw-protocol tests (proto-tests/, against tern and, when installed, nats-server),
+# the JetStream fixtures replayed on the wire against tern and against nats-server (so they
+# stay true; skipped without it unless TERN_REQUIRE_REFERENCE=1), the JetStream crash trials
+# (SIGKILL at random points: publishers and a durable consumer, with both sync settings; prints
+# the trial counts and its seed, CRASH_ARGS e.g. "--seed N --trials 50") and the real-client
+# tests (nats-py, from $(VENV); JetStream faults too: damaged segments, a full or read-only
+# store, which mount a tmpfs when run as root).
+JS_FIXTURES = proto-tests/jetstream/capture.py --check --jobs 4
 test: build $(VENV_STAMP)
 	$(CARGO) test --release
+	$(PYTHON) $(JS_FIXTURES) --tern --server-bin $(TERN_BIN)
+	$(PYTHON) $(JS_FIXTURES) --reference
+	$(PYTHON) proto-tests/jetstream/crash.py --server-bin $(TERN_BIN) $(CRASH_ARGS)
 	TERN_BIN=$(TERN_BIN) $(VENV)/bin/python -m unittest discover -s proto-tests/clients -t proto-tests/clients -v
 	$(CARGO) test --release --manifest-path $(BENCH_MANIFEST)
 	$(CARGO) build --release --manifest-path $(BENCH_MANIFEST)

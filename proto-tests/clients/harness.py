@@ -20,11 +20,15 @@ class ServerTestCase(unittest.IsolatedAsyncioTestCase):
         # IsolatedAsyncioTestCase runs the loop in debug mode; on a busy
         # machine its "Executing <Task ...> took 0.1 seconds" notes are noise.
         asyncio.get_running_loop().slow_callback_duration = 2.0
-        self.server = Server(self.server_args)
+        self.server = self.make_server()
         self.addCleanup(self.server.close)
         await asyncio.to_thread(self.server.start)
         self.clients = []
         self.client_errors = []
+
+    def make_server(self):
+        """The server of the test (not started yet)."""
+        return Server(self.server_args)
 
     async def asyncTearDown(self):
         for nc in self.clients:

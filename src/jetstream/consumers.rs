@@ -8,7 +8,7 @@ use super::account::JsAccount;
 use super::consumer::ack;
 use super::consumer::engine::PollCtx;
 use super::consumer::state::Event;
-use super::consumer::{persist, pull, Budget, Out};
+use super::consumer::{persist, pull, Budget, Consumer, Out};
 use crate::jetstream::config::Retention;
 use crate::jetstream::store::SyncTarget;
 use crate::jetstream::stream::Stream;
@@ -124,16 +124,21 @@ impl Stream {
         }
     }
 
+    /// The stream is being deleted: every pull request waiting on one of its consumers gets
+    /// `409 Consumer Deleted`, as when the consumer alone is deleted (nats-server stops each
+    /// consumer with its stream).
+    pub fn cancel_waiting(&mut self) -> Vec<Out> {
+        self.consumers
+            .values_mut()
+            .flat_map(consumer_deleted)
+            .collect()
+    }
+
     /// Removes a consumer (CONSUMER.DELETE, inactivity). On an interest stream, messages
     /// only it still needed go too. Waiting pull requests get `409 Consumer Deleted`.
     pub fn remove_consumer(&mut self, name: &str) -> Option<Vec<Out>> {
         let mut c = self.consumers.remove(name)?;
-        let outs: Vec<Out> = c
-            .waiting
-            .reqs
-            .drain(..)
-            .map(|w| Out::status(&w.reply, pull::status(409, "Consumer Deleted")))
-            .collect();
+        let outs = consumer_deleted(&mut c);
         if self.config.retention == Retention::Interest {
             let st = self.store.state();
             let start = c.state.asflr.max(st.first_seq);
@@ -402,4 +407,13 @@ pub fn open_consumers(stream: &mut Stream, now: i64) {
             Err(e) => log::warn!("JetStream: skipping consumer {}: {e}", dir.display()),
         }
     }
+}
+
+/// `409 Consumer Deleted` to each of the consumer's waiting pull requests (they are dropped).
+fn consumer_deleted(c: &mut Consumer) -> Vec<Out> {
+    c.waiting
+        .reqs
+        .drain(..)
+        .map(|w| Out::status(&w.reply, pull::status(409, "Consumer Deleted")))
+        .collect()
 }

@@ -157,7 +157,11 @@ impl JetStream {
     /// Keeps the internal subscriptions in step with the streams.
     fn apply_change(&mut self, b: &mut Broker, acc: usize, change: Change) {
         match change {
-            Change::Created(s) | Change::Updated(s) => self.subscribe_stream(b, acc, &s),
+            Change::Created(s) | Change::Updated(s) => {
+                self.subscribe_stream(b, acc, &s);
+                // A new or shorter max_age: look for the next expiry again.
+                self.arm_timer(to_ns(SystemTime::now()));
+            }
             Change::Deleted(s) => self.unsubscribe_stream(b, acc, &s),
             Change::ConsumerCreated(..) | Change::ConsumerUpdated(..) => {
                 // Look at the deliver subjects' interest again at the next poll.
@@ -198,6 +202,12 @@ impl JetStream {
         let Some(outcome) = slot.js.publish(&env, stream, msg) else {
             return;
         };
+        let max_age = slot.js.streams.get(stream).map_or(0, |s| s.config.max_age);
+        if max_age > 0 && matches!(outcome, PubOutcome::Stored(_)) {
+            // The new message expires max_age from now: the timer must wake the loop by then
+            // (it is armed only at start and when it fires).
+            self.arm_timer(to_ns(now).saturating_add(max_age));
+        }
         match outcome {
             PubOutcome::Done(Some(bytes)) if !reply.is_empty() => {
                 b.publish_internal(self.id, acc, reply.as_bytes(), b"", b"", &bytes);
@@ -298,8 +308,13 @@ impl JetStream {
         }
         self.busy = busy;
         if let Some(t) = next {
-            self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
+            self.arm_timer(t);
         }
+    }
+
+    /// The loop wakes at `t` (Unix ns) at the latest to run expiry and consumer timers.
+    pub(super) fn arm_timer(&mut self, t: i64) {
+        self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
     }
 }
 

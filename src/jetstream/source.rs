@@ -1,7 +1,7 @@
 //! JetStream in the loop: the source that connects the pure JetStream layer (api/, stream.rs,
 //! consumer/, store/) to the broker. It owns, per account, the `JsAccount` and the internal
 //! subscriptions that bring it messages: `$JS.API.>` (requests), each stream's subjects
-//! (publishes), `$JS.ACK.>` (acks) and `$JS.FC.>` (flow control answers).
+//! (publishes) and acks (`$JS.ACK.<stream>.*.*.*.*.*.*`), `$JS.FC.>` (flow control).
 //!
 //! A pass, in `end_of_pass` (after every read of the pass, before connections are written):
 //! 1. the messages the fan-out left in the broker's inbox for these subscriptions are handled
@@ -172,7 +172,7 @@ impl JetStream {
     }
 
     /// The subscriptions an account needs: the API (also under the domain), and for a
-    /// JetStream account its acks, flow control answers and every stream's subjects.
+    /// JetStream account its flow control answers and every stream's subjects and acks.
     fn subscribe_account(&mut self, b: &mut Broker, acc: usize) {
         if matches!(self.slots[acc], Slot::Off) {
             return;
@@ -188,7 +188,6 @@ impl JetStream {
             return;
         };
         let streams: Vec<String> = slot.js.streams.keys().cloned().collect();
-        self.sub(b, acc, "$JS.ACK.>", Purpose::Ack);
         self.sub(b, acc, "$JS.FC.>", Purpose::FlowControl);
         for s in streams {
             self.subscribe_stream(b, acc, &s);
@@ -214,7 +213,7 @@ impl JetStream {
         }
     }
 
-    /// Subscribes to stream `name`'s subjects (again, after an update).
+    /// Subscribes to stream `name`'s subjects (again, after an update) and its acks.
     pub(super) fn subscribe_stream(&mut self, b: &mut Broker, acc: usize, name: &str) {
         self.unsubscribe_stream(b, acc, name);
         let Slot::On(slot) = &self.slots[acc] else {
@@ -229,6 +228,11 @@ impl JetStream {
         for s in &subjects {
             ids.extend(self.sub(b, acc, s, Purpose::Stream(shared.clone())));
         }
+        // Acks per stream, in the one shape an ack reply has, as nats-server subscribes (per
+        // consumer there): an ack for a stream that does not exist (any more), or with the
+        // wrong number of tokens, matches nothing, and a requester gets no responders.
+        let acks = format!("$JS.ACK.{name}.*.*.*.*.*.*");
+        ids.extend(self.sub(b, acc, &acks, Purpose::Ack));
         if let Slot::On(slot) = &mut self.slots[acc] {
             slot.stream_subs.insert(name.to_string(), ids);
         }
@@ -353,6 +357,15 @@ fn settings(cfg: &Config) -> io::Result<Settings> {
         error!("Could not create the JetStream store directory {root:?}: {e}");
         e
     })?;
+    // As nats-server, refuse a store that cannot be written (a file made and removed there):
+    // otherwise every stream in it fails to open, is skipped, and its publishers get no
+    // responders instead of an error.
+    let probe = root.join(format!("_test_{}", std::process::id()));
+    if let Err(e) = std::fs::File::create(&probe) {
+        error!("Can't start JetStream: storage directory {root:?} is not writable: {e}");
+        return Err(e);
+    }
+    let _ = std::fs::remove_file(&probe);
     let max_memory = js.max_memory.unwrap_or_else(|| total_memory() / 4 * 3);
     let max_store = js.max_store.unwrap_or_else(|| disk_available(&root));
     let dup = js.max_duplicate_window.map_or(0, |d| d.as_nanos() as i64);

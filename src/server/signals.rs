@@ -45,7 +45,7 @@ pub struct Signals {
 
 impl Signals {
     /// Blocks SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 for this thread (call it before
-    /// any other thread exists) and opens a nonblocking signalfd for them.
+    /// any other thread exists) and opens a nonblocking signalfd for them; ignores SIGXFSZ.
     pub fn new() -> io::Result<Signals> {
         // SAFETY: plain libc calls on a sigset_t we own; the fd returned is checked.
         unsafe {
@@ -63,6 +63,11 @@ impl Signals {
             if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            // A write past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills the
+            // process. Ignored, the write fails with EFBIG instead, and the store reports
+            // that to the publisher like any other failed write (as Go ignores it for
+            // nats-server).
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
             let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
             if fd < 0 {
                 return Err(io::Error::last_os_error());

@@ -282,9 +282,10 @@ pub(super) fn delete(acc: &mut JsAccount, req: &Request, name: &str) -> (Respons
     if !is_empty_request(req.payload) {
         return error_reply(shape(), &ApiError::new(e::NOT_EMPTY_REQUEST));
     }
-    let Some(stream) = acc.streams.remove(name) else {
+    let Some(mut stream) = acc.streams.remove(name) else {
         return error_reply(shape(), &ApiError::new(e::STREAM_NOT_FOUND));
     };
+    let outs = stream.cancel_waiting();
     let sync = stream.dir.as_deref().and_then(meta::parent_sync);
     if let Err(err) = stream.delete_files() {
         log::warn!("JetStream: deleting stream '{} > {name}': {err}", acc.name);
@@ -297,6 +298,7 @@ pub(super) fn delete(acc: &mut JsAccount, req: &Request, name: &str) -> (Respons
         .end();
     let mut resp = Response::reply(Reply::Json(s));
     resp.sync = sync;
+    resp.outs = outs;
     resp.change = Some(Change::Deleted(name.to_string()));
     (resp, Count::Ok)
 }

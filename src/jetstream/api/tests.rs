@@ -485,6 +485,7 @@ fn replay(file: &str) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto-tests/jetstream");
     let text = std::fs::read_to_string(root.join(file)).expect("fixture");
     let (header, records) = parse_fixture(&text);
+    super::tests_delivery::set_script(&text);
     let dir = std::env::temp_dir().join(format!("tern-jsfix-{}-{file}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut w = World::new(&dir, &header);
