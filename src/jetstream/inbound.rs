@@ -202,7 +202,11 @@ impl JetStream {
         let Some(outcome) = slot.js.publish(&env, stream, msg) else {
             return;
         };
-        let max_age = slot.js.streams.get(stream).map_or(0, |s| s.config.max_age);
+        let max_age = slot
+            .js
+            .streams
+            .get(&**stream)
+            .map_or(0, |s| s.config.max_age);
         if max_age > 0 && matches!(outcome, PubOutcome::Stored(_)) {
             // The new message expires max_age from now: the timer must wake the loop by then
             // (it is armed only at start and when it fires).
