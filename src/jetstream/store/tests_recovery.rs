@@ -412,3 +412,25 @@ fn a_record_out_of_sequence_is_damage_for_recovery_and_check() {
     );
     still_works(&stream, s, 1000);
 }
+
+/// A record with an empty subject (the store never writes one: appends refuse it) is damage,
+/// not a message: an empty name is how the index marks a freed subject id. Found by the
+/// segments fuzz target (`check` then failed with "live message names freed subject").
+#[test]
+fn a_record_without_a_subject_is_damage() {
+    let d = TempDir::new("nosubject");
+    let stream = cfg(&d, 1 << 20).dir;
+    let msgs = build(&d, 5, 1 << 20);
+    let seg = segments(&stream).pop().unwrap();
+    let mut bytes = fs::read(&seg).unwrap();
+    super::record::encode_msg(&mut bytes, 6, 60, b"", b"", b"x");
+    super::record::encode_msg(&mut bytes, 7, 70, b"r.7", b"", b"y");
+    fs::write(&seg, &bytes).unwrap();
+    let (s, rec) = open_at(&stream);
+    s.check().unwrap();
+    assert_eq!(rec.lost_seqs, [6]);
+    assert!(s.load(6).is_none());
+    assert_eq!(s.load(7).unwrap().data(), b"y");
+    assert!(msgs.iter().all(|m| load(&s, m).as_ref() == Some(m)));
+    still_works(&stream, s, 7);
+}
