@@ -112,6 +112,12 @@ impl FileStore {
                 kept.push((seq, e.loc, name));
             }
         }
+        // A record below the floor that the index does not have is one recovery skipped for
+        // its sequence, judged against segments compacted since: this scan cannot see them.
+        let on_disk: Vec<_> = on_disk
+            .into_iter()
+            .filter(|d| d.0 >= self.ix.first || kept.binary_search_by_key(&d.0, |k| k.0).is_ok())
+            .collect();
         if on_disk != kept {
             let n = on_disk
                 .iter()
