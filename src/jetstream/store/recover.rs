@@ -410,6 +410,9 @@ fn assemble(r: &mut Recovered, mut sc: Scan) {
     }
     // A torn record's sequence is not reused.
     last = last.max(sc.lost.iter().map(|l| l.1).max().unwrap_or(0));
+    // Every sequence below the floor is gone: a purge past the end writes `floor - 1` as the
+    // last sequence, and a damaged mark that does not is read the same way.
+    last = last.max(floor.saturating_sub(1));
     (ix.first, ix.last, ix.last_ts) = (floor, last, last_ts);
     ix.recount(&mut sizer(&r.segs));
     let mut lost = Vec::new();

@@ -434,3 +434,31 @@ fn a_record_without_a_subject_is_damage() {
     assert!(msgs.iter().all(|m| load(&s, m).as_ref() == Some(m)));
     still_works(&stream, s, 7);
 }
+
+/// A mark whose floor is past its own last sequence (CRC and all; a purge past the end
+/// writes `last = floor - 1` with it): everything below the floor is gone, so the last
+/// sequence comes back as at least `floor - 1` and the next message takes the floor. Found
+/// by the segments fuzz target (first 6565473 after last 11: the next append got 12).
+#[test]
+fn a_floor_past_the_last_sequence_moves_the_last_sequence() {
+    let d = TempDir::new("floorpast");
+    let stream = cfg(&d, 1 << 20).dir;
+    build(&d, 5, 1 << 20);
+    let seg = segments(&stream).pop().unwrap();
+    let mut bytes = fs::read(&seg).unwrap();
+    let mark = super::record::Mark {
+        last_seq: 5,
+        last_ts: 50,
+        floor: 1000,
+        tombs: Vec::new(),
+    };
+    super::record::encode_mark(&mut bytes, &mark);
+    fs::write(&seg, &bytes).unwrap();
+    let (mut s, _) = open_at(&stream);
+    s.check().unwrap();
+    let st = s.state();
+    assert_eq!((st.first_seq, st.last_seq, st.msgs), (1000, 999, 0));
+    assert_eq!(s.append(b"a", b"", b"x", 60).unwrap(), 1000);
+    flush_sync(&mut s);
+    s.check().unwrap();
+}
