@@ -112,11 +112,15 @@ impl FileStore {
                 kept.push((seq, e.loc, name));
             }
         }
-        // A record below the floor that the index does not have is one recovery skipped for
-        // its sequence, judged against segments compacted since: this scan cannot see them.
+        // A record the index does not have, on a sequence that is not live (below the floor,
+        // removed, or never stored), is one recovery skipped for its sequence, judged against
+        // segments compacted since: this scan cannot see them.
         let on_disk: Vec<_> = on_disk
             .into_iter()
-            .filter(|d| d.0 >= self.ix.first || kept.binary_search_by_key(&d.0, |k| k.0).is_ok())
+            .filter(|d| {
+                kept.binary_search_by_key(&d.0, |k| k.0).is_ok()
+                    || (d.0 >= self.ix.first && self.ix.live(d.0).is_some())
+            })
             .collect();
         if on_disk != kept {
             let n = on_disk
