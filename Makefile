@@ -52,15 +52,19 @@ $(VENV_STAMP):
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check nats-py==$(NATS_PY_VERSION)
 	touch $@
 
-# Fuzz the parser, the protocol handling and the config reader (nightly + cargo-fuzz). New
-# inputs go to a scratch corpus; the committed seeds in proto-tests/fuzz/corpus are only read.
+# Fuzz the parser, the protocol handling, the config reader, the JetStream API (JSON reader,
+# publishes, acks, restarts), file store recovery from any segment/index files, and consumer
+# state recovery (nightly + cargo-fuzz). New inputs go to a scratch corpus; the committed seeds
+# in proto-tests/fuzz/corpus/<target> are only read (add minimized crashers there). Each target
+# runs FUZZ_SECONDS; FUZZ_TARGETS picks some, e.g. `make fuzz FUZZ_TARGETS=segments`.
 FUZZ_SECONDS ?= 600
 FUZZ_WORK ?= /tmp/tern-fuzz
+FUZZ_TARGETS ?= parser protocol config jsapi segments consumer_state
 fuzz:
-	mkdir -p $(FUZZ_WORK)/parser $(FUZZ_WORK)/protocol $(FUZZ_WORK)/config
-	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz parser $(FUZZ_WORK)/parser proto-tests/fuzz/corpus/parser -- -max_total_time=$(FUZZ_SECONDS)
-	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz protocol $(FUZZ_WORK)/protocol proto-tests/fuzz/corpus/protocol -- -max_total_time=$(FUZZ_SECONDS)
-	$(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz config $(FUZZ_WORK)/config proto-tests/fuzz/corpus/config -- -max_total_time=$(FUZZ_SECONDS)
+	set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_WORK)/$$t; \
+	  $(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz $$t $(FUZZ_WORK)/$$t proto-tests/fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS); \
+	done
 
 # perf/: the load generator (tern-bench), the side-by-side comparison with nats-server
 # (writes perf/RESULTS.md), the attacks (writes perf/ATTACKS.md), a flamegraph of one

@@ -148,8 +148,10 @@ impl Consumer {
     /// `getNextMsg`: a due redelivery, else the next message from the cursor.
     fn take_next(&mut self, store: &Store, cx: &mut PollCtx) -> Result<Candidate, Stop> {
         while let Some(seq) = self.state.next_to_redeliver() {
-            let dc = self.state.next_dc(seq);
             let max = self.config.max_deliver;
+            // Over max_deliver the count goes up through the recorded event, so that a
+            // restart replays the same count.
+            let dc = self.state.peek_dc(seq);
             if max > 0 && dc > max as u64 {
                 if dc == max as u64 + 1 {
                     self.max_deliver_advisory(seq, dc - 1, cx);
@@ -157,6 +159,7 @@ impl Consumer {
                 self.record(Event::Exhaust { sseq: seq });
                 continue;
             }
+            let dc = self.state.next_dc(seq);
             match store.load(seq) {
                 Some(msg) => {
                     return Ok(Candidate {

@@ -113,6 +113,10 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
+/// No sequence or count is higher (the store's bound on stream sequences): a record or
+/// snapshot that says otherwise is damage, so arithmetic on the state never overflows.
+const MAX_SEQ: u64 = 1 << 62;
+
 /// One record at the start of `b`: the event and its length, or None if torn or damaged.
 pub fn decode(b: &[u8]) -> Option<(Event, usize)> {
     let len = usize::from(u16::from_le_bytes([*b.first()?, *b.get(1)?]));
@@ -128,6 +132,14 @@ pub fn decode(b: &[u8]) -> Option<(Event, usize)> {
         .map(|c| c.try_into().map(u64::from_le_bytes))
         .collect::<Result<_, _>>()
         .ok()?;
+    // Every field but a time is a sequence or a count.
+    let times = matches!(body[2], K_DELIVER | K_TOUCH) as usize;
+    if f[..f.len().saturating_sub(times)]
+        .iter()
+        .any(|&v| v > MAX_SEQ)
+    {
+        return None;
+    }
     let ev = match (body[2], f.as_slice()) {
         (K_DELIVER, &[sseq, dseq, dc, ts]) => Event::Deliver {
             sseq,
@@ -206,6 +218,12 @@ pub fn parse_snapshot(b: &[u8]) -> Option<(u64, State)> {
         s.rdc.insert(seq, n);
     }
     if next().is_some() {
+        return None;
+    }
+    let seqs = [s.sseq, s.dseq, s.adflr, s.asflr].into_iter();
+    let pending = s.pending.iter().flat_map(|(&k, p)| [k, p.dseq]);
+    let rdc = s.rdc.iter().flat_map(|(&k, &n)| [k, n]);
+    if seqs.chain(pending).chain(rdc).any(|v| v > MAX_SEQ) {
         return None;
     }
     Some((gen, s))

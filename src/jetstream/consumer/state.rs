@@ -33,8 +33,9 @@ pub enum Event {
     Ack { sseq: u64, dseq: u64 },
     /// `sseq` is gone from the stream: nothing about it is kept.
     Drop { sseq: u64 },
-    /// `sseq` reached max_deliver: no longer pending, its redelivery count stays (as in
-    /// nats-server, it keeps counting in `num_redelivered`).
+    /// `sseq` was due again past max_deliver: no longer pending, and that refused delivery
+    /// still counts in its redelivery count (nats-server increments before it checks; the
+    /// count stays in `num_redelivered`).
     Exhaust { sseq: u64 },
     /// A pending delivery's clock restarts at `ts` (+WPI, -NAK with a delay).
     Touch { sseq: u64, ts: i64 },
@@ -126,6 +127,7 @@ impl State {
             Event::Exhaust { sseq } => {
                 self.pending.remove(&sseq);
                 self.unqueue(sseq);
+                self.next_dc(sseq);
                 Applied::default()
             }
             Event::Touch { sseq, ts } => {
@@ -304,14 +306,19 @@ impl State {
     /// The redelivery count of `sseq` after one more delivery (`incDeliveryCount`).
     pub fn next_dc(&mut self, sseq: u64) -> u64 {
         let c = self.rdc.entry(sseq).or_insert(0);
-        *c += 1;
-        *c + 1
+        *c = c.saturating_add(1);
+        c.saturating_add(1)
+    }
+
+    /// What `next_dc` would return, without counting the delivery.
+    pub fn peek_dc(&self, sseq: u64) -> u64 {
+        self.rdc.get(&sseq).map_or(2, |c| c.saturating_add(2))
     }
 
     /// Takes back `next_to_redeliver` + `next_dc` (the delivery could not happen).
     pub fn unredeliver(&mut self, sseq: u64) {
         if let Some(c) = self.rdc.get_mut(&sseq) {
-            *c -= 1;
+            *c = c.saturating_sub(1);
             if *c == 0 {
                 self.rdc.remove(&sseq);
             }

@@ -275,6 +275,40 @@ fn backoff_redelivers_on_its_schedule() {
     assert_eq!(num(&h.info("C"), "num_ack_pending"), 0);
 }
 
+/// A redelivery that max_deliver stops still counts (nats-server's `incDeliveryCount` comes
+/// first), and after a restart the count is what it was: found by the consumer_state fuzz
+/// target, where the log replayed one delivery fewer than the live state had counted.
+#[test]
+fn exhausted_redelivery_counts_survive_a_restart() {
+    let stream = r#"{"name":"S","subjects":["s.>"]}"#;
+    let mut h = H::new("exhaust", stream);
+    h.sub("d");
+    h.publish("s.a", b"x");
+    h.publish("s.b", b"y");
+    h.req(
+        "$JS.API.CONSUMER.CREATE.S.C",
+        r#"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit","ack_wait":1000000000,"max_deliver":1,"deliver_subject":"d"}}"#,
+    );
+    h.req(
+        "$JS.API.CONSUMER.CREATE.S.D",
+        r#"{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit","ack_wait":1000000000,"max_deliver":2,"deliver_subject":"d"}}"#,
+    );
+    assert_eq!(h.drain().len(), 4);
+    h.advance(10 * SEC);
+    let rdc = |h: &H, c: &str| h.acc.streams["S"].consumers[c].state.rdc.clone();
+    let before = [rdc(&h, "C"), rdc(&h, "D")];
+    assert_eq!(num(&h.info("C"), "num_redelivered"), 2);
+    assert_eq!(num(&h.info("D"), "num_redelivered"), 2);
+    h.keep = true;
+    let dir = h.dir.clone();
+    drop(h);
+    let mut h = H::reopen(&dir, stream);
+    assert_eq!([rdc(&h, "C"), rdc(&h, "D")], before);
+    assert_eq!(num(&h.info("C"), "num_redelivered"), 2);
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn replay_original_keeps_the_gaps() {
     let mut h = H::new("replay", MEM);

@@ -256,8 +256,8 @@ impl FileStore {
             false,
             &mut sizer(&self.segs),
         )?;
+        let seq = next_seq(&self.ix)?;
         let sid = self.ix.intern(subject).ok_or(StoreError::TooManySubjects)?;
-        let seq = self.ix.last + 1;
         self.ready_for(seq);
         let Some(seg) = self.segs.back_mut() else {
             return Err(StoreError::Failed);
@@ -276,7 +276,7 @@ impl FileStore {
         if self.failed {
             return Err(StoreError::Failed);
         }
-        let seq = self.ix.last + 1;
+        let seq = next_seq(&self.ix)?;
         self.ix.skip(seq, ts);
         // The tombstone tells recovery the sequence was not lost (dropped if under the floor).
         self.ix.tombs.push(seq);
@@ -530,4 +530,12 @@ impl FileStore {
     pub(super) fn seg_paths(&self, id: u32) -> (PathBuf, PathBuf) {
         (seg_path(&self.dir, id), idx_path(&self.dir, id))
     }
+}
+
+/// The next sequence, unless it is past what a record carries (recovery would read such a
+/// record as garbage and the sequence would go back).
+fn next_seq(ix: &Index) -> Result<u64, StoreError> {
+    Some(ix.last + 1)
+        .filter(|&s| s <= record::MAX_SEQ)
+        .ok_or(StoreError::SeqExhausted)
 }

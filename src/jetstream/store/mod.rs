@@ -244,6 +244,8 @@ pub enum StoreError {
     TooLarge,
     /// Over two billion distinct subjects.
     TooManySubjects,
+    /// The stream's sequence reached 2^62, the most a record carries.
+    SeqExhausted,
     /// An earlier I/O error left the store read-only until restart.
     Failed,
     /// Writing failed; everything since the last successful flush was rolled back.
@@ -260,6 +262,7 @@ impl fmt::Display for StoreError {
             StoreError::BadSubject => f.write_str("subject is empty or too long"),
             StoreError::TooLarge => f.write_str("message too large"),
             StoreError::TooManySubjects => f.write_str("too many subjects"),
+            StoreError::SeqExhausted => f.write_str("sequence space exhausted"),
             StoreError::Failed => f.write_str("store is read-only after an I/O error"),
             StoreError::Io(e) => write!(f, "store write failed: {e}"),
         }

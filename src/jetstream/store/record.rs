@@ -212,7 +212,9 @@ fn decode_msg(body: &[u8], kind: u8, seq: u64, ts: i64) -> Option<Msg<'_>> {
     } else {
         (0, HEADER + 2)
     };
-    if at + slen + hlen > body.len() || (kind & F_HDR != 0 && hlen == 0) {
+    // The store never writes an empty subject (appends refuse one), and the index takes an
+    // empty name for a freed subject: such a record is damage.
+    if slen == 0 || at + slen + hlen > body.len() || (kind & F_HDR != 0 && hlen == 0) {
         return None;
     }
     Some(Msg {

@@ -32,6 +32,10 @@ use std::sync::Arc;
 /// At most this many lost sequences are listed (the count of bytes is always complete).
 const LOST_LIST_MAX: u64 = 1 << 20;
 
+/// Segment ids count up by one per segment from 1, so an id above this comes from a foreign
+/// or damaged file name and leaves too little room to count on: the segments are renumbered.
+const MAX_START_ID: u32 = 1 << 31;
+
 pub struct Recovered {
     pub ix: Index,
     pub segs: VecDeque<Seg>,
@@ -72,14 +76,24 @@ impl Scan {
 
 /// Reads the segment folder. Missing folder contents mean an empty store.
 pub fn recover(dir: &Path) -> io::Result<Recovered> {
-    let (ids, idxs) = list(dir)?;
+    let (mut ids, mut idxs) = list(dir)?;
+    let mut failed = false;
+    if ids.last().is_some_and(|&id| id > MAX_START_ID) {
+        if let Err(e) = renumber(dir, &mut ids, &mut idxs) {
+            warn!(
+                "store {}: cannot renumber segments: {e}; read-only until restart",
+                dir.display()
+            );
+            failed = true;
+        }
+    }
     let mut r = Recovered {
         ix: Index::new(),
         segs: VecDeque::new(),
         rec: Recovery::default(),
         next_id: ids.last().map_or(1, |&id| id.saturating_add(1)),
         to_index: Vec::new(),
-        failed: false,
+        failed,
     };
     let mut sc = Scan::default();
     for (i, &id) in ids.iter().enumerate() {
@@ -162,6 +176,28 @@ fn list(dir: &Path) -> io::Result<(Vec<u32>, Vec<u32>)> {
     segs.sort_unstable();
     idxs.sort_unstable();
     Ok((segs, idxs))
+}
+
+/// Renames the segments to 1, 2, ... in their order, after removing every index file (the
+/// segments are read and indexed again). Each rename goes to a lower id that is free by then,
+/// so the order holds at every step, and `ids` always names the files as they are.
+fn renumber(dir: &Path, ids: &mut [u32], idxs: &mut Vec<u32>) -> io::Result<()> {
+    warn!(
+        "store {}: segment ids up to {} leave no room; renumbering from 1",
+        dir.display(),
+        ids.last().copied().unwrap_or(0)
+    );
+    while let Some(&id) = idxs.last() {
+        fs::remove_file(idx_path(dir, id))?;
+        idxs.pop();
+    }
+    for (new, id) in (1..).zip(ids.iter_mut()) {
+        if *id != new {
+            fs::rename(seg_path(dir, *id), seg_path(dir, new))?;
+            *id = new;
+        }
+    }
+    File::open(dir)?.sync_all()
 }
 
 fn first_msg(c: &Chunk) -> Option<u64> {
@@ -374,6 +410,9 @@ fn assemble(r: &mut Recovered, mut sc: Scan) {
     }
     // A torn record's sequence is not reused.
     last = last.max(sc.lost.iter().map(|l| l.1).max().unwrap_or(0));
+    // Every sequence below the floor is gone: a purge past the end writes `floor - 1` as the
+    // last sequence, and a damaged mark that does not is read the same way.
+    last = last.max(floor.saturating_sub(1));
     (ix.first, ix.last, ix.last_ts) = (floor, last, last_ts);
     ix.recount(&mut sizer(&r.segs));
     let mut lost = Vec::new();
