@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 
-from crashwire import Closed, Conn, msg_get, start_server
+from crashwire import STARTED, Closed, Conn, alive, msg_get, start_server
 
 WINDOW = 64  # PubAcks outstanding per publisher
 
@@ -292,6 +292,17 @@ def main():
     print(f"crash: seed {seed}", flush=True)
     rng = random.Random(seed)
     parts = a.parts.split(",")
+    try:
+        run_parts(a, parts, rng)
+    except BaseException:
+        # What the server was doing when the check failed: alive or not, and its last log lines.
+        for srv in STARTED:
+            state = "running" if alive(srv) else f"exited ({srv.proc and srv.proc.returncode})"
+            print(f"crash: server on port {srv.port}: {state}; log tail:\n{srv.log()}", flush=True)
+        raise
+
+
+def run_parts(a, parts, rng):
     if "default" in parts:
         publisher_trials(a.server_bin, a.trials, False, rng)
     if "always" in parts:

@@ -155,11 +155,18 @@ class Conn:
                 raise Closed(line.decode())
 
     def poll(self, timeout=0.0):
-        """Read what is there (waiting up to `timeout` for the first bytes); return messages."""
-        if self._fill(0 if self.inbox else timeout):
+        """Read what is there and return the complete messages, waiting up to `timeout` for
+        the first one. (Bytes alone are not enough: a read may end inside a message, and an
+        empty answer means "nothing came" to the callers.)"""
+        deadline = time.monotonic() + timeout
+        while True:
             while self._fill(0):
                 pass
-        self._parse()
+            self._parse()
+            left = deadline - time.monotonic()
+            if self.inbox or left <= 0:
+                break
+            self._fill(left)
         out, self.inbox = self.inbox, []
         return out
 
