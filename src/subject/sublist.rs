@@ -330,22 +330,7 @@ impl Sublist {
             self.stats.cache_hits += 1;
             return (!m.is_empty()).then(|| m.clone());
         }
-        let mut result = Matches::default();
-        with_tokens(subject, |toks| {
-            if !toks.iter().any(|t| t.is_empty()) {
-                match_level(
-                    &self.wild,
-                    toks,
-                    &mut result,
-                    self.literal.get(subject).map(|m| &**m),
-                );
-            }
-        });
-        let result = if result.is_empty() {
-            self.empty.clone()
-        } else {
-            Rc::new(result)
-        };
+        let result = self.walk(subject).unwrap_or_else(|| self.empty.clone());
         if self.cache.len() >= CACHE_MAX {
             let mut keep = false;
             self.cache.retain(|_, _| {
