@@ -57,9 +57,10 @@ impl JetStream {
         };
         let acc = m.account;
         // Borrowed unless the bytes are not UTF-8 (they always are from a client).
-        let subject = String::from_utf8_lossy(&m.subject);
-        let reply = String::from_utf8_lossy(&m.reply);
-        let (hdr, data) = m.payload.split_at(m.hdr_len.min(m.payload.len()));
+        let subject = String::from_utf8_lossy(m.subject());
+        let reply = String::from_utf8_lossy(m.reply());
+        let payload = m.payload();
+        let (hdr, data) = payload.split_at(m.hdr_len.min(payload.len()));
         match purpose {
             Purpose::Api => self.on_request(b, acc, &subject, &reply, data, now, server),
             Purpose::Stream(name) => {
