@@ -30,6 +30,7 @@ use crate::util::hash::{new_map, FastMap};
 use log::{error, info, warn};
 use mio::event::Event;
 use mio::Token;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -87,8 +88,10 @@ pub struct JetStream {
     pub(super) settings: Settings,
     /// By broker account index.
     pub(super) slots: Vec<Slot>,
-    /// What each internal subscription is for, by (account, subscription).
-    pub(super) subs: FastMap<(usize, SubId), Purpose>,
+    /// What each internal subscription is for, by (account, subscription). Looked up for
+    /// every ack and publish: the keys are numbers the server assigns, so an ordered map
+    /// (a few integer compares) does without SipHash-ing them.
+    pub(super) subs: BTreeMap<(usize, SubId), Purpose>,
     pub(super) commit: Commit,
     /// The earliest stream expiry or consumer deadline (Unix ns).
     pub(super) wake_at: Option<i64>,
@@ -113,7 +116,7 @@ impl JetStream {
             commit: Commit::new(cx.waker.clone(), settings.sync)?,
             settings,
             slots: Vec::new(),
-            subs: new_map(),
+            subs: BTreeMap::new(),
             wake_at: None,
             busy: false,
             budget: Budget::default(),
