@@ -235,8 +235,13 @@ impl JetStream {
 
     /// Publishes consumer output: deliveries under their stored subject, statuses and
     /// advisories as they are. `after_sync` ones wait for the pass's commit.
-    pub(super) fn publish_outs(&mut self, b: &mut Broker, acc: usize, outs: Vec<Out>) {
-        for out in outs {
+    pub(super) fn publish_outs(&mut self, b: &mut Broker, acc: usize, mut outs: Vec<Out>) {
+        self.publish_outs_drain(b, acc, &mut outs);
+    }
+
+    /// `publish_outs` leaving `outs` empty with its capacity.
+    fn publish_outs_drain(&mut self, b: &mut Broker, acc: usize, outs: &mut Vec<Out>) {
+        for out in outs.drain(..) {
             if out.after_sync {
                 self.commit.hold(Held::out(acc, &out), None, None);
                 continue;
@@ -293,7 +298,7 @@ impl JetStream {
                     }
                 }
             }
-            let mut outs = Vec::new();
+            let mut outs = std::mem::take(&mut self.outs_buf);
             let d = slot.js.poll(
                 now_ns,
                 &self.budget,
@@ -309,8 +314,9 @@ impl JetStream {
                 slot.touched = true;
                 slot.polled = true;
                 busy = true;
-                self.publish_outs(b, acc, outs);
+                self.publish_outs_drain(b, acc, &mut outs);
             }
+            self.outs_buf = outs;
         }
         self.busy = busy;
         if let Some(t) = next {

@@ -18,7 +18,7 @@
 
 use super::account::{to_ns, JsAccount, ServerJs};
 use super::commit::Commit;
-use super::consumer::Budget;
+use super::consumer::{Budget, Out};
 use super::limits::AccountLimits;
 use crate::config::jetstream::{JsLimits, Sync};
 use crate::config::{Config, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
@@ -93,6 +93,8 @@ pub struct JetStream {
     /// (a few integer compares) does without SipHash-ing them.
     pub(super) subs: BTreeMap<(usize, SubId), Purpose>,
     pub(super) commit: Commit,
+    /// The consumers' output of a poll, kept between passes for its capacity.
+    pub(super) outs_buf: Vec<Out>,
     /// The earliest stream expiry or consumer deadline (Unix ns).
     pub(super) wake_at: Option<i64>,
     /// Consumers have more to deliver right now (run the next pass without sleeping).
@@ -117,6 +119,7 @@ impl JetStream {
             settings,
             slots: Vec::new(),
             subs: BTreeMap::new(),
+            outs_buf: Vec::new(),
             wake_at: None,
             busy: false,
             budget: Budget::default(),

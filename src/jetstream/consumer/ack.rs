@@ -256,8 +256,8 @@ impl Consumer {
         if applied.was_pending {
             self.ready = true;
             match applied.acked {
-                Acked::One(s) => cx.acked.push(s),
-                Acked::Range(from, to) => cx.acked_ranges.push((from, to)),
+                Acked::One(s) => cx.ack_one(s),
+                Acked::Range(from, to) => cx.ack_range(from, to),
                 Acked::Nothing => {}
             }
         }

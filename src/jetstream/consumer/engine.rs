@@ -33,6 +33,9 @@ pub struct PollCtx<'a> {
     pub acked: Vec<u64>,
     /// Ranges acked at once (ack all): the stream clamps them to what it still holds.
     pub acked_ranges: Vec<(u64, u64)>,
+    /// Whether to collect `acked` and `acked_ranges`: limits retention never reads them
+    /// (false there spares a vector per ack, and per delivery of an ack-none consumer).
+    pub track_acked: bool,
 }
 
 impl<'a> PollCtx<'a> {
@@ -46,6 +49,21 @@ impl<'a> PollCtx<'a> {
             outs: Vec::new(),
             acked: Vec::new(),
             acked_ranges: Vec::new(),
+            track_acked: true,
+        }
+    }
+
+    /// Stream sequence `seq` was acked (see `acked`).
+    pub fn ack_one(&mut self, seq: u64) {
+        if self.track_acked {
+            self.acked.push(seq);
+        }
+    }
+
+    /// Stream sequences `from..=to` were acked at once (see `acked_ranges`).
+    pub fn ack_range(&mut self, from: u64, to: u64) {
+        if self.track_acked {
+            self.acked_ranges.push((from, to));
         }
     }
 }
@@ -318,7 +336,7 @@ impl Consumer {
     fn after_delivery(&mut self, seq: u64, psz: i64, cx: &mut PollCtx) {
         let now = cx.now;
         if self.config.ack_policy == AckPolicy::None {
-            cx.acked.push(seq);
+            cx.ack_one(seq);
         } else if self.ack_timer.is_none() {
             let wait = self
                 .config
