@@ -354,7 +354,7 @@ impl Consumer {
 
     fn plain(&self, prefix: &str, json: String) -> Out {
         Out {
-            to: format!("{prefix}.{}.{}", self.stream, self.name),
+            to: format!("{prefix}.{}.{}", self.stream, self.name).into(),
             reply: String::new(),
             seq: 0,
             after_sync: false,

@@ -13,6 +13,7 @@ use super::pull::{self, NextRequest, Waiting};
 use super::state::Event;
 use super::{push, Body, Budget, Consumer, Out};
 use crate::jetstream::store::{Store, StoredMsg};
+use std::rc::Rc;
 
 /// What one `poll` (or ack, or pull request) needs from outside, and what it produced.
 pub struct PollCtx<'a> {
@@ -136,7 +137,7 @@ impl Consumer {
     /// inbox) can take more now.
     /// `memo`: the last target asked about this poll and its answer.
     fn target_has_room(&self, cx: &PollCtx, memo: &mut Option<(String, bool)>) -> bool {
-        let target = if self.config.is_push() {
+        let target: &str = if self.config.is_push() {
             &self.config.deliver_subject
         } else {
             match self.waiting.reqs.front() {
@@ -150,7 +151,7 @@ impl Consumer {
             }
         }
         let has = (cx.room)(target);
-        *memo = Some((target.clone(), has));
+        *memo = Some((target.to_string(), has));
         has
     }
 
@@ -254,7 +255,7 @@ impl Consumer {
             Body::Stored(c.msg)
         };
         let mut out = Out {
-            to: String::new(),
+            to: Rc::from(""),
             reply,
             seq,
             after_sync: false,
@@ -267,7 +268,10 @@ impl Consumer {
             return None;
         }
         out.to = if self.config.is_push() {
-            self.config.deliver_subject.clone()
+            if *self.deliver_to != *self.config.deliver_subject {
+                self.deliver_to = Rc::from(self.config.deliver_subject.as_str());
+            }
+            self.deliver_to.clone()
         } else {
             match self.next_waiting(sz, cx) {
                 Some(r) => r,
@@ -366,7 +370,7 @@ impl Consumer {
     }
 
     /// `nextWaiting`: the reply subject of the request that takes a message of `sz` bytes.
-    fn next_waiting(&mut self, sz: usize, cx: &mut PollCtx) -> Option<String> {
+    fn next_waiting(&mut self, sz: usize, cx: &mut PollCtx) -> Option<Rc<str>> {
         let now = cx.now;
         let sz = sz as i64;
         while let Some(w) = self.waiting.reqs.front_mut() {
@@ -503,7 +507,7 @@ impl Consumer {
             }
         }
         let w = Waiting {
-            reply: reply.to_string(),
+            reply: Rc::from(reply),
             n: r.batch,
             d: 0,
             b: r.max_bytes,
@@ -562,7 +566,7 @@ impl Consumer {
         o.end();
         let to = format!("{MAX_DELIVER_ADVISORY}.{}.{}", self.stream, self.name);
         cx.outs.push(Out {
-            to,
+            to: to.into(),
             reply: String::new(),
             seq: 0,
             after_sync: false,
