@@ -256,6 +256,7 @@ impl JsAccount {
             return Vec::new();
         };
         let mut cx = PollCtx::new(now, interest);
+        cx.track_acked = stream.config.retention != Retention::Limits;
         {
             let Stream {
                 consumers, store, ..
@@ -343,8 +344,12 @@ impl JsAccount {
             let mut cx = PollCtx::new(now, interest);
             cx.budget = *budget;
             cx.room = room;
+            cx.track_acked = s.config.retention != Retention::Limits;
+            // Deliveries go straight into the caller's vector (it keeps its capacity from
+            // pass to pass): no growing from empty and no second copy per poll.
+            cx.outs = std::mem::take(outs);
             let d = s.poll_consumers(&mut cx);
-            outs.append(&mut cx.outs);
+            *outs = std::mem::take(&mut cx.outs);
             next = match (next, d) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

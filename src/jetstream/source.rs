@@ -18,7 +18,7 @@
 
 use super::account::{to_ns, JsAccount, ServerJs};
 use super::commit::Commit;
-use super::consumer::Budget;
+use super::consumer::{Budget, Out};
 use super::limits::AccountLimits;
 use crate::config::jetstream::{JsLimits, Sync};
 use crate::config::{Config, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
@@ -30,6 +30,7 @@ use crate::util::hash::{new_map, FastMap};
 use log::{error, info, warn};
 use mio::event::Event;
 use mio::Token;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -87,9 +88,13 @@ pub struct JetStream {
     pub(super) settings: Settings,
     /// By broker account index.
     pub(super) slots: Vec<Slot>,
-    /// What each internal subscription is for, by (account, subscription).
-    pub(super) subs: FastMap<(usize, SubId), Purpose>,
+    /// What each internal subscription is for, by (account, subscription). Looked up for
+    /// every ack and publish: the keys are numbers the server assigns, so an ordered map
+    /// (a few integer compares) does without SipHash-ing them.
+    pub(super) subs: BTreeMap<(usize, SubId), Purpose>,
     pub(super) commit: Commit,
+    /// The consumers' output of a poll, kept between passes for its capacity.
+    pub(super) outs_buf: Vec<Out>,
     /// The earliest stream expiry or consumer deadline (Unix ns).
     pub(super) wake_at: Option<i64>,
     /// Consumers have more to deliver right now (run the next pass without sleeping).
@@ -113,7 +118,8 @@ impl JetStream {
             commit: Commit::new(cx.waker.clone(), settings.sync)?,
             settings,
             slots: Vec::new(),
-            subs: new_map(),
+            subs: BTreeMap::new(),
+            outs_buf: Vec::new(),
             wake_at: None,
             busy: false,
             budget: Budget::default(),

@@ -256,8 +256,8 @@ impl Consumer {
         if applied.was_pending {
             self.ready = true;
             match applied.acked {
-                Acked::One(s) => cx.acked.push(s),
-                Acked::Range(from, to) => cx.acked_ranges.push((from, to)),
+                Acked::One(s) => cx.ack_one(s),
+                Acked::Range(from, to) => cx.ack_range(from, to),
                 Acked::Nothing => {}
             }
         }
@@ -354,7 +354,7 @@ impl Consumer {
 
     fn plain(&self, prefix: &str, json: String) -> Out {
         Out {
-            to: format!("{prefix}.{}.{}", self.stream, self.name),
+            to: format!("{prefix}.{}.{}", self.stream, self.name).into(),
             reply: String::new(),
             seq: 0,
             after_sync: false,

@@ -13,6 +13,7 @@ use super::pull::{self, NextRequest, Waiting};
 use super::state::Event;
 use super::{push, Body, Budget, Consumer, Out};
 use crate::jetstream::store::{Store, StoredMsg};
+use std::rc::Rc;
 
 /// What one `poll` (or ack, or pull request) needs from outside, and what it produced.
 pub struct PollCtx<'a> {
@@ -33,6 +34,9 @@ pub struct PollCtx<'a> {
     pub acked: Vec<u64>,
     /// Ranges acked at once (ack all): the stream clamps them to what it still holds.
     pub acked_ranges: Vec<(u64, u64)>,
+    /// Whether to collect `acked` and `acked_ranges`: limits retention never reads them
+    /// (false there spares a vector per ack, and per delivery of an ack-none consumer).
+    pub track_acked: bool,
 }
 
 impl<'a> PollCtx<'a> {
@@ -46,6 +50,21 @@ impl<'a> PollCtx<'a> {
             outs: Vec::new(),
             acked: Vec::new(),
             acked_ranges: Vec::new(),
+            track_acked: true,
+        }
+    }
+
+    /// Stream sequence `seq` was acked (see `acked`).
+    pub fn ack_one(&mut self, seq: u64) {
+        if self.track_acked {
+            self.acked.push(seq);
+        }
+    }
+
+    /// Stream sequences `from..=to` were acked at once (see `acked_ranges`).
+    pub fn ack_range(&mut self, from: u64, to: u64) {
+        if self.track_acked {
+            self.acked_ranges.push((from, to));
         }
     }
 }
@@ -118,7 +137,7 @@ impl Consumer {
     /// inbox) can take more now.
     /// `memo`: the last target asked about this poll and its answer.
     fn target_has_room(&self, cx: &PollCtx, memo: &mut Option<(String, bool)>) -> bool {
-        let target = if self.config.is_push() {
+        let target: &str = if self.config.is_push() {
             &self.config.deliver_subject
         } else {
             match self.waiting.reqs.front() {
@@ -132,7 +151,7 @@ impl Consumer {
             }
         }
         let has = (cx.room)(target);
-        *memo = Some((target.clone(), has));
+        *memo = Some((target.to_string(), has));
         has
     }
 
@@ -236,7 +255,7 @@ impl Consumer {
             Body::Stored(c.msg)
         };
         let mut out = Out {
-            to: String::new(),
+            to: Rc::from(""),
             reply,
             seq,
             after_sync: false,
@@ -249,7 +268,10 @@ impl Consumer {
             return None;
         }
         out.to = if self.config.is_push() {
-            self.config.deliver_subject.clone()
+            if *self.deliver_to != *self.config.deliver_subject {
+                self.deliver_to = Rc::from(self.config.deliver_subject.as_str());
+            }
+            self.deliver_to.clone()
         } else {
             match self.next_waiting(sz, cx) {
                 Some(r) => r,
@@ -318,7 +340,7 @@ impl Consumer {
     fn after_delivery(&mut self, seq: u64, psz: i64, cx: &mut PollCtx) {
         let now = cx.now;
         if self.config.ack_policy == AckPolicy::None {
-            cx.acked.push(seq);
+            cx.ack_one(seq);
         } else if self.ack_timer.is_none() {
             let wait = self
                 .config
@@ -348,7 +370,7 @@ impl Consumer {
     }
 
     /// `nextWaiting`: the reply subject of the request that takes a message of `sz` bytes.
-    fn next_waiting(&mut self, sz: usize, cx: &mut PollCtx) -> Option<String> {
+    fn next_waiting(&mut self, sz: usize, cx: &mut PollCtx) -> Option<Rc<str>> {
         let now = cx.now;
         let sz = sz as i64;
         while let Some(w) = self.waiting.reqs.front_mut() {
@@ -485,7 +507,7 @@ impl Consumer {
             }
         }
         let w = Waiting {
-            reply: reply.to_string(),
+            reply: Rc::from(reply),
             n: r.batch,
             d: 0,
             b: r.max_bytes,
@@ -544,7 +566,7 @@ impl Consumer {
         o.end();
         let to = format!("{MAX_DELIVER_ADVISORY}.{}.{}", self.stream, self.name);
         cx.outs.push(Out {
-            to,
+            to: to.into(),
             reply: String::new(),
             seq: 0,
             after_sync: false,

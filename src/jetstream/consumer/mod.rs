@@ -64,6 +64,7 @@ use crate::jetstream::subject;
 use config::{ConsumerConfig, DeliverPolicy};
 use state::State;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 /// How much one `poll` may deliver.
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +87,8 @@ impl Default for Budget {
 #[derive(Debug)]
 pub struct Out {
     /// The subject it is routed on: deliver subject, pull inbox, advisory or ack reply.
-    pub to: String,
+    /// Shared: every delivery to one target names the same subject (no copy per message).
+    pub to: Rc<str>,
     /// Reply subject (`$JS.ACK...`, `$JS.FC...`) or empty.
     pub reply: String,
     /// The stream sequence of a delivery (0 for anything else).
@@ -131,7 +133,7 @@ impl Out {
 
     pub fn status(to: &str, hdr: Vec<u8>) -> Out {
         Out {
-            to: to.to_string(),
+            to: Rc::from(to),
             reply: String::new(),
             seq: 0,
             after_sync: false,
@@ -159,6 +161,8 @@ pub struct Consumer {
     pub state: State,
     /// `$JS.ACK.<stream>.<consumer>.`.
     ack_prefix: String,
+    /// `config.deliver_subject` shared by the deliveries (remade when the config changes it).
+    deliver_to: Rc<str>,
     filter_wild: bool,
     lss: Option<SkipList>,
     /// Matching messages at or after `state.sseq` (nats-server's `npc`); None: recount.
@@ -224,6 +228,7 @@ impl Consumer {
             name: name.to_string(),
             stream: stream.to_string(),
             ack_prefix: format!("$JS.ACK.{stream}.{name}."),
+            deliver_to: Rc::from(config.deliver_subject.as_str()),
             filter_wild,
             lss: None,
             npc: None,

@@ -7,6 +7,7 @@
 
 use crate::jetstream::gojson;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 /// A parsed pull request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,7 +71,8 @@ fn trim(b: &[u8]) -> &[u8] {
 /// A request waiting for messages (`waitingRequest`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Waiting {
-    pub reply: String,
+    /// Shared with each delivery to it.
+    pub reply: Rc<str>,
     /// Messages still wanted (may go to zero or below: then it is done).
     pub n: i64,
     /// Messages delivered to it so far.
@@ -128,7 +130,7 @@ impl WaitQueue {
     /// the back (when others wait), a finished one leaves. Returns its reply subject and
     /// whether it is done.
     /// A request with a heartbeat restarts its heartbeat clock at `now`.
-    pub fn pop(&mut self, now: i64) -> Option<(String, bool)> {
+    pub fn pop(&mut self, now: i64) -> Option<(Rc<str>, bool)> {
         let mut w = self.reqs.pop_front()?;
         w.d += 1;
         w.n -= 1;
