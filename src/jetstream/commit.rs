@@ -314,8 +314,9 @@ impl Commit {
         self.next_interval
     }
 
-    /// The interval fsync: everything written and not yet synced, in one batch.
-    pub fn sync_all(&mut self, slots: &mut [Slot]) {
+    /// The interval fsync: everything written and not yet synced, handed to the sync thread
+    /// as one batch (nothing waits here).
+    pub fn submit_sync_all(&mut self, slots: &mut [Slot]) {
         if let Sync::Interval(d) = self.sync {
             self.next_interval = Some(Instant::now() + d);
         }
@@ -335,10 +336,11 @@ impl Commit {
         }
     }
 
-    /// At shutdown: what the last pass wrote is synced here, on the loop thread (nothing else
-    /// is left to serve), and the replies still waiting go out.
+    /// At shutdown: what the last pass wrote goes to the sync thread, and the loop, with
+    /// nothing else left to serve, waits for it (5 s at most) so the replies still waiting
+    /// go out.
     pub fn shutdown(&mut self, b: &mut Broker, owner: SourceId, slots: &mut [Slot]) {
-        self.sync_all(slots);
+        self.submit_sync_all(slots);
         let mut waited = 0;
         while !self.batches.is_empty() && waited < 500 {
             std::thread::sleep(std::time::Duration::from_millis(10));

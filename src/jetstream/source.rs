@@ -286,7 +286,7 @@ impl JetStream {
             self.arm_expiry(now);
         }
         if self.commit.interval_due(Instant::now()) {
-            self.commit.sync_all(&mut self.slots);
+            self.commit.submit_sync_all(&mut self.slots);
         }
     }
 }

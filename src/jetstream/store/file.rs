@@ -108,7 +108,11 @@ impl FileStore {
             next_id,
             to_index,
             failed,
+            renamed,
         } = r;
+        if renamed {
+            dirs_pending.push(dir_file.clone());
+        }
         let active = segs.back().map_or(0, |s| s.id);
         let saved = Saved {
             first: ix.first,

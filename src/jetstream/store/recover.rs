@@ -45,6 +45,9 @@ pub struct Recovered {
     pub to_index: Vec<u32>,
     /// A file could not be truncated: the store must not append.
     pub failed: bool,
+    /// Segments were renamed: the folder must be fsynced (by the sync thread, as every
+    /// folder change: recovery also runs on the loop, for a stream created over old files).
+    pub renamed: bool,
 }
 
 /// State carried from one segment to the next while reading them in order.
@@ -77,16 +80,8 @@ impl Scan {
 /// Reads the segment folder. Missing folder contents mean an empty store.
 pub fn recover(dir: &Path) -> io::Result<Recovered> {
     let (mut ids, mut idxs) = list(dir)?;
-    let mut failed = false;
-    if ids.last().is_some_and(|&id| id > MAX_START_ID) {
-        if let Err(e) = renumber(dir, &mut ids, &mut idxs) {
-            warn!(
-                "store {}: cannot renumber segments: {e}; read-only until restart",
-                dir.display()
-            );
-            failed = true;
-        }
-    }
+    let renamed = ids.last().is_some_and(|&id| id > MAX_START_ID);
+    let failed = renamed && !try_renumber(dir, &mut ids, &mut idxs);
     let mut r = Recovered {
         ix: Index::new(),
         segs: VecDeque::new(),
@@ -94,6 +89,7 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
         next_id: ids.last().map_or(1, |&id| id.saturating_add(1)),
         to_index: Vec::new(),
         failed,
+        renamed,
     };
     let mut sc = Scan::default();
     for (i, &id) in ids.iter().enumerate() {
@@ -181,6 +177,18 @@ fn list(dir: &Path) -> io::Result<(Vec<u32>, Vec<u32>)> {
 /// Renames the segments to 1, 2, ... in their order, after removing every index file (the
 /// segments are read and indexed again). Each rename goes to a lower id that is free by then,
 /// so the order holds at every step, and `ids` always names the files as they are.
+/// `renumber`, false (logged) when it failed: the store is then read-only until restart.
+fn try_renumber(dir: &Path, ids: &mut [u32], idxs: &mut Vec<u32>) -> bool {
+    let r = renumber(dir, ids, idxs);
+    if let Err(e) = &r {
+        warn!(
+            "store {}: cannot renumber segments: {e}; read-only until restart",
+            dir.display()
+        );
+    }
+    r.is_ok()
+}
+
 fn renumber(dir: &Path, ids: &mut [u32], idxs: &mut Vec<u32>) -> io::Result<()> {
     warn!(
         "store {}: segment ids up to {} leave no room; renumbering from 1",
@@ -197,7 +205,7 @@ fn renumber(dir: &Path, ids: &mut [u32], idxs: &mut Vec<u32>) -> io::Result<()> 
             *id = new;
         }
     }
-    File::open(dir)?.sync_all()
+    Ok(())
 }
 
 fn first_msg(c: &Chunk) -> Option<u64> {
