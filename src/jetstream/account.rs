@@ -8,10 +8,10 @@
 
 use super::api::errors::{self as e, ApiError};
 use super::config::{Storage, StreamConfig};
-pub use super::limits::AccountLimits;
 use super::publish::{Inbound, PubCtx, PubOutcome};
 use super::stream::Stream;
 use super::subject;
+pub use crate::config::jetstream::JsLimits;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -101,7 +101,7 @@ pub struct JsAccount {
     /// `<store_dir>/jetstream/<account>/streams`: one directory per file stream.
     pub dir: PathBuf,
     pub streams: BTreeMap<String, Stream>,
-    pub limits: AccountLimits,
+    pub limits: JsLimits,
     pub api_total: u64,
     pub api_errors: u64,
 }
@@ -109,7 +109,7 @@ pub struct JsAccount {
 impl JsAccount {
     /// An account whose streams live under `<store_dir>/jetstream/<name>/streams`. Call
     /// `meta::open_streams(&acc.dir, ..)` to bring back the streams already there.
-    pub fn new(store_dir: &Path, name: &str, limits: AccountLimits) -> JsAccount {
+    pub fn new(store_dir: &Path, name: &str, limits: JsLimits) -> JsAccount {
         JsAccount {
             name: name.to_string(),
             dir: store_dir.join("jetstream").join(name).join("streams"),
@@ -121,12 +121,7 @@ impl JsAccount {
     }
 
     /// `new`, then the streams already on disk (meta::open_streams).
-    pub fn open(
-        store_dir: &Path,
-        name: &str,
-        limits: AccountLimits,
-        domain: Option<&str>,
-    ) -> JsAccount {
+    pub fn open(store_dir: &Path, name: &str, limits: JsLimits, domain: Option<&str>) -> JsAccount {
         let mut acc = JsAccount::new(store_dir, name, limits);
         for s in super::meta::open_streams(&acc.dir, domain) {
             acc.streams.insert(s.config.name.clone(), s);
@@ -337,7 +332,7 @@ impl JsAccount {
 /// nats-server's `jsAccount.limitsExceeded` for an account using `used` bytes of `storage`
 /// (checked after a message is stored). The account's total is compared with the
 /// per-stream maximum too, as nats-server does.
-pub fn over_limits(lim: &AccountLimits, storage: Storage, used: i64) -> bool {
+pub fn over_limits(lim: &JsLimits, storage: Storage, used: i64) -> bool {
     let (per_stream, max) = if storage == Storage::Memory {
         (lim.memory_max_stream_bytes, lim.max_memory)
     } else {

@@ -6,7 +6,7 @@
 //! Where tern differs: mirrors and sources are refused (tern has no stream sourcing), and
 //! `storage: any` is refused (nats-server 2.9.10 accepts it and then crashes).
 
-use super::account::AccountLimits;
+use super::account::JsLimits;
 use super::api::errors::{self as e, ApiError};
 use super::config::{Discard, Storage, StreamConfig};
 use super::subject;
@@ -26,7 +26,7 @@ pub const MAX_SUBJECT_PAIRS: usize = 1 << 20;
 
 /// What validation needs from outside the config.
 pub struct CheckCtx<'a> {
-    pub limits: &'a AccountLimits,
+    pub limits: &'a JsLimits,
     /// The server's `jetstream { limits { duplicate_window } }` in ns (0: none).
     pub max_duplicate_window: i64,
 }
@@ -213,7 +213,7 @@ fn subjects(cfg: &mut StreamConfig) -> Result<(), ApiError> {
 }
 
 /// Max-bytes account rules, then the stream's own subjects against each other.
-fn stream_bytes(cfg: &StreamConfig, limits: &AccountLimits) -> Result<(), ApiError> {
+fn stream_bytes(cfg: &StreamConfig, limits: &JsLimits) -> Result<(), ApiError> {
     let limit = if cfg.storage == Storage::Memory {
         limits.memory_max_stream_bytes
     } else {
@@ -341,7 +341,7 @@ mod tests {
     use crate::jetstream::config::parse;
 
     fn checked(body: &str) -> Result<StreamConfig, String> {
-        let limits = AccountLimits::default();
+        let limits = JsLimits::default();
         let ctx = CheckCtx {
             limits: &limits,
             max_duplicate_window: 0,

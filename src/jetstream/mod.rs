@@ -20,7 +20,6 @@ pub mod dedupe;
 pub mod gojson;
 pub mod headers;
 mod inbound;
-pub mod limits;
 pub mod meta;
 pub mod publish;
 pub mod report;

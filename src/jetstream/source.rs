@@ -19,7 +19,6 @@
 use super::account::{to_ns, JsAccount, ServerJs};
 use super::commit::Commit;
 use super::consumer::{Budget, Out};
-use super::limits::AccountLimits;
 use crate::config::jetstream::{JsLimits, Sync};
 use crate::config::{Config, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::core::broker::Broker;
@@ -156,8 +155,7 @@ impl JetStream {
                 None => Slot::NotEnabled,
                 Some(l) => {
                     let domain = self.settings.domain.as_deref();
-                    let js =
-                        JsAccount::open(&self.settings.store_dir, name, account_limits(l), domain);
+                    let js = JsAccount::open(&self.settings.store_dir, name, l, domain);
                     let n = js.streams.len();
                     if n > 0 {
                         info!("  Restored {n} stream(s) for account {name:?}");
@@ -415,19 +413,6 @@ fn friendly_bytes(n: i64) -> String {
         i += 1;
     }
     format!("{:.2} {}B", v / 1024.0, UNITS[i])
-}
-
-fn account_limits(l: JsLimits) -> AccountLimits {
-    AccountLimits {
-        max_memory: l.max_memory,
-        max_store: l.max_store,
-        max_streams: l.max_streams,
-        max_consumers: l.max_consumers,
-        max_ack_pending: l.max_ack_pending,
-        memory_max_stream_bytes: l.memory_max_stream_bytes,
-        store_max_stream_bytes: l.store_max_stream_bytes,
-        max_bytes_required: l.max_bytes_required,
-    }
 }
 
 /// The machine's RAM (MemTotal of /proc/meminfo), or 256 MiB when it cannot be read

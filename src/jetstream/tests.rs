@@ -2,7 +2,7 @@
 //! (flush, sync, subscription changes), the domain in PubAcks, republish, server limits,
 //! publishes without a reply, and reopening streams from disk.
 
-use super::account::{AccountLimits, Env, JsAccount, ServerJs};
+use super::account::{Env, JsAccount, JsLimits, ServerJs};
 use super::api::{self, Change, Reply, Request, Response};
 use super::publish::{Inbound, PubOutcome, Republish};
 use std::path::PathBuf;
@@ -72,7 +72,7 @@ fn ack(out: &PubOutcome) -> Option<String> {
 #[test]
 fn what_the_integration_must_do_around_replies() {
     let dir = temp_dir("around");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let env = env(None);
     let r = call(
         &mut acc,
@@ -109,7 +109,7 @@ fn what_the_integration_must_do_around_replies() {
 #[test]
 fn domain_in_acks_and_info() {
     let dir = temp_dir("domain");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let env = env(Some("hub"));
     let r = call(
         &mut acc,
@@ -142,7 +142,7 @@ fn domain_in_acks_and_info() {
 #[test]
 fn republish_after_store() {
     let dir = temp_dir("republish");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let env = env(None);
     let body = r#"{"name":"R","subjects":["r.*"],"storage":"memory","republish":{"src":"r.*","dest":"out.$1"}}"#;
     call(&mut acc, &env, "$JS.API.STREAM.CREATE.R", body);
@@ -165,7 +165,7 @@ fn republish_after_store() {
 #[test]
 fn server_limits_and_missing_replies() {
     let dir = temp_dir("server");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let mut env = env(None);
     call(
         &mut acc,
@@ -206,7 +206,7 @@ fn server_limits_and_missing_replies() {
 #[test]
 fn request_info_header_is_not_stored() {
     let dir = temp_dir("reqinfo");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let env = env(None);
     call(
         &mut acc,
@@ -233,7 +233,7 @@ fn failed_flush_replies() {
 #[test]
 fn reopen_skips_a_stream_with_bad_meta() {
     let dir = temp_dir("reopen");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let mut env = env(None);
     call(
         &mut acc,
@@ -256,7 +256,7 @@ fn reopen_skips_a_stream_with_bad_meta() {
     );
     drop(acc);
     std::fs::write(dir.join("jetstream/A/streams/BAD/meta.inf"), b"{not json").unwrap();
-    let mut acc = JsAccount::open(&dir, "A", AccountLimits::default(), None);
+    let mut acc = JsAccount::open(&dir, "A", JsLimits::default(), None);
     assert_eq!(acc.streams.keys().collect::<Vec<_>>(), vec!["GOOD"]);
     assert!(
         dir.join("jetstream/A/streams/BAD").exists(),
@@ -281,7 +281,7 @@ fn reopen_skips_a_stream_with_bad_meta() {
 fn publish_cost() {
     for (storage, with_id) in [("file", false), ("file", true), ("memory", false)] {
         let dir = temp_dir(&format!("cost-{storage}-{with_id}"));
-        let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+        let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
         let env = env(None);
         let body = format!(r#"{{"name":"C","subjects":["c.*"],"storage":"{storage}"}}"#);
         call(&mut acc, &env, "$JS.API.STREAM.CREATE.C", &body);
@@ -333,7 +333,7 @@ fn publish_cost() {
 #[test]
 fn huge_max_bytes_update_does_not_overflow() {
     let dir = temp_dir("huge");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let env = env(None);
     call(
         &mut acc,
@@ -349,7 +349,7 @@ fn huge_max_bytes_update_does_not_overflow() {
 #[test]
 fn huge_subject_lists_are_checked_quickly() {
     let dir = temp_dir("hugesubj");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let env = env(None);
     // 50k literal subjects: linear (a hash set), not 2.5 billion comparisons.
     let subjects: Vec<String> = (0..50_000).map(|i| format!("\"lit.{i}\"")).collect();
@@ -384,9 +384,9 @@ fn huge_subject_lists_are_checked_quickly() {
 #[test]
 fn over_account_limit_on_a_file_stream_survives_reopen() {
     let dir = temp_dir("acclimit");
-    let limits = AccountLimits {
+    let limits = JsLimits {
         max_store: 100,
-        ..AccountLimits::default()
+        ..JsLimits::default()
     };
     let mut acc = JsAccount::new(&dir, "A", limits);
     let env = env(None);
@@ -420,7 +420,7 @@ fn over_account_limit_on_a_file_stream_survives_reopen() {
 #[test]
 fn templates_snapshots_and_restores_are_refused_clearly() {
     let dir = temp_dir("refused");
-    let mut acc = JsAccount::new(&dir, "A", AccountLimits::default());
+    let mut acc = JsAccount::new(&dir, "A", JsLimits::default());
     let env = env(None);
     call(
         &mut acc,

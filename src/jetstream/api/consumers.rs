@@ -138,7 +138,7 @@ enum Created {
 fn add_consumer(
     s: &mut Stream,
     mut cfg: ConsumerConfig,
-    limits: &crate::jetstream::account::AccountLimits,
+    limits: &crate::jetstream::account::JsLimits,
     env: &Env,
 ) -> Result<(String, Created, Option<SyncTarget>), ApiError> {
     check::defaults(&mut cfg, limits);

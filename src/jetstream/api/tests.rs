@@ -9,7 +9,7 @@
 //! status, which the integration produces.
 
 use super::{handle, not_enabled, Reply, Request};
-use crate::jetstream::account::{AccountLimits, Env, JsAccount, ServerJs};
+use crate::jetstream::account::{Env, JsAccount, JsLimits, ServerJs};
 use crate::jetstream::publish::{Inbound, PubOutcome};
 use crate::protocol::json::{self, Value};
 use std::collections::BTreeMap;
@@ -133,8 +133,8 @@ pub(super) struct World {
     pub(super) now: SystemTime,
 }
 
-fn limits_from(words: &[&str]) -> AccountLimits {
-    let mut l = AccountLimits::default();
+fn limits_from(words: &[&str]) -> JsLimits {
+    let mut l = JsLimits::default();
     for kv in words {
         let (k, v) = kv.split_once('=').expect("key=value");
         let n = || v.parse::<i64>().expect("number");
@@ -184,7 +184,7 @@ impl World {
             let (name, user) = (words[1], words[2].split(':').next().unwrap_or_default());
             let acc = match words.get(3) {
                 Some(&"disabled") | None => None,
-                Some(&"enabled") => Some(JsAccount::new(dir, name, AccountLimits::default())),
+                Some(&"enabled") => Some(JsAccount::new(dir, name, JsLimits::default())),
                 Some(_) => Some(JsAccount::new(dir, name, limits_from(&words[3..]))),
             };
             w.accounts.insert(user.to_string(), acc);
@@ -192,7 +192,7 @@ impl World {
         if w.accounts.is_empty() {
             w.accounts.insert(
                 String::new(),
-                Some(JsAccount::new(dir, "$G", AccountLimits::default())),
+                Some(JsAccount::new(dir, "$G", JsLimits::default())),
             );
         }
         w

@@ -4,9 +4,9 @@
 //! (`update_check`). Every message is nats-server's own wording.
 
 use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy};
+use crate::config::jetstream::JsLimits;
 use crate::jetstream::api::errors::{self as e, ApiError};
 use crate::jetstream::config::{Retention, StreamConfig};
-use crate::jetstream::limits::AccountLimits;
 use crate::jetstream::subject;
 
 pub const MAX_NAME_LEN: usize = 255;
@@ -21,7 +21,7 @@ const MIN_MAX_EXPIRES: i64 = 1_000_000;
 
 /// `setConsumerConfigDefaults` (the server has no JetStream limits of its own in tern, so
 /// only the account's max_ack_pending lowers the default).
-pub fn defaults(c: &mut ConsumerConfig, lim: &AccountLimits) {
+pub fn defaults(c: &mut ConsumerConfig, lim: &JsLimits) {
     if c.deliver_subject.is_empty() && c.max_waiting == 0 {
         c.max_waiting = DEFAULT_MAX_WAITING;
     }
@@ -51,7 +51,7 @@ pub fn inactive_default(c: &mut ConsumerConfig) {
 }
 
 /// `checkConsumerCfg`, after `defaults`.
-pub fn check(c: &ConsumerConfig, s: &StreamConfig, lim: &AccountLimits) -> Result<(), ApiError> {
+pub fn check(c: &ConsumerConfig, s: &StreamConfig, lim: &JsLimits) -> Result<(), ApiError> {
     // (num_replicas above the stream's cannot get here: the API refuses > 1 first.)
     if c.num_replicas < 0 {
         return Err(ApiError::new(e::REPLICAS_COUNT_CANNOT_BE_NEGATIVE));

@@ -2,7 +2,7 @@
 //! the counters checked against a recomputation after random steps.
 
 use super::{Budget, Out};
-use crate::jetstream::account::{AccountLimits, Env, JsAccount, ServerJs};
+use crate::jetstream::account::{Env, JsAccount, JsLimits, ServerJs};
 use crate::jetstream::api::{self, Request};
 use crate::jetstream::publish::Inbound;
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ impl H {
         let dir = std::env::temp_dir().join(format!("tern-cons-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut h = H {
-            acc: JsAccount::new(&dir, "A", AccountLimits::default()),
+            acc: JsAccount::new(&dir, "A", JsLimits::default()),
             now: 1_700_000_000 * SEC,
             subs: vec!["_INBOX.>".into()],
             dir,
@@ -53,7 +53,7 @@ impl H {
     pub fn reopen(dir: &std::path::Path, stream_cfg: &str) -> H {
         let now = crate::jetstream::account::to_ns(SystemTime::now());
         let mut h = H {
-            acc: JsAccount::open(dir, "A", AccountLimits::default(), None),
+            acc: JsAccount::open(dir, "A", JsLimits::default(), None),
             now,
             subs: vec!["_INBOX.>".into()],
             dir: dir.to_path_buf(),
