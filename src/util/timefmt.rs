@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
-pub fn civil(days: i64) -> (i64, u32, u32) {
+fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -32,7 +32,14 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// `2026-11-21T23:47:09.902115263Z`, trailing zeros of the fraction dropped as Go does.
 pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    let mut out = date_time(d.as_secs() as i64, d.subsec_nanos());
+    out.push('Z');
+    out
+}
+
+/// `2026-11-21T23:47:09.902115263` for `secs` since 1970 (wall-clock seconds in whatever
+/// zone the caller means) and `nanos`: RFC 3339 without its zone, fraction trimmed as Go does.
+pub fn date_time(secs: i64, nanos: u32) -> String {
     let (y, mo, day) = civil(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
     let mut out = format!(
@@ -41,13 +48,11 @@ pub fn rfc3339(t: SystemTime) -> String {
         s / 60 % 60,
         s % 60
     );
-    let nanos = d.subsec_nanos();
     if nanos > 0 {
         let frac = format!("{nanos:09}");
         out.push('.');
         out.push_str(frac.trim_end_matches('0'));
     }
-    out.push('Z');
     out
 }
 

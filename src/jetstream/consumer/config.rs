@@ -7,7 +7,7 @@
 
 use crate::jetstream::gojson::{self, BadJson};
 use crate::protocol::json::{Obj, Value};
-use crate::util::timefmt::{civil, days_from_civil};
+use crate::util::timefmt::{date_time, days_from_civil};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeliverPolicy {
@@ -382,20 +382,8 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 /// Go's RFC 3339 (nano, trailing zeros trimmed) in the time's own offset.
 pub fn format_time(t: GoTime) -> String {
     let secs = t.ns.div_euclid(1_000_000_000) + i64::from(t.offset_s);
-    let nanos = t.ns.rem_euclid(1_000_000_000);
-    let (y, mo, d) = civil(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    let mut out = format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    );
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
+    let nanos = t.ns.rem_euclid(1_000_000_000) as u32;
+    let mut out = date_time(secs, nanos);
     if t.offset_s == 0 {
         out.push('Z');
     } else {
