@@ -308,27 +308,29 @@ impl Sublist {
     /// reply): the cache is read but not filled, so one-off subjects neither pay for an
     /// insertion nor evict the subjects that are published to again.
     pub fn lookup_once(&mut self, subject: &[u8]) -> Option<Rc<Matches>> {
+        match self.known(subject) {
+            Some(found) => found,
+            None => self.walk(subject),
+        }
+    }
+
+    /// The start of every lookup: counted, then answered from the literal map when there
+    /// are no wildcards, or from the cache; None when the trie must be walked.
+    fn known(&mut self, subject: &[u8]) -> Option<Option<Rc<Matches>>> {
         self.stats.matches += 1;
         if self.wild_count == 0 {
-            return self.literal.get(subject).cloned();
+            return Some(self.literal.get(subject).cloned());
         }
-        if let Some(m) = self.cache.get(subject) {
-            self.stats.cache_hits += 1;
-            return (!m.is_empty()).then(|| m.clone());
-        }
-        self.walk(subject)
+        let m = self.cache.get(subject)?;
+        self.stats.cache_hits += 1;
+        Some((!m.is_empty()).then(|| m.clone()))
     }
 
     /// `matches`, or `None` when nothing matches (the publish path: no reference counting
     /// for subjects nobody listens to).
     pub fn lookup(&mut self, subject: &[u8]) -> Option<Rc<Matches>> {
-        self.stats.matches += 1;
-        if self.wild_count == 0 {
-            return self.literal.get(subject).cloned();
-        }
-        if let Some(m) = self.cache.get(subject) {
-            self.stats.cache_hits += 1;
-            return (!m.is_empty()).then(|| m.clone());
+        if let Some(found) = self.known(subject) {
+            return found;
         }
         let result = self.walk(subject).unwrap_or_else(|| self.empty.clone());
         if self.cache.len() >= CACHE_MAX {
