@@ -42,8 +42,12 @@ def payload(i):
     return (b"%d|" % i + block * (size // 64 + 1))[:size]
 
 
+FAILURE = []
+
+
 def fail(msg):
     print("crash: FAIL: " + msg, flush=True)
+    FAILURE.append(msg)
     sys.exit(1)
 
 
@@ -192,6 +196,11 @@ class ConsumerRun:
                 out += c.pub("$JS.API.CONSUMER.MSG.NEXT.CQ.DUR",
                              b'{"batch":50,"expires":300000000}', "_P.%d" % self.pulls)
                 pull_open, pull_left, pull_id = True, 50, self.pulls
+                pull_sent = time.monotonic()
+            elif time.monotonic() - pull_sent > 10:
+                # Expiring in 300 ms, a request ends with its 50 messages or a status.
+                fail(f"consumer: pull request {pull_id} got {50 - pull_left} messages and no "
+                     f"408 in 10 s")
             if out:
                 c.send(out)
             for m in c.poll(0.5):
@@ -299,6 +308,9 @@ def main():
         for srv in STARTED:
             state = "running" if alive(srv) else f"exited ({srv.proc and srv.proc.returncode})"
             print(f"crash: server on port {srv.port}: {state}; log tail:\n{srv.log()}", flush=True)
+        # Again last, where a CI log's tail shows it.
+        print(f"crash: seed {seed}: FAIL: {FAILURE[0] if FAILURE else 'see the traceback'}",
+              flush=True)
         raise
 
 

@@ -387,7 +387,16 @@ impl Consumer {
                     continue;
                 }
             }
-            if (w.expires == 0 || now < w.expires) && (cx.interest)(&w.reply) {
+            if w.expires != 0 && now >= w.expires {
+                // Expired between two passes of `process_waiting`: the requester still hears
+                // of it, as from nats-server 2.10 (2.9.10 dropped it silently, and a client
+                // without a timeout of its own waited for ever).
+                let hdr = pull::status_pending(408, "Request Timeout", w.n, w.b);
+                cx.outs.push(Out::status(&w.reply, hdr));
+                self.waiting.reqs.pop_front();
+                continue;
+            }
+            if (cx.interest)(&w.reply) {
                 return self.waiting.pop(now).map(|(reply, _)| reply);
             }
             self.waiting.reqs.pop_front();

@@ -413,6 +413,35 @@ fn pull_without_interest_is_dropped_and_not_delivered_is_redelivered() {
 }
 
 #[test]
+fn pull_expired_when_a_message_comes_gets_its_408() {
+    // The crash trials' stall: a request expires while nothing is deliverable, and the
+    // next pass finds a message before `process_waiting` ran. The requester must hear of
+    // it (as from nats-server 2.10); the message waits for the next request.
+    let mut h = H::new("expired", MEM);
+    h.req(
+        "$JS.API.CONSUMER.CREATE.S.C",
+        r#"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit"}}"#,
+    );
+    h.req_reply(
+        "$JS.API.CONSUMER.MSG.NEXT.S.C",
+        "_INBOX.p",
+        r#"{"batch":5,"expires":1000000000}"#,
+    );
+    assert!(h.drain().is_empty());
+    h.now += 2 * SEC;
+    h.publish("s.a", b"1");
+    let got = h.poll();
+    assert_eq!(got.len(), 1, "{:?}", got.iter().map(status).collect::<Vec<_>>());
+    assert_eq!(&*got[0].to, "_INBOX.p");
+    assert_eq!(status(&got[0]), "NATS/1.0 408 Request Timeout");
+    assert_eq!(num(&h.info("C"), "num_waiting"), 0);
+    assert_eq!(num(&h.info("C"), "num_pending"), 1);
+    h.req_reply("$JS.API.CONSUMER.MSG.NEXT.S.C", "_INBOX.q", "1");
+    let again = h.drain();
+    assert_eq!((again.len(), again[0].seq), (1, 1));
+}
+
+#[test]
 fn nak_with_delay_and_progress() {
     let mut h = H::new("nak", MEM);
     h.sub("d");
