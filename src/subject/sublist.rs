@@ -170,6 +170,8 @@ pub struct Sublist {
     wild_count: usize,
     cache: FastMap<Box<[u8]>, Rc<Matches>>,
     empty: Rc<Matches>,
+    /// The list `lookup_once` fills, kept for the next one.
+    once: Rc<Matches>,
     pub stats: Stats,
 }
 
@@ -191,6 +193,7 @@ impl Sublist {
             wild_count: 0,
             cache: new_map(),
             empty: Rc::new(Matches::default()),
+            once: Rc::default(),
             stats: Stats::default(),
         }
     }
@@ -291,27 +294,40 @@ impl Sublist {
     /// What `subject` matches, from the literal map and the trie (no cache).
     fn walk(&self, subject: &[u8]) -> Option<Rc<Matches>> {
         let mut result = Matches::default();
-        with_tokens(subject, |toks| {
-            if !toks.iter().any(|t| t.is_empty()) {
-                match_level(
-                    &self.wild,
-                    toks,
-                    &mut result,
-                    self.literal.get(subject).map(|m| &**m),
-                );
-            }
-        });
+        self.walk_into(subject, &mut result);
         (!result.is_empty()).then(|| Rc::new(result))
     }
 
+    fn walk_into(&self, subject: &[u8], out: &mut Matches) {
+        with_tokens(subject, |toks| {
+            if !toks.iter().any(|t| t.is_empty()) {
+                match_level(&self.wild, toks, out, self.literal.get(subject).map(|m| &**m));
+            }
+        });
+    }
+
     /// `lookup` for a subject published to once, such as a reply inbox (a PubAck, an API
-    /// reply): the cache is read but not filled, so one-off subjects neither pay for an
-    /// insertion nor evict the subjects that are published to again.
+    /// reply) or an ack: the cache is neither read (it would only miss, at the price of
+    /// hashing the subject) nor filled (an insertion would evict subjects that are published
+    /// to again), and the walk fills the list of the previous one-off lookup when nobody
+    /// holds it any more (no allocation).
     pub fn lookup_once(&mut self, subject: &[u8]) -> Option<Rc<Matches>> {
-        match self.known(subject) {
-            Some(found) => found,
-            None => self.walk(subject),
+        self.stats.matches += 1;
+        if self.wild_count == 0 {
+            return self.literal.get(subject).cloned();
         }
+        let mut once = std::mem::take(&mut self.once);
+        if Rc::get_mut(&mut once).is_none() {
+            // Still held by a caller further up (a delivery that published again).
+            once = Rc::default();
+        }
+        let m = Rc::make_mut(&mut once);
+        m.plain.clear();
+        m.groups.clear();
+        self.walk_into(subject, m);
+        let found = !m.is_empty();
+        self.once = once;
+        found.then(|| self.once.clone())
     }
 
     /// The start of every lookup: counted, then answered from the literal map when there
@@ -442,7 +458,13 @@ fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option
         if let Some(next) = pwc.and_then(|p| p.next.as_deref()) {
             match_level(next, &toks[i + 1..], out, None);
         }
-        node = l.nodes.get(*t);
+        // A level of wildcards only (the `*` tokens of `$JS.ACK.<stream>.*.*.*.*.*.*`) has
+        // no literal token to hash.
+        node = if l.nodes.is_empty() {
+            None
+        } else {
+            l.nodes.get(*t)
+        };
         level = node.and_then(|n| n.next.as_deref());
     }
     if let Some(n) = node {
