@@ -170,8 +170,9 @@ impl Server {
             Token(t) => match source_of(t) {
                 Some(id) => self.with_source(id, |s, cx| s.ready(cx, Token(t), ev)),
                 None => {
-                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        self.read(t);
+                    let to_the_end = ev.is_read_closed() || ev.is_error();
+                    if ev.is_readable() || to_the_end {
+                        self.read(t, to_the_end);
                     }
                     if ev.is_writable() && self.broker.conns.contains(t) {
                         self.broker.conns.flush(t);
@@ -227,7 +228,8 @@ impl Server {
         let mut again = std::mem::take(&mut self.pending_reads);
         again.append(&mut self.broker.conns.wake);
         for t in again {
-            self.read(t);
+            // Left unread by the budget, or a stall that ended: read to WouldBlock.
+            self.read(t, true);
         }
         if (self.listener.as_ref()).is_some_and(|l| l.due(self.broker.conns.now)) {
             self.accept();
