@@ -131,9 +131,64 @@ fn remove_from(m: &mut Matches, slot: u32, queue: Option<&[u8]>) -> Option<SubId
 
 #[derive(Default)]
 struct Level {
-    nodes: FastMap<Box<[u8]>, Node>,
+    nodes: Children,
     pwc: Option<Box<Node>>,
     fwc: Option<Box<Node>>,
+}
+
+/// A level's literal tokens. Most levels have a few (`$JS` has `API`, `ACK`, `FC`): up to
+/// `FEW` they are found by comparing, which is cheaper than hashing the token; past that
+/// they move to the keyed hash map for good, so a level with many tokens (inbox ids) stays
+/// O(1) and flood-proof.
+#[derive(Default)]
+struct Children {
+    few: Vec<(Box<[u8]>, Node)>,
+    many: FastMap<Box<[u8]>, Node>,
+}
+
+const FEW: usize = 8;
+
+impl Children {
+    fn is_empty(&self) -> bool {
+        self.few.is_empty() && self.many.is_empty()
+    }
+
+    fn get(&self, t: &[u8]) -> Option<&Node> {
+        if self.many.is_empty() {
+            return self.few.iter().find(|(k, _)| **k == *t).map(|(_, n)| n);
+        }
+        self.many.get(t)
+    }
+
+    fn get_mut(&mut self, t: &[u8]) -> Option<&mut Node> {
+        if self.many.is_empty() {
+            return self.few.iter_mut().find(|(k, _)| **k == *t).map(|(_, n)| n);
+        }
+        self.many.get_mut(t)
+    }
+
+    fn get_or_insert(&mut self, t: &[u8]) -> &mut Node {
+        if self.many.is_empty() {
+            if let Some(i) = self.few.iter().position(|(k, _)| **k == *t) {
+                return &mut self.few[i].1;
+            }
+            if self.few.len() < FEW {
+                let i = self.few.len();
+                self.few.push((t.into(), Node::default()));
+                return &mut self.few[i].1;
+            }
+            self.many.extend(self.few.drain(..));
+        }
+        self.many.entry(t.into()).or_default()
+    }
+
+    fn remove(&mut self, t: &[u8]) {
+        if self.many.is_empty() {
+            self.few.retain(|(k, _)| **k != *t);
+        } else {
+            self.many.remove(t);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -166,6 +221,10 @@ pub struct Stats {
 pub struct Sublist {
     subs: Slab<Sub>,
     literal: FastMap<Box<[u8]>, Rc<Matches>>,
+    /// How many literal subjects there are of each length (255: that long or longer): a
+    /// walk hashes the subject for the literal map only when one of its length exists (an
+    /// ack subject is longer than the inboxes around it).
+    literal_lens: Box<[u32; 256]>,
     wild: Level,
     wild_count: usize,
     cache: FastMap<Box<[u8]>, Rc<Matches>>,
@@ -189,6 +248,7 @@ impl Sublist {
         Sublist {
             subs: Slab::new(),
             literal: new_map(),
+            literal_lens: Box::new([0; 256]),
             wild: Level::default(),
             wild_count: 0,
             cache: new_map(),
@@ -240,7 +300,10 @@ impl Sublist {
             self.cache.retain(|k, _| !subject_matches(pattern, k));
             slot
         } else {
-            let m = self.literal.entry(subject.clone()).or_default();
+            let m = self.literal.entry(subject.clone()).or_insert_with(|| {
+                self.literal_lens[len_class(&subject)] += 1;
+                Rc::default()
+            });
             self.cache.remove(&subject);
             add_to(Rc::make_mut(m), id, queue.as_deref())
         };
@@ -264,6 +327,7 @@ impl Sublist {
             let moved = remove_from(Rc::make_mut(m), sub.slot, queue);
             if m.is_empty() {
                 self.literal.remove(&sub.subject);
+                self.literal_lens[len_class(&sub.subject)] -= 1;
             }
             moved
         };
@@ -301,7 +365,12 @@ impl Sublist {
     fn walk_into(&self, subject: &[u8], out: &mut Matches) {
         with_tokens(subject, |toks| {
             if !toks.iter().any(|t| t.is_empty()) {
-                match_level(&self.wild, toks, out, self.literal.get(subject).map(|m| &**m));
+                let literal = if self.literal_lens[len_class(subject)] == 0 {
+                    None
+                } else {
+                    self.literal.get(subject).map(|m| &**m)
+                };
+                match_level(&self.wild, toks, out, literal);
             }
         });
     }
@@ -361,6 +430,11 @@ impl Sublist {
     }
 }
 
+/// `Sublist::literal_lens`' index for a subject.
+fn len_class(subject: &[u8]) -> usize {
+    subject.len().min(255)
+}
+
 /// The trie node for a wildcard subject, created as needed.
 fn node_for<'a>(root: &'a mut Level, subject: &[u8]) -> &'a mut Node {
     let mut level = root;
@@ -370,7 +444,7 @@ fn node_for<'a>(root: &'a mut Level, subject: &[u8]) -> &'a mut Node {
         let node: &mut Node = match t {
             b"*" => level.pwc.get_or_insert_with(Default::default),
             b">" => level.fwc.get_or_insert_with(Default::default),
-            _ => level.nodes.entry(t.into()).or_default(),
+            _ => level.nodes.get_or_insert(t),
         };
         if toks.peek().is_none() {
             return node;
@@ -428,25 +502,68 @@ fn remove_wild(
 fn with_tokens<R>(subject: &[u8], f: impl FnOnce(&[&[u8]]) -> R) -> R {
     let mut stack: [&[u8]; 32] = [&[]; 32];
     let mut n = 0;
-    for t in subject.split(|&b| b == b'.') {
-        if n == stack.len() {
-            let all: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
-            return f(&all);
+    let mut start = 0;
+    let mut more = true;
+    each_dot(subject, |dot| {
+        if n == stack.len() - 1 {
+            more = false;
+            return false;
         }
-        stack[n] = t;
+        stack[n] = &subject[start..dot];
+        start = dot + 1;
         n += 1;
+        true
+    });
+    if !more {
+        let all: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
+        return f(&all);
     }
-    f(&stack[..n])
+    stack[n] = &subject[start..];
+    f(&stack[..=n])
+}
+
+/// Calls `f` with the index of each `.` in `s`, in order, until it returns false. Eight
+/// bytes at a time: a subject of 60 bytes is 8 words, not 60 compares (every uncached
+/// lookup, such as each ack's, splits its subject).
+fn each_dot(s: &[u8], mut f: impl FnMut(usize) -> bool) {
+    const DOTS: u64 = 0x2E2E_2E2E_2E2E_2E2E;
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        // A zero byte of x is a dot of w; exactly those bytes get their high bit here.
+        let x = u64::from_le_bytes(b) ^ DOTS;
+        let mut zeros = !(((x & LOW7) + LOW7) | x) & HIGH;
+        while zeros != 0 {
+            if !f(at + zeros.trailing_zeros() as usize / 8) {
+                return;
+            }
+            zeros &= zeros - 1;
+        }
+        at += 8;
+    }
+    for (i, &c) in words.remainder().iter().enumerate() {
+        if c == b'.' && !f(at + i) {
+            return;
+        }
+    }
 }
 
 fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option<&Matches>) {
     let mut level = Some(level);
     let mut node: Option<&Node> = None;
     let mut pwc: Option<&Node> = None;
+    let mut literal = literal;
+    // The literal entry, once a `*`-only level was followed in place (below): it goes last,
+    // where it would come after the recursive call that following replaces.
+    let mut last: Option<&Matches> = None;
     for (i, t) in toks.iter().enumerate() {
         let Some(l) = level else {
             // The trie ends here; only the literal subject itself lies further down.
-            if let Some(lit) = literal {
+            for lit in [literal, last].into_iter().flatten() {
                 out.extend_from(lit);
             }
             return;
@@ -455,16 +572,19 @@ fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option
             out.extend_from(&f.subs);
         }
         pwc = l.pwc.as_deref();
-        if let Some(next) = pwc.and_then(|p| p.next.as_deref()) {
+        let below = pwc.and_then(|p| p.next.as_deref());
+        if l.nodes.is_empty() && i + 1 < toks.len() {
+            // Only wildcards at this level and tokens left: the `*` branch is the only way
+            // on, so it is followed here instead of recursed into and returned from (the
+            // six `*` of `$JS.ACK.<stream>.*.*.*.*.*.*`, matched once per ack).
+            last = last.or(literal.take());
+            (level, node, pwc) = (below, None, None);
+            continue;
+        }
+        if let Some(next) = below {
             match_level(next, &toks[i + 1..], out, None);
         }
-        // A level of wildcards only (the `*` tokens of `$JS.ACK.<stream>.*.*.*.*.*.*`) has
-        // no literal token to hash.
-        node = if l.nodes.is_empty() {
-            None
-        } else {
-            l.nodes.get(*t)
-        };
+        node = l.nodes.get(t);
         level = node.and_then(|n| n.next.as_deref());
     }
     if let Some(n) = node {
@@ -476,200 +596,11 @@ fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option
     if let Some(p) = pwc {
         out.extend_from(&p.subs);
     }
+    if let Some(lit) = last {
+        out.extend_from(lit);
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::subject::valid_literal_subject;
-
-    fn ids(m: &Matches) -> Vec<SubId> {
-        let mut v: Vec<SubId> = m.plain.clone();
-        for g in &m.groups {
-            v.extend(&g.members);
-        }
-        v.sort();
-        v
-    }
-
-    fn add(sl: &mut Sublist, subject: &str) -> SubId {
-        sl.insert(Sub::new(0, subject.as_bytes(), None, b"1"))
-            .unwrap()
-    }
-
-    #[test]
-    fn validity() {
-        for ok in [
-            "foo", "foo.bar", "*", ">", "foo.*", "foo.>", "*.*.>", "foo*", "f>o",
-        ] {
-            assert!(valid_subject(ok.as_bytes()), "{ok}");
-        }
-        for bad in ["", "foo..bar", "foo.>.bar", ".foo", "foo.", ">.foo", "."] {
-            assert!(!valid_subject(bad.as_bytes()), "{bad}");
-        }
-        assert!(valid_literal_subject(b"foo.bar*"));
-        assert!(!valid_literal_subject(b"foo.*"));
-        assert!(!valid_literal_subject(b"foo..x"));
-    }
-
-    #[test]
-    fn wildcards_match() {
-        let mut sl = Sublist::new();
-        let a = add(&mut sl, "foo.bar");
-        let b = add(&mut sl, "foo.*");
-        let c = add(&mut sl, "foo.>");
-        let d = add(&mut sl, "*.bar");
-        let e = add(&mut sl, ">");
-        let f = add(&mut sl, "foo.*.baz");
-        assert_eq!(ids(&sl.matches(b"foo.bar")), vec![a, b, c, d, e]);
-        assert_eq!(ids(&sl.matches(b"foo")), vec![e]);
-        assert_eq!(ids(&sl.matches(b"foo.x.baz")), vec![c, e, f]);
-        assert_eq!(ids(&sl.matches(b"foo.x.y")), vec![c, e]);
-        assert_eq!(ids(&sl.matches(b"foo..bar")), Vec::<SubId>::new());
-        // Publishing to a wildcard subject reaches subscriptions to that very token.
-        assert_eq!(ids(&sl.matches(b"foo.*")), vec![b, c, e]);
-    }
-
-    /// One connection's overlapping subscriptions get their copies in nats-server's order.
-    #[test]
-    fn match_order_is_nats_servers() {
-        let mut sl = Sublist::new();
-        let lit = add(&mut sl, "foo");
-        let fwc = add(&mut sl, ">");
-        let pwc = add(&mut sl, "*");
-        assert_eq!(sl.matches(b"foo").plain, vec![fwc, lit, pwc]);
-        let a = add(&mut sl, "a.b.c");
-        let b = add(&mut sl, "a.*.c");
-        let c = add(&mut sl, "a.>");
-        let d = add(&mut sl, "*.b.*");
-        // Traced through nats-server's matchLevel: root `>`, root `*` branch, then under `a`.
-        assert_eq!(sl.matches(b"a.b.c").plain, vec![fwc, d, c, b, a]);
-    }
-
-    #[test]
-    fn invalid_subjects_are_refused() {
-        let mut sl = Sublist::new();
-        assert_eq!(
-            sl.insert(Sub::new(0, b"foo..bar", None, b"1")).unwrap_err(),
-            InvalidSubject
-        );
-        assert_eq!(sl.count(), 0);
-    }
-
-    #[test]
-    fn queue_groups() {
-        let mut sl = Sublist::new();
-        let q1 = sl.insert(Sub::new(1, b"foo", Some(b"q"), b"1")).unwrap();
-        let q2 = sl.insert(Sub::new(2, b"foo.*", Some(b"q"), b"1")).unwrap();
-        let r1 = sl.insert(Sub::new(3, b"foo", Some(b"r"), b"1")).unwrap();
-        let p = add(&mut sl, "foo");
-        let m = sl.matches(b"foo");
-        assert_eq!(m.plain, vec![p]);
-        assert_eq!(m.groups.len(), 2);
-        let g = m.groups.iter().find(|g| &*g.name == b"q").unwrap();
-        assert_eq!(g.members, vec![q1]);
-        let m = sl.matches(b"foo.x");
-        assert_eq!(
-            m.groups,
-            vec![Group {
-                name: b"q"[..].into(),
-                members: vec![q2]
-            }]
-        );
-        sl.remove(r1);
-        assert_eq!(sl.matches(b"foo").groups.len(), 1);
-    }
-
-    /// The cache, the literal map and the trie agree with a brute-force scan under random
-    /// inserts and removes of literal, wildcard and queue subscriptions.
-    #[test]
-    fn agrees_with_brute_force() {
-        let subjects = [
-            "a", "b", "a.b", "a.c", "a.b.c", "*", ">", "a.*", "a.>", "*.b", "*.*", "a.*.c",
-            "*.b.>", "b.>",
-        ];
-        let literals = ["a", "b", "a.b", "a.c", "a.b.c", "b.b", "c.b.d", "a.b.c.d"];
-        let mut sl = Sublist::new();
-        let mut live: Vec<SubId> = Vec::new();
-        let mut seed = 0x9E3779B97F4A7C15u64;
-        let mut rand = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for step in 0..20_000 {
-            let r = rand();
-            // Inserts and removes balance out around a few hundred live subscriptions.
-            if live.len() < 8 || (r % 2 == 0 && live.len() < 300) {
-                let s = subjects[(r >> 8) as usize % subjects.len()];
-                let q: Option<&[u8]> = match (r >> 16) % 4 {
-                    0 => Some(b"q1"),
-                    1 => Some(b"q2"),
-                    _ => None,
-                };
-                live.push(sl.insert(Sub::new(step, s.as_bytes(), q, b"1")).unwrap());
-            } else {
-                let i = (r >> 8) as usize % live.len();
-                let id = live.swap_remove(i);
-                assert!(sl.remove(id).is_some());
-            }
-            let lit = literals[(r >> 24) as usize % literals.len()];
-            let got = ids(&sl.matches(lit.as_bytes()));
-            let mut want: Vec<SubId> = live
-                .iter()
-                .copied()
-                .filter(|&id| subject_matches(&sl.get(id).unwrap().subject, lit.as_bytes()))
-                .collect();
-            want.sort();
-            assert_eq!(got, want, "step {step} subject {lit}");
-        }
-        for id in live.drain(..) {
-            sl.remove(id);
-        }
-        assert_eq!(sl.count(), 0);
-        assert!(sl.literal.is_empty());
-        assert!(sl.wild.is_empty());
-        assert_eq!(sl.wild_count, 0);
-    }
-
-    #[test]
-    fn cache_is_bounded() {
-        let mut sl = Sublist::new();
-        add(&mut sl, "x.>");
-        for i in 0..3 * CACHE_MAX {
-            sl.matches(format!("x.{i}").as_bytes());
-            assert!(sl.cache_len() <= CACHE_MAX);
-        }
-    }
-
-    /// Subjects of more than 32 tokens (the tokens go to the heap) match as the short ones.
-    #[test]
-    fn long_subjects_match() {
-        let mut sl = Sublist::new();
-        add(&mut sl, "a.>");
-        let long = format!("a{}", ".b".repeat(40));
-        let exact = add(&mut sl, &long);
-        add(&mut sl, &format!("a{}.*", ".b".repeat(39)));
-        assert_eq!(sl.matches(long.as_bytes()).plain.len(), 3);
-        assert_eq!(sl.lookup_once(long.as_bytes()).unwrap().plain.len(), 3);
-        assert!(sl.lookup_once(format!("{long}..b").as_bytes()).is_none());
-        assert!(sl.matches(long.as_bytes()).plain.contains(&exact));
-    }
-
-    /// A one-off lookup finds what `lookup` finds and leaves the cache as it was.
-    #[test]
-    fn lookup_once_does_not_fill_the_cache() {
-        let mut sl = Sublist::new();
-        add(&mut sl, "_INBOX.a.*");
-        add(&mut sl, "_INBOX.a.1");
-        let once = sl.lookup_once(b"_INBOX.a.1").unwrap();
-        assert_eq!(sl.cache_len(), 0);
-        assert!(sl.lookup_once(b"_INBOX.b.1").is_none());
-        let cached = sl.lookup(b"_INBOX.a.1").unwrap();
-        assert_eq!((once.plain.len(), cached.plain.len()), (2, 2));
-        assert_eq!(sl.cache_len(), 1);
-        assert_eq!(sl.lookup_once(b"_INBOX.a.1").unwrap().plain.len(), 2);
-        assert_eq!(sl.stats.matches, 4);
-    }
-}
+#[path = "sublist_tests.rs"]
+mod tests;
