@@ -104,6 +104,11 @@ pub struct JsAccount {
     pub limits: JsLimits,
     pub api_total: u64,
     pub api_errors: u64,
+    /// Buffers of the deliveries published, for the next poll's.
+    pub spare: super::consumer::Spare,
+    /// The subscription generation `poll`'s interest answers for (`PollCtx::interest_gen`;
+    /// 0: unknown).
+    pub interest_gen: u64,
 }
 
 impl JsAccount {
@@ -117,6 +122,8 @@ impl JsAccount {
             limits,
             api_total: 0,
             api_errors: 0,
+            spare: Default::default(),
+            interest_gen: 0,
         }
     }
 

@@ -348,8 +348,11 @@ impl JsAccount {
             // Deliveries go straight into the caller's vector (it keeps its capacity from
             // pass to pass): no growing from empty and no second copy per poll.
             cx.outs = std::mem::take(outs);
+            cx.spare = std::mem::take(&mut self.spare);
+            cx.interest_gen = self.interest_gen;
             let d = s.poll_consumers(&mut cx);
             *outs = std::mem::take(&mut cx.outs);
+            self.spare = std::mem::take(&mut cx.spare);
             next = match (next, d) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

@@ -258,6 +258,9 @@ impl JetStream {
             if !got && out.seq > 0 {
                 self.undelivered(acc, &out);
             }
+            if let Slot::On(slot) = &mut self.slots[acc] {
+                slot.js.spare.keep(out);
+            }
         }
     }
 
@@ -289,6 +292,7 @@ impl JetStream {
                 let st = &b.accounts[acc].sublist.stats;
                 st.inserts + st.removes
             };
+            slot.js.interest_gen = gen;
             if gen != slot.interest_gen {
                 slot.interest_gen = gen;
                 for (s, c, subject, _group) in slot.js.deliver_subjects() {

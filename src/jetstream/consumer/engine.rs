@@ -11,7 +11,7 @@
 use super::config::AckPolicy;
 use super::pull::{self, NextRequest, Waiting};
 use super::state::Event;
-use super::{push, Body, Budget, Consumer, Out};
+use super::{push, Body, Budget, Consumer, Out, Spare};
 use crate::jetstream::store::{Store, StoredMsg};
 use std::rc::Rc;
 
@@ -37,6 +37,11 @@ pub struct PollCtx<'a> {
     /// Whether to collect `acked` and `acked_ranges`: limits retention never reads them
     /// (false there spares a vector per ack, and per delivery of an ack-none consumer).
     pub track_acked: bool,
+    /// Buffers of earlier deliveries to build new ones in.
+    pub spare: Spare,
+    /// A number that changes whenever a subscription comes or goes (0: none known): a pull
+    /// request whose inbox had interest at this number still has, without asking again.
+    pub interest_gen: u64,
 }
 
 impl<'a> PollCtx<'a> {
@@ -51,6 +56,8 @@ impl<'a> PollCtx<'a> {
             acked: Vec::new(),
             acked_ranges: Vec::new(),
             track_acked: true,
+            spare: Spare::default(),
+            interest_gen: 0,
         }
     }
 
@@ -179,7 +186,7 @@ impl Consumer {
                 continue;
             }
             let dc = self.state.next_dc(seq);
-            match store.load(seq) {
+            match store.load_into(seq, cx.spare.buf()) {
                 Some(msg) => {
                     return Ok(Candidate {
                         msg,
@@ -205,7 +212,7 @@ impl Consumer {
             }
         }
         let found = store.next_matching(from, self.filter());
-        let Some(msg) = found.and_then(|s| store.load(s)) else {
+        let Some(msg) = found.and_then(|s| store.load_into(s, cx.spare.buf())) else {
             if from_lss {
                 self.finish_lss();
             }
@@ -241,7 +248,9 @@ impl Consumer {
             pending = pending.saturating_sub(1);
         }
         let dseq = self.state.dseq;
-        let reply = ack_reply(
+        let mut reply = cx.spare.reply();
+        ack_reply(
+            &mut reply,
             &self.ack_prefix,
             [c.dc, seq, dseq, c.msg.ts as u64, pending],
         );
@@ -255,7 +264,8 @@ impl Consumer {
             Body::Stored(c.msg)
         };
         let mut out = Out {
-            to: Rc::from(""),
+            // Set below, once the target is known (a clone, not an allocation).
+            to: self.deliver_to.clone(),
             reply,
             seq,
             after_sync: false,
@@ -396,7 +406,9 @@ impl Consumer {
                 self.waiting.reqs.pop_front();
                 continue;
             }
-            if (cx.interest)(&w.reply) {
+            let gen = cx.interest_gen;
+            if (gen != 0 && w.seen == gen) || (cx.interest)(&w.reply) {
+                w.seen = gen;
                 return self.waiting.pop(now).map(|(reply, _)| reply);
             }
             self.waiting.reqs.pop_front();
@@ -421,9 +433,11 @@ impl Consumer {
                 cx.outs.push(Out::status(&w.reply, hdr));
                 return false;
             }
-            if !(cx.interest)(&w.reply) {
+            let gen = cx.interest_gen;
+            if !((gen != 0 && w.seen == gen) || (cx.interest)(&w.reply)) {
                 return false;
             }
+            w.seen = gen;
             wanted = wanted.saturating_add(w.n);
             if w.hbt != 0 && now >= w.hbt {
                 let hdr = pull::heartbeat(last_d, last_s, &stalled);
@@ -533,6 +547,7 @@ impl Consumer {
                 0
             },
             no_wait: r.no_wait,
+            seen: 0,
         };
         if !self.waiting.add(w) {
             cx.outs
@@ -589,17 +604,16 @@ impl Consumer {
 
 /// `<prefix><dc>.<sseq>.<dseq>.<ts>.<pending>` without the formatting machinery (one of
 /// these per delivery): digits two at a time into one buffer.
-fn ack_reply(prefix: &str, nums: [u64; 5]) -> String {
-    let mut b = Vec::with_capacity(prefix.len() + 5 * 21);
-    b.extend_from_slice(prefix.as_bytes());
+/// `<prefix><n1>.<n2>.<n3>.<n4>.<n5>` into `out` (emptied first).
+fn ack_reply(out: &mut String, prefix: &str, nums: [u64; 5]) {
+    out.clear();
+    out.push_str(prefix);
     for (i, n) in nums.into_iter().enumerate() {
         if i > 0 {
-            b.push(b'.');
+            out.push('.');
         }
-        push_u64(&mut b, n);
+        push_u64(out, n);
     }
-    // The prefix is a str and the rest ASCII.
-    String::from_utf8(b).unwrap_or_default()
 }
 
 const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
@@ -608,7 +622,7 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-fn push_u64(b: &mut Vec<u8>, mut n: u64) {
+fn push_u64(b: &mut String, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     while n >= 100 {
@@ -625,20 +639,22 @@ fn push_u64(b: &mut Vec<u8>, mut n: u64) {
         i -= 1;
         buf[i] = b'0' + n as u8;
     }
-    b.extend_from_slice(&buf[i..]);
+    // Digits only: always UTF-8.
+    b.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn ack_replies() {
-        assert_eq!(
-            super::ack_reply("$JS.ACK.S.C.", [1, 22, 333, 1_700_000_000_000_000_000, 0]),
-            "$JS.ACK.S.C.1.22.333.1700000000000000000.0"
+        let mut r = "left over".to_string();
+        super::ack_reply(
+            &mut r,
+            "$JS.ACK.S.C.",
+            [1, 22, 333, 1_700_000_000_000_000_000, 0],
         );
-        assert_eq!(
-            super::ack_reply("p.", [u64::MAX, 0, 9, 10, 100]),
-            format!("p.{}.0.9.10.100", u64::MAX)
-        );
+        assert_eq!(r, "$JS.ACK.S.C.1.22.333.1700000000000000000.0");
+        super::ack_reply(&mut r, "p.", [u64::MAX, 0, 9, 10, 100]);
+        assert_eq!(r, format!("p.{}.0.9.10.100", u64::MAX));
     }
 }

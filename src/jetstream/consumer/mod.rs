@@ -145,6 +145,46 @@ impl Out {
     }
 }
 
+/// Buffers of published deliveries, kept for the next ones: a delivery's ack reply and the
+/// bytes of its stored message are reused instead of allocated and freed per message.
+#[derive(Debug, Default)]
+pub struct Spare {
+    replies: Vec<String>,
+    bufs: Vec<Vec<u8>>,
+}
+
+/// Buffers kept at most (a pass delivers a few hundred at a time) and the largest buffer
+/// kept (a big message's buffer is freed).
+const SPARE_KEPT: usize = 512;
+const SPARE_LARGEST: usize = 64 << 10;
+
+impl Spare {
+    /// An empty string, with the capacity of a previous ack reply when there is one.
+    pub fn reply(&mut self) -> String {
+        self.replies.pop().unwrap_or_default()
+    }
+
+    /// A buffer for `Store::load_into`.
+    pub fn buf(&mut self) -> Vec<u8> {
+        self.bufs.pop().unwrap_or_default()
+    }
+
+    /// Takes back the buffers of a message that was published.
+    pub fn keep(&mut self, out: Out) {
+        if out.reply.capacity() > 0 && self.replies.len() < SPARE_KEPT {
+            let mut r = out.reply;
+            r.clear();
+            self.replies.push(r);
+        }
+        if let Body::Stored(m) = out.body {
+            let b = m.into_buf();
+            if b.capacity() <= SPARE_LARGEST && self.bufs.len() < SPARE_KEPT {
+                self.bufs.push(b);
+            }
+        }
+    }
+}
+
 /// `lastSeqSkipList`: deliver last per subject walks these first, then resumes.
 #[derive(Debug, Default)]
 pub struct SkipList {

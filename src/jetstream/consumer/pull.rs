@@ -86,6 +86,9 @@ pub struct Waiting {
     /// Next heartbeat (Unix ns); 0: none.
     pub hbt: i64,
     pub no_wait: bool,
+    /// The subscription generation (`PollCtx::interest_gen`) at which its inbox last had
+    /// interest: while nothing was subscribed or unsubscribed since, it still has.
+    pub seen: u64,
 }
 
 /// The queue of waiting requests (`waitQueue`), at most `max` long.
@@ -215,6 +218,7 @@ mod tests {
             hb: 0,
             hbt: 0,
             no_wait: false,
+            seen: 0,
         };
         let mut q = WaitQueue::new(2);
         assert!(q.add(w("a", 2)) && q.add(w("b", 1)) && !q.add(w("c", 1)));

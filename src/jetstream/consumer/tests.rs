@@ -431,7 +431,12 @@ fn pull_expired_when_a_message_comes_gets_its_408() {
     h.now += 2 * SEC;
     h.publish("s.a", b"1");
     let got = h.poll();
-    assert_eq!(got.len(), 1, "{:?}", got.iter().map(status).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        1,
+        "{:?}",
+        got.iter().map(status).collect::<Vec<_>>()
+    );
     assert_eq!(&*got[0].to, "_INBOX.p");
     assert_eq!(status(&got[0]), "NATS/1.0 408 Request Timeout");
     assert_eq!(num(&h.info("C"), "num_waiting"), 0);
@@ -439,6 +444,25 @@ fn pull_expired_when_a_message_comes_gets_its_408() {
     h.req_reply("$JS.API.CONSUMER.MSG.NEXT.S.C", "_INBOX.q", "1");
     let again = h.drain();
     assert_eq!((again.len(), again[0].seq), (1, 1));
+}
+
+#[test]
+fn pull_interest_is_asked_again_when_subscriptions_change() {
+    let mut h = H::new("interestgen", MEM);
+    h.req(
+        "$JS.API.CONSUMER.CREATE.S.C",
+        r#"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"none"}}"#,
+    );
+    h.acc.interest_gen = 7;
+    h.req_reply("$JS.API.CONSUMER.MSG.NEXT.S.C", "_INBOX.p", "5");
+    h.publish("s.a", b"1");
+    assert_eq!(h.drain().len(), 1);
+    // The inbox goes away, and the generation says so: the request goes too.
+    h.subs.clear();
+    h.acc.interest_gen = 8;
+    h.publish("s.a", b"2");
+    assert!(h.drain().is_empty());
+    assert_eq!(num(&h.info("C"), "num_waiting"), 0);
 }
 
 #[test]

@@ -335,16 +335,20 @@ impl FileStore {
 
     /// The record of a live message, read and checked. None (and a log line) if unreadable.
     fn read_msg(&self, seq: u64) -> Option<(Vec<u8>, usize)> {
+        let mut buf = Vec::new();
+        let len = self.read_msg_into(seq, &mut buf)?;
+        Some((buf, len))
+    }
+
+    /// The record of `seq` into `buf`; returns its length.
+    fn read_msg_into(&self, seq: u64, buf: &mut Vec<u8>) -> Option<usize> {
         let (ci, pos, _) = self.ix.live(seq)?;
         let c = &self.ix.chunks[ci];
         let seg = self.seg(c.seg)?;
         let len = seg.record_len(c, pos) as usize;
-        match self
-            .window
-            .borrow_mut()
-            .read(seg, u64::from(c.ents[pos].loc), len)
-        {
-            Ok(buf) => Some((buf, len)),
+        let at = u64::from(c.ents[pos].loc);
+        match self.window.borrow_mut().read(seg, at, len, buf) {
+            Ok(()) => Some(len),
             Err(e) => {
                 warn!("store {}: reading seq {seq}: {e}", self.dir.display());
                 None
@@ -352,8 +356,9 @@ impl FileStore {
         }
     }
 
-    pub fn load(&self, seq: u64) -> Option<StoredMsg> {
-        let (buf, len) = self.read_msg(seq)?;
+    /// `load` into a buffer the caller had spare (the consumers recycle theirs).
+    pub fn load_into(&self, seq: u64, mut buf: Vec<u8>) -> Option<StoredMsg> {
+        let len = self.read_msg_into(seq, &mut buf)?;
         let m = match decode(&buf) {
             Ok((Rec::Msg(m), n)) if n == len && m.seq == seq && !m.erased => m,
             _ => {
@@ -377,6 +382,10 @@ impl FileStore {
             hdr,
             data,
         })
+    }
+
+    pub fn load(&self, seq: u64) -> Option<StoredMsg> {
+        self.load_into(seq, Vec::new())
     }
 
     /// The timestamp of a live message, from its checked record.

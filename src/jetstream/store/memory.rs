@@ -161,10 +161,16 @@ impl MemStore {
     }
 
     pub fn load(&self, seq: u64) -> Option<StoredMsg> {
+        self.load_into(seq, Vec::new())
+    }
+
+    /// `load` into a buffer the caller had spare.
+    pub fn load_into(&self, seq: u64, mut buf: Vec<u8>) -> Option<StoredMsg> {
         let (ci, pos, sid) = self.ix.live(seq)?;
         let s = &self.slots[self.ix.chunks[ci].ents[pos].loc as usize];
         let subject = self.ix.name(sid);
-        let mut buf = Vec::with_capacity(subject.len() + s.buf.len());
+        buf.clear();
+        buf.reserve(subject.len() + s.buf.len());
         buf.extend_from_slice(subject);
         buf.extend_from_slice(&s.buf);
         let (sl, hl) = (subject.len(), s.hdr_len as usize);

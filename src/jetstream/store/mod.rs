@@ -228,6 +228,10 @@ impl StoredMsg {
     pub fn data(&self) -> &[u8] {
         &self.buf[self.data.clone()]
     }
+    /// Its buffer, for the next `Store::load_into`.
+    pub fn into_buf(self) -> Vec<u8> {
+        self.buf
+    }
 }
 
 #[derive(Debug)]
@@ -399,6 +403,12 @@ impl Store {
 
     pub fn load(&self, seq: u64) -> Option<StoredMsg> {
         each!(self, s => s.load(seq))
+    }
+
+    /// `load` into a spare buffer (its bytes are replaced; no allocation when it is large
+    /// enough).
+    pub fn load_into(&self, seq: u64, buf: Vec<u8>) -> Option<StoredMsg> {
+        each!(self, s => s.load_into(seq, buf))
     }
 
     /// Removes one message; `erase` also overwrites its headers and data on disk.

@@ -95,13 +95,21 @@ impl Seg {
 
     /// Reads `len` bytes at `off`, from the tail cache or the file.
     pub fn read(&self, off: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_into(off, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// `read` into `buf` (replacing what it held; a reused buffer allocates nothing).
+    pub fn read_into(&self, off: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<()> {
         if off + len as u64 > self.end {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "read past the segment's end",
             ));
         }
-        let mut buf = vec![0u8; len];
+        buf.clear();
+        buf.resize(len, 0);
         let split = self.tail_start.clamp(off, off + len as u64);
         let head = (split - off) as usize;
         if head > 0 {
@@ -115,7 +123,7 @@ impl Seg {
             let at = (split - self.tail_start) as usize;
             buf[head..].copy_from_slice(&self.tail[at..at + len - head]);
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// Drops the flushed part of the tail cache once it grows past `keep` bytes.
@@ -261,7 +269,8 @@ pub struct Window {
 const WINDOW_BYTES: u64 = 64 << 10;
 
 impl Window {
-    pub fn read(&mut self, seg: &Seg, off: u64, len: usize) -> io::Result<Vec<u8>> {
+    /// Record bytes `off..off + len` of `seg` into `out`.
+    pub fn read(&mut self, seg: &Seg, off: u64, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
         let end = off + len as u64;
         if self.seg != seg.id {
             *self = Window {
@@ -274,15 +283,19 @@ impl Window {
         self.next = end;
         if hit {
             let at = (off - self.off) as usize;
-            return Ok(self.buf[at..at + len].to_vec());
+            out.clear();
+            out.extend_from_slice(&self.buf[at..at + len]);
+            return Ok(());
         }
         // The tail is in memory already; only the file part is worth reading ahead.
         if !sequential || end > seg.tail_start {
-            return seg.read(off, len);
+            return seg.read_into(off, len, out);
         }
         let want = (len as u64).max(WINDOW_BYTES).min(seg.tail_start - off);
-        self.buf = seg.read(off, want as usize)?;
+        seg.read_into(off, want as usize, &mut self.buf)?;
         self.off = off;
-        Ok(self.buf[..len].to_vec())
+        out.clear();
+        out.extend_from_slice(&self.buf[..len]);
+        Ok(())
     }
 }
