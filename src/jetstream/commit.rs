@@ -5,7 +5,8 @@
 //! of the pass every changed store is flushed (one pwrite each) before consumers read, and the
 //! consumers write their state after delivering. Then:
 //! - `sync_interval: <duration>` (the default, 2 minutes as nats-server 2.9): the held replies
-//!   are published at once. The stores are fsynced on the interval by the sync thread.
+//!   are published at once. The stores, and the consumers' state files written since, are
+//!   fsynced on the interval by the sync thread.
 //! - `sync_interval: always`: everything the pass wrote goes to the sync thread as one batch;
 //!   its held replies are published when that batch's fsync completes (`completions`, on the
 //!   loop's waker), so one fsync covers every message of the pass.
@@ -129,6 +130,9 @@ pub(super) struct Commit {
     failed: Vec<(usize, String, String)>,
     /// Stores whose flush asked for a sync even in interval mode (index files, compaction).
     wants: Vec<(usize, String)>,
+    /// Interval mode: the consumers' files written since the last interval fsync, which
+    /// that fsync covers (a consumer's state is as durable as the messages it points at).
+    consumers_written: SyncTarget,
     /// Batches at the sync thread, oldest first.
     batches: VecDeque<Batch>,
     next_interval: Option<Instant>,
@@ -148,6 +152,7 @@ impl Commit {
             extra: SyncTarget::default(),
             failed: Vec::new(),
             wants: Vec::new(),
+            consumers_written: SyncTarget::default(),
             batches: VecDeque::new(),
             next_interval,
         })
@@ -192,7 +197,11 @@ impl Commit {
             let Slot::On(slot) = slot else { continue };
             if std::mem::take(&mut slot.touched) {
                 if let Some(t) = slot.js.flush_consumers() {
-                    target.merge(&t);
+                    match self.sync {
+                        Sync::Always => target.merge(&t),
+                        // Written (a kill -9 cannot lose it); fsynced with the interval's.
+                        Sync::Interval(_) => self.consumers_written.merge(&t),
+                    }
                 }
             }
             slot.touched = std::mem::take(&mut slot.polled);
@@ -320,7 +329,7 @@ impl Commit {
         if let Sync::Interval(d) = self.sync {
             self.next_interval = Some(Instant::now() + d);
         }
-        let mut target = SyncTarget::default();
+        let mut target = std::mem::take(&mut self.consumers_written);
         let mut stores = Vec::new();
         for (acc, slot) in slots.iter_mut().enumerate() {
             let Slot::On(slot) = slot else { continue };
@@ -331,7 +340,7 @@ impl Commit {
                 }
             }
         }
-        if !stores.is_empty() {
+        if !stores.is_empty() || !target.is_empty() {
             self.submit(target, stores, Vec::new());
         }
     }
