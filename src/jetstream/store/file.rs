@@ -9,7 +9,7 @@ use super::index::{Chunk, Index, MAX_PAD};
 use super::limits::{self, Purged};
 use super::record::{self, decode, Rec};
 use super::recover::{self, Recovered};
-use super::segment::{find_seg, idx_path, seg_path, sizer, Seg, Window};
+use super::segment::{idx_path, seg_path, sizer, Seg, Window};
 use super::{FileConfig, Lost, Recovery, State, StoreError, StoreLimits, StoredMsg};
 use log::warn;
 use std::cell::{Cell, RefCell};
@@ -64,6 +64,8 @@ pub struct FileStore {
     pub(super) compact_seen: Option<u64>,
     first_ts: Cell<(u64, i64)>,
     window: RefCell<Window>,
+    /// Where `seg` found a segment last (readers go through one segment after another).
+    seg_hint: Cell<usize>,
 }
 
 /// Creates `dir` if missing; returns whether it did.
@@ -142,6 +144,7 @@ impl FileStore {
             compact_seen: None,
             first_ts: Cell::new((0, 0)),
             window: RefCell::default(),
+            seg_hint: Cell::new(0),
         };
         for id in to_index {
             fs.build_index(id, 0);
@@ -191,7 +194,16 @@ impl FileStore {
     }
 
     pub(super) fn seg(&self, id: u32) -> Option<&Seg> {
-        find_seg(&self.segs, id)
+        if let Some(s) = self.segs.back().filter(|s| s.id == id) {
+            return Some(s);
+        }
+        let h = self.seg_hint.get();
+        if let Some(s) = self.segs.get(h).filter(|s| s.id == id) {
+            return Some(s);
+        }
+        let i = self.segs.partition_point(|x| x.id < id);
+        self.seg_hint.set(i);
+        self.segs.get(i).filter(|s| s.id == id)
     }
 
     pub(super) fn seg_mut(&mut self, id: u32) -> Option<&mut Seg> {

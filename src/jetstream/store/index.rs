@@ -19,6 +19,7 @@
 //! (`first` is exact when it matters: when one message is left, and after `oldest_of`).
 
 use crate::util::hash::{new_map, FastMap};
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 /// `Ent::sid` of a sequence that was consumed without a message (skip, lost record).
@@ -107,6 +108,9 @@ pub struct Index {
     hot: u32,
     /// Messages dropped so far, any way (tells the file store when to look for dead segments).
     pub drops: u64,
+    /// The chunk `chunk_from` found last: readers go forward in order, so the next answer
+    /// is usually this chunk or the one after it (no binary search per delivery).
+    hint: Cell<usize>,
 }
 
 impl Default for Index {
@@ -132,7 +136,24 @@ impl Index {
             tombs: Vec::new(),
             hot: 0,
             drops: 0,
+            hint: Cell::new(0),
         }
+    }
+
+    /// The first chunk that ends after `seq` (`partition_point(|c| c.end() <= seq)`).
+    fn chunk_from(&self, seq: u64) -> usize {
+        let h = self.hint.get();
+        for i in [h, h + 1] {
+            let Some(c) = self.chunks.get(i) else { break };
+            let before = i.checked_sub(1).and_then(|b| self.chunks.get(b));
+            if c.end() > seq && before.is_none_or(|b| b.end() <= seq) {
+                self.hint.set(i);
+                return i;
+            }
+        }
+        let i = self.chunks.partition_point(|c| c.end() <= seq);
+        self.hint.set(i);
+        i
     }
 
     /// Chunk and position describing `seq`, if any chunk does.
@@ -142,7 +163,7 @@ impl Index {
         if seq >= last.base {
             return (seq < last.end()).then(|| (n - 1, (seq - last.base) as usize));
         }
-        let i = self.chunks.partition_point(|c| c.end() <= seq);
+        let i = self.chunk_from(seq);
         let c = self.chunks.get(i)?;
         (seq >= c.base).then(|| (i, (seq - c.base) as usize))
     }
@@ -405,7 +426,7 @@ impl Index {
         if from > to {
             return None;
         }
-        let start = self.chunks.partition_point(|c| c.end() <= from);
+        let start = self.chunk_from(from);
         for c in self.chunks.range(start..) {
             if c.base > to {
                 break;
