@@ -243,7 +243,7 @@ impl JsAccount {
     /// A message published to `$JS.ACK.>` in this account. Returns what to publish.
     pub fn ack(
         &mut self,
-        subject: &str,
+        subject: &[u8],
         reply: &str,
         payload: &[u8],
         now: i64,

@@ -57,6 +57,23 @@ impl JetStream {
             return;
         };
         let acc = m.account;
+        if purpose == Purpose::Ack {
+            // The one case read as bytes: an ack per delivery, its numbers parsed from them.
+            let Slot::On(slot) = &mut self.slots[acc] else {
+                return;
+            };
+            slot.touched = true;
+            let reply = text(m.reply());
+            let outs = slot.js.ack(
+                m.subject(),
+                &reply,
+                m.payload().get(m.hdr_len..).unwrap_or_default(),
+                to_ns(now),
+                &|s| interest(b, acc, s),
+            );
+            self.publish_outs(b, acc, outs);
+            return;
+        }
         // Borrowed unless the bytes are not UTF-8 (they always are from a client).
         let subject = text(m.subject());
         let reply = text(m.reply());
@@ -73,16 +90,7 @@ impl JetStream {
                 };
                 self.on_publish(b, acc, &name, &msg, &reply, now, server);
             }
-            Purpose::Ack => {
-                let Slot::On(slot) = &mut self.slots[acc] else {
-                    return;
-                };
-                slot.touched = true;
-                let outs = slot
-                    .js
-                    .ack(&subject, &reply, data, to_ns(now), &|s| interest(b, acc, s));
-                self.publish_outs(b, acc, outs);
-            }
+            Purpose::Ack => {}
             Purpose::FlowControl => {
                 if let Slot::On(slot) = &mut self.slots[acc] {
                     slot.js.flow_control(&subject);
@@ -266,7 +274,7 @@ impl JetStream {
 
     /// A delivery that reached nobody: its consumer hears of it.
     fn undelivered(&mut self, acc: usize, out: &Out) {
-        let Some(a) = ack::parse_subject(&out.reply) else {
+        let Some(a) = ack::parse_subject(out.reply.as_bytes()) else {
             return;
         };
         if let Slot::On(slot) = &mut self.slots[acc] {

@@ -504,7 +504,7 @@ fn with_tokens<R>(subject: &[u8], f: impl FnOnce(&[&[u8]]) -> R) -> R {
     let mut n = 0;
     let mut start = 0;
     let mut more = true;
-    each_dot(subject, |dot| {
+    super::each_dot(subject, |dot| {
         if n == stack.len() - 1 {
             more = false;
             return false;
@@ -520,36 +520,6 @@ fn with_tokens<R>(subject: &[u8], f: impl FnOnce(&[&[u8]]) -> R) -> R {
     }
     stack[n] = &subject[start..];
     f(&stack[..=n])
-}
-
-/// Calls `f` with the index of each `.` in `s`, in order, until it returns false. Eight
-/// bytes at a time: a subject of 60 bytes is 8 words, not 60 compares (every uncached
-/// lookup, such as each ack's, splits its subject).
-fn each_dot(s: &[u8], mut f: impl FnMut(usize) -> bool) {
-    const DOTS: u64 = 0x2E2E_2E2E_2E2E_2E2E;
-    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut at = 0;
-    let mut words = s.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        // A zero byte of x is a dot of w; exactly those bytes get their high bit here.
-        let x = u64::from_le_bytes(b) ^ DOTS;
-        let mut zeros = !(((x & LOW7) + LOW7) | x) & HIGH;
-        while zeros != 0 {
-            if !f(at + zeros.trailing_zeros() as usize / 8) {
-                return;
-            }
-            zeros &= zeros - 1;
-        }
-        at += 8;
-    }
-    for (i, &c) in words.remainder().iter().enumerate() {
-        if c == b'.' && !f(at + i) {
-            return;
-        }
-    }
 }
 
 fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option<&Matches>) {

@@ -157,7 +157,7 @@ pub fn op(w: &mut World, user: &str, r: &Record) -> Option<Want> {
             if r.op == "FC" {
                 acc.flow_control(&target);
             } else {
-                let outs = acc.ack(&target, &reply, &r.body, now, &fixture_interest);
+                let outs = acc.ack(target.as_bytes(), &reply, &r.body, now, &fixture_interest);
                 route(w, user, outs, None);
             }
         }

@@ -23,29 +23,30 @@ pub struct AckSubject<'a> {
 
 /// `ackReplyInfo`: exactly 9 tokens starting `$JS.ACK`; numbers that are not plain digits
 /// read as nats-server reads them (-1, which as uint64 matches no sequence).
-pub fn parse_subject(subject: &str) -> Option<AckSubject<'_>> {
-    let rest = subject.strip_prefix("$JS.ACK.")?;
-    // The 7 tokens after `$JS.ACK.`, cut at the dots in one pass over the bytes (one ack
-    // per delivery: this runs as often as messages are delivered).
-    let mut t = [""; 7];
-    let (mut n, mut start) = (0, 0);
-    for (i, &b) in rest.as_bytes().iter().enumerate() {
-        if b == b'.' {
-            if n == 6 {
-                return None;
-            }
-            t[n] = &rest[start..i];
-            n += 1;
-            start = i + 1;
+/// Bytes, as they came (one ack per delivery: only the stream and consumer names are
+/// checked as UTF-8, not the whole subject).
+pub fn parse_subject(subject: &[u8]) -> Option<AckSubject<'_>> {
+    let rest = subject.strip_prefix(b"$JS.ACK.")?;
+    // The 7 tokens after `$JS.ACK.`, cut at the dots.
+    let mut t: [&[u8]; 7] = [b""; 7];
+    let (mut n, mut start, mut ok) = (0, 0, true);
+    crate::subject::each_dot(rest, |i| {
+        if n == 6 {
+            ok = false;
+            return false;
         }
-    }
+        t[n] = &rest[start..i];
+        n += 1;
+        start = i + 1;
+        true
+    });
     t[n] = &rest[start..];
-    if n != 6 {
+    if !ok || n != 6 {
         return None;
     }
     Some(AckSubject {
-        stream: t[0],
-        consumer: t[1],
+        stream: std::str::from_utf8(t[0]).ok()?,
+        consumer: std::str::from_utf8(t[1]).ok()?,
         dc: num(t[2]),
         sseq: num(t[3]),
         dseq: num(t[4]),
@@ -53,12 +54,12 @@ pub fn parse_subject(subject: &str) -> Option<AckSubject<'_>> {
 }
 
 /// `parseAckReplyNum` as uint64: empty or not digits is -1 (u64::MAX).
-fn num(d: &str) -> u64 {
+fn num(d: &[u8]) -> u64 {
     if d.is_empty() {
         return u64::MAX;
     }
     let mut n: u64 = 0;
-    for b in d.bytes() {
+    for &b in d {
         if !b.is_ascii_digit() {
             return u64::MAX;
         }
@@ -372,21 +373,21 @@ mod tests {
 
     #[test]
     fn subjects_like_nats_server() {
-        let a = parse_subject("$JS.ACK.S.C.2.10.11.1700000000000000000.3").unwrap();
+        let a = parse_subject(b"$JS.ACK.S.C.2.10.11.1700000000000000000.3").unwrap();
         assert_eq!(
             (a.stream, a.consumer, a.dc, a.sseq, a.dseq),
             ("S", "C", 2, 10, 11)
         );
-        assert!(parse_subject("$JS.ACK.S.C.1.2.3.4").is_none());
-        assert!(parse_subject("$JS.ACK.S.C.1.2.3.4.5.6").is_none());
-        assert!(parse_subject("$JS.ACK._.hash.S.C.1.2.3.4.5.tok").is_none());
-        assert!(parse_subject("$JS.NAK.S.C.1.2.3.4.5").is_none());
-        assert!(parse_subject("$JS.ACK.S.C.1.2.3.4.5.").is_none());
-        assert!(parse_subject("$JS.ACKS.C.1.2.3.4.5.6").is_none());
-        assert!(parse_subject("$JS.ACK").is_none());
-        let empty = parse_subject("$JS.ACK..C.1.2.3.4.").unwrap();
+        assert!(parse_subject(b"$JS.ACK.S.C.1.2.3.4").is_none());
+        assert!(parse_subject(b"$JS.ACK.S.C.1.2.3.4.5.6").is_none());
+        assert!(parse_subject(b"$JS.ACK._.hash.S.C.1.2.3.4.5.tok").is_none());
+        assert!(parse_subject(b"$JS.NAK.S.C.1.2.3.4.5").is_none());
+        assert!(parse_subject(b"$JS.ACK.S.C.1.2.3.4.5.").is_none());
+        assert!(parse_subject(b"$JS.ACKS.C.1.2.3.4.5.6").is_none());
+        assert!(parse_subject(b"$JS.ACK").is_none());
+        let empty = parse_subject(b"$JS.ACK..C.1.2.3.4.").unwrap();
         assert_eq!((empty.stream, empty.consumer, empty.sseq), ("", "C", 2));
-        let bad = parse_subject("$JS.ACK.S.C.x.2.-3.4.5").unwrap();
+        let bad = parse_subject(b"$JS.ACK.S.C.x.2.-3.4.5").unwrap();
         assert_eq!((bad.dc, bad.sseq, bad.dseq), (u64::MAX, 2, u64::MAX));
     }
 

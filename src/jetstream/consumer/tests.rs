@@ -182,8 +182,13 @@ impl H {
     }
 
     pub fn ack(&mut self, reply: &str, payload: &str) -> Vec<Out> {
-        self.acc
-            .ack(reply, "", payload.as_bytes(), self.now, &interest)
+        self.acc.ack(
+            reply.as_bytes(),
+            "",
+            payload.as_bytes(),
+            self.now,
+            &interest,
+        )
     }
 
     pub fn info(&mut self, c: &str) -> crate::protocol::json::Value {
