@@ -92,6 +92,10 @@ SCENARIOS: dict[str, dict] = {
                     title="js: kv put, 1000 keys, one at a time"),
     "jskvget": dict(kind="js", op="kvget", n=50_000, ms=128, quick=dict(n=5_000),
                     title="js: kv get (DIRECT.GET), 1000 keys, one at a time"),
+    "jskvput16": dict(kind="js", op="kvput", n=100_000, ms=128, c=16, quick=dict(n=10_000),
+                      title="js: kv put, 1000 keys, 16 clients each one at a time"),
+    "jskvget16": dict(kind="js", op="kvget", n=100_000, ms=128, c=16, quick=dict(n=10_000),
+                      title="js: kv get (DIRECT.GET), 1000 keys, 16 clients each one at a time"),
     "jsrestart": dict(kind="jsrestart", n=10_000_000, ms=128, quick=dict(n=500_000), max_pairs=2,
                       title="js: stored msgs of 128 B (fill, stop, start again): restart time, RSS, first delivery"),
 }
@@ -100,7 +104,7 @@ GROUPS = {
     "fanout": ["fan1", "fan10", "fan100", "fan1000"],
     "subjects": ["subj10", "subj10k", "subj1M"],
     "js": ["jspub", "jssync", "jspub_always", "jsreplay", "jspush", "jspull", "jskvput", "jskvget",
-           "jsrestart"],
+           "jskvput16", "jskvget16", "jsrestart"],
 }
 
 # figure key -> (label, lower_is_better)
@@ -294,7 +298,8 @@ def bench_args(spec: dict, url: str) -> list[str]:
     if kind == "conns":
         return ["conns", "-s", url, "-c", str(spec["c"])]
     if kind == "js":
-        return ["js", "-s", url, "-op", spec["op"], "-n", str(spec["n"]), "-ms", str(spec["ms"])]
+        clients = ["-c", str(spec["c"])] if "c" in spec else []
+        return ["js", "-s", url, "-op", spec["op"], "-n", str(spec["n"]), "-ms", str(spec["ms"])] + clients
     if kind == "latency":
         return ["latency", "-s", url, "-rate", str(spec["rate"]), "-d", str(spec["secs"]), "-ms", str(spec["ms"])]
     return []

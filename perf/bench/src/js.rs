@@ -41,6 +41,8 @@ pub struct JsCfg {
     pub size: usize,
     pub window: u64,
     pub keys: u64,
+    /// kvput/kvget: connections doing operations at once.
+    pub clients: u64,
     pub pid: Option<u32>,
     pub timeout: Duration,
 }
@@ -317,39 +319,67 @@ fn consume(mut c: Conn, cfg: &JsCfg) -> Result<(), String> {
     Ok(())
 }
 
-/// Key-value put or get, one at a time, over `keys` keys of bucket BENCH.
+/// Key-value put or get over `keys` keys of bucket BENCH: `clients` connections (threads),
+/// each doing its share of the `n` operations one at a time.
 fn kv(mut c: Conn, cfg: &JsCfg) -> Result<(), String> {
     let cfg_json = format!(
         r#"{{"name":"KV_{KV}","subjects":["$KV.{KV}.>"],"retention":"limits","max_consumers":-1,"max_msgs_per_subject":1,"max_msgs":-1,"max_bytes":-1,"max_age":0,"max_msg_size":-1,"storage":"file","discard":"new","num_replicas":1,"duplicate_window":120000000000,"sealed":false,"deny_delete":true,"deny_purge":false,"allow_rollup_hdrs":true,"allow_direct":true,"mirror_direct":false}}"#
     );
     api(&mut c, &format!("$JS.API.STREAM.CREATE.KV_{KV}"), &cfg_json)?;
-    let payload = proto::payload(cfg.size);
     let keys = cfg.keys.max(1);
-    let mut key = Vec::with_capacity(64);
-    let mut put = |i: u64, out: &mut Vec<u8>, reply: &[u8]| {
-        key.clear();
-        key.extend_from_slice(format!("$KV.{KV}.k").as_bytes());
-        proto::push_num(&mut key, i % keys);
-        proto::push_pub(out, &key, Some(reply), &payload);
-    };
-    if cfg.op == "kvput" {
-        let m = Measure::start(cfg.pid);
-        sync_ops(&mut c, cfg.n, &mut put, &mut check_ack)?;
-        m.report("kv put", cfg.n);
-        return Ok(());
+    if cfg.op == "kvget" {
+        // Every key holds a value before the gets are measured.
+        kv_ops(&mut c, "kvput", cfg.size, keys, 0, keys)?;
     }
-    sync_ops(&mut c, keys, &mut put, &mut check_ack)?;
-    let prefix = format!("$JS.API.DIRECT.GET.KV_{KV}.$KV.{KV}.k");
-    let mut subj = Vec::with_capacity(64);
-    let size = cfg.size;
+    let clients = cfg.clients.max(1);
+    let mut conns = vec![c];
+    for _ in 1..clients {
+        conns.push(Conn::open(&cfg.addr, cfg.timeout)?);
+    }
     let m = Measure::start(cfg.pid);
+    let results: Vec<Result<(), String>> = thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .enumerate()
+            .map(|(k, c)| {
+                let share = cfg.n / clients + u64::from((k as u64) < cfg.n % clients);
+                s.spawn(move || kv_ops(c, &cfg.op, cfg.size, share, k as u64 * 7919, keys))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("kv client panicked".into()))).collect()
+    });
+    for r in results {
+        r?;
+    }
+    m.report(if cfg.op == "kvput" { "kv put" } else { "kv get" }, cfg.n);
+    Ok(())
+}
+
+/// `n` kv puts or gets on `c`, one at a time, keys from `first` round the `keys` keys.
+fn kv_ops(c: &mut Conn, op: &str, size: usize, n: u64, first: u64, keys: u64) -> Result<(), String> {
+    let payload = proto::payload(size);
+    let mut subj = Vec::with_capacity(64);
+    if op == "kvput" {
+        return sync_ops(
+            c,
+            n,
+            &mut |i, out, reply| {
+                subj.clear();
+                subj.extend_from_slice(format!("$KV.{KV}.k").as_bytes());
+                proto::push_num(&mut subj, (first + i) % keys);
+                proto::push_pub(out, &subj, Some(reply), &payload);
+            },
+            &mut check_ack,
+        );
+    }
+    let prefix = format!("$JS.API.DIRECT.GET.KV_{KV}.$KV.{KV}.k");
     sync_ops(
-        &mut c,
-        cfg.n,
+        c,
+        n,
         &mut |i, out, reply| {
             subj.clear();
             subj.extend_from_slice(prefix.as_bytes());
-            proto::push_num(&mut subj, i % keys);
+            proto::push_num(&mut subj, (first + i) % keys);
             proto::push_pub(out, &subj, Some(reply), b"");
         },
         &mut |fr| {
@@ -358,9 +388,7 @@ fn kv(mut c: Conn, cfg: &JsCfg) -> Result<(), String> {
             }
             Ok(())
         },
-    )?;
-    m.report("kv get", cfg.n);
-    Ok(())
+    )
 }
 
 /// Time from a push consumer's CREATE (deliver all) to its first delivery.

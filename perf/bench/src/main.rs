@@ -87,6 +87,7 @@ js (stream BENCH on subject js.bench, file storage; see perf/README.md):
   -ms BYTES      payload size (default 128)
   -w N           outstanding PubAcks for pub/fill (default 4096)
   -keys K        distinct keys for kvput/kvget (default 1000)
+  -c N           kvput/kvget: N connections, each one operation at a time (default 1)
   -since NS      ready: Unix ns the server was started at
   -timeout SECS  fail when the server sends nothing for this long (default 10)
   Output: `JS <op> stats: X msgs/sec`, `Totals: ops=N elapsed=S`, and with -pid
@@ -302,7 +303,7 @@ fn cmd_subjects(argv: &[String]) -> Result<(), String> {
 }
 
 fn cmd_js(argv: &[String]) -> Result<(), String> {
-    let a = Args::parse(argv, &["s", "op", "n", "ms", "w", "keys", "pid", "timeout", "since"])?;
+    let a = Args::parse(argv, &["s", "op", "n", "ms", "w", "keys", "c", "pid", "timeout", "since"])?;
     let addr = proto::parse_url(&a.str("s", "nats://127.0.0.1:4222"))?;
     let timeout = Duration::from_secs_f64(a.num("timeout", 10.0)?);
     let op = a.str("op", "pub");
@@ -317,6 +318,7 @@ fn cmd_js(argv: &[String]) -> Result<(), String> {
         size: a.num("ms", 128)?,
         window: a.num::<u64>("w", 4096)?.max(1),
         keys: a.num("keys", 1000)?,
+        clients: a.num("c", 1)?,
         pid: a.pid()?,
         timeout,
     })
