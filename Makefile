@@ -14,7 +14,7 @@ VENV ?= $(CURDIR)/target/venv
 NATS_PY_VERSION = 2.16.0
 VENV_STAMP = $(VENV)/.nats-py-$(NATS_PY_VERSION)
 
-.PHONY: run build test lint fmt fuzz static bench compare compare-js attacks flamegraph clean
+.PHONY: run build test lint fmt fuzz fuzz-seeds static bench compare compare-js attacks flamegraph clean
 
 run: build
 	$(TERN_BIN)
@@ -35,6 +35,7 @@ test: build $(VENV_STAMP)
 	$(PYTHON) $(JS_FIXTURES) --tern --server-bin $(TERN_BIN)
 	$(PYTHON) $(JS_FIXTURES) --reference
 	$(PYTHON) proto-tests/jetstream/crash.py --server-bin $(TERN_BIN) $(CRASH_ARGS)
+	$(MAKE) --no-print-directory fuzz-seeds
 	TERN_BIN=$(TERN_BIN) $(VENV)/bin/python -m unittest discover -s proto-tests/clients -t proto-tests/clients -v
 	$(CARGO) test --release --manifest-path $(BENCH_MANIFEST)
 	$(CARGO) build --release --manifest-path $(BENCH_MANIFEST)
@@ -54,16 +55,35 @@ $(VENV_STAMP):
 
 # Fuzz the parser, the protocol handling, the config reader, the JetStream API (JSON reader,
 # publishes, acks, restarts), file store recovery from any segment/index files, and consumer
-# state recovery (nightly + cargo-fuzz). New inputs go to a scratch corpus; the committed seeds
-# in proto-tests/fuzz/corpus/<target> are only read (add minimized crashers there). Each target
-# runs FUZZ_SECONDS; FUZZ_TARGETS picks some, e.g. `make fuzz FUZZ_TARGETS=segments`.
+# state recovery: libFuzzer (libfuzzer-sys) built by the stable toolchain with LLVM's coverage
+# passes, no cargo-fuzz or nightly needed. New inputs go to a scratch corpus; the committed
+# seeds in proto-tests/fuzz/corpus/<target> are only read (add minimized crashers there).
+# Each target runs FUZZ_SECONDS; FUZZ_TARGETS picks some, e.g. `make fuzz FUZZ_TARGETS=segments`.
+# `make test` builds the same targets without instrumentation and runs every seed once
+# (`fuzz-seeds`): the crashers stay fixed and the targets keep compiling.
 FUZZ_SECONDS ?= 600
 FUZZ_WORK ?= /tmp/tern-fuzz
 FUZZ_TARGETS ?= parser protocol config jsapi segments consumer_state
+FUZZ_MANIFEST := proto-tests/fuzz/Cargo.toml
+FUZZ_DIR := $(CURDIR)/proto-tests/fuzz/target
+FUZZ_COVERAGE = -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+  -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks
 fuzz:
+	RUSTFLAGS="$(FUZZ_COVERAGE)" $(CARGO) build --release --target $(TARGET) \
+	  --manifest-path $(FUZZ_MANIFEST) --target-dir $(FUZZ_DIR)/coverage --bins
 	set -e; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_WORK)/$$t; \
-	  $(CARGO) +nightly fuzz run --fuzz-dir proto-tests/fuzz $$t $(FUZZ_WORK)/$$t proto-tests/fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS); \
+	  $(FUZZ_DIR)/coverage/$(TARGET)/release/$$t $(FUZZ_WORK)/$$t proto-tests/fuzz/corpus/$$t \
+	    -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_WORK)/$$t-; \
+	done
+
+fuzz-seeds:
+	$(CARGO) build --release --manifest-path $(FUZZ_MANIFEST) --target-dir $(FUZZ_DIR) --bins
+	@for t in $(FUZZ_TARGETS); do \
+	  out=$$($(FUZZ_DIR)/release/$$t -runs=0 proto-tests/fuzz/corpus/$$t 2>&1) || { \
+	    echo "$$out" | tail -n 30; echo "fuzz-seeds: $$t failed on a seed"; exit 1; }; \
+	  echo "fuzz-seeds: $$t: $$(ls proto-tests/fuzz/corpus/$$t | wc -l) seeds run, no crash"; \
 	done
 
 # perf/: the load generator (tern-bench), the side-by-side comparison with nats-server

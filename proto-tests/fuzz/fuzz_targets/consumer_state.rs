@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-use tern::jetstream::account::{AccountLimits, Env, JsAccount, ServerJs};
+use tern::jetstream::account::{JsLimits, Env, JsAccount, ServerJs};
 use tern::jetstream::api::{self, Request};
 use tern::jetstream::consumer::state::{Pending, State};
 use tern::jetstream::consumer::{Budget, Out};
@@ -111,8 +111,8 @@ impl World {
     }
 
     fn restart(&mut self) {
-        self.acc = JsAccount::new(&self.dir, "$G", AccountLimits::default());
-        self.acc = JsAccount::open(&self.dir, "$G", AccountLimits::default(), None);
+        self.acc = JsAccount::new(&self.dir, "$G", JsLimits::default());
+        self.acc = JsAccount::open(&self.dir, "$G", JsLimits::default(), None);
         for (s, c, _, _) in self.acc.deliver_subjects() {
             let now = self.now_ns();
             self.acc.set_interest(&s, &c, true, now);
@@ -132,7 +132,7 @@ impl World {
 fn setup(dir: PathBuf, flags: u8) -> World {
     let _ = std::fs::remove_dir_all(&dir);
     let mut w = World {
-        acc: JsAccount::new(&dir, "$G", AccountLimits::default()),
+        acc: JsAccount::new(&dir, "$G", JsLimits::default()),
         dir,
         now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
     };
@@ -155,7 +155,7 @@ fn setup(dir: PathBuf, flags: u8) -> World {
     let replies = w.pass();
     if let Some(r) = replies.first() {
         let now = w.now_ns();
-        w.acc.ack(r, "", b"+ACK", now, &any);
+        w.acc.ack(r.as_bytes(), "", b"+ACK", now, &any);
     }
     w.pass();
     w
@@ -238,7 +238,7 @@ fn drive(w: &mut World) {
                 2 => b"+WPI",
                 _ => b"",
             };
-            let _ = w.acc.ack(r, "_INBOX.a", payload, now, &any);
+            let _ = w.acc.ack(r.as_bytes(), "_INBOX.a", payload, now, &any);
         }
         w.publish(round);
         w.now += Duration::from_secs(2);

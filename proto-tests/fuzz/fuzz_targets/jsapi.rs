@@ -21,7 +21,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-use tern::jetstream::account::{AccountLimits, Env, JsAccount, ServerJs};
+use tern::jetstream::account::{JsLimits, Env, JsAccount, ServerJs};
 use tern::jetstream::api::{self, Change, Reply, Request};
 use tern::jetstream::consumer::{Body, Budget, Out};
 use tern::jetstream::publish::{Inbound, PubOutcome};
@@ -112,7 +112,7 @@ impl World {
         let now = self.now_ns();
         let outs = self
             .acc
-            .ack(subject, "_INBOX.ackack", payload, now, &interest);
+            .ack(subject.as_bytes(), "_INBOX.ackack", payload, now, &interest);
         self.outs(outs);
     }
 
@@ -135,7 +135,7 @@ impl World {
     }
 
     fn not_delivered(&mut self, reply: &str, seq: u64) {
-        let Some(a) = tern::jetstream::consumer::ack::parse_subject(reply) else {
+        let Some(a) = tern::jetstream::consumer::ack::parse_subject(reply.as_bytes()) else {
             return;
         };
         let (s, c) = (a.stream.to_string(), a.consumer.to_string());
@@ -201,7 +201,7 @@ impl World {
 fn setup(dir: PathBuf, file: bool) -> World {
     let _ = std::fs::remove_dir_all(&dir);
     let mut w = World {
-        acc: JsAccount::new(&dir, "$G", AccountLimits::default()),
+        acc: JsAccount::new(&dir, "$G", JsLimits::default()),
         dir,
         now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         deliveries: Vec::new(),
