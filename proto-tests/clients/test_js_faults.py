@@ -407,14 +407,12 @@ class AcksAndPullsBadInput(FaultCase):
         [m] = self.pull(b"1")
         before = self.consumer()
         rsid = self.c.sub("_ACKR.*")
-        # Nothing subscribes to these (acks are subscribed per stream, in their one shape):
-        # no responders, as from nats-server.
+        # Nothing subscribes to these (acks are subscribed per consumer, in their one shape,
+        # as by nats-server): no responders.
         nobody = ["$JS.ACK.NOPE.W.1.1.1.0.0", "$JS.ACK.S.W", "$JS.ACK.S.W.1.1",
-                  "$JS.ACK.S.W.1.1.1.0.0.1.2.3.4", "$JS.ACK", "$JS.ACK.S.W.1.1.1.0.0" + ".x" * 200]
-        # An unknown consumer of a stream that exists: dropped (nats-server, subscribed per
-        # consumer, answers no responders).
-        dropped = ["$JS.ACK.S.NOPE.1.1.1.0.0"]
-        for k, subj in enumerate(nobody + dropped):
+                  "$JS.ACK.S.W.1.1.1.0.0.1.2.3.4", "$JS.ACK", "$JS.ACK.S.W.1.1.1.0.0" + ".x" * 200,
+                  "$JS.ACK.S.NOPE.1.1.1.0.0"]
+        for k, subj in enumerate(nobody):
             self.c.publish(subj, b"+ACK")
             self.c.publish(subj, b"+TERM", "_ACKR.%d" % k)
         got, deadline = {}, time.monotonic() + 1.0

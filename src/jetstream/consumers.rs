@@ -240,7 +240,8 @@ impl Stream {
 }
 
 impl JsAccount {
-    /// A message published to `$JS.ACK.>` in this account. Returns what to publish.
+    /// A message published to a consumer's ack subject (`$JS.ACK.<stream>.<consumer>.*.*.*.*.*`)
+    /// in this account. Returns what to publish.
     pub fn ack(
         &mut self,
         subject: &[u8],

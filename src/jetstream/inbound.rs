@@ -166,6 +166,9 @@ impl JetStream {
 
     /// Keeps the internal subscriptions in step with the streams.
     fn apply_change(&mut self, b: &mut Broker, acc: usize, change: Change) {
+        if let Slot::On(slot) = &mut self.slots[acc] {
+            slot.acks_dirty = true;
+        }
         match change {
             Change::Created(s) | Change::Updated(s) => {
                 self.subscribe_stream(b, acc, &s);

@@ -1,7 +1,8 @@
 //! JetStream in the loop: the source that connects the pure JetStream layer (api/, stream.rs,
 //! consumer/, store/) to the broker. It owns, per account, the `JsAccount` and the internal
 //! subscriptions that bring it messages: `$JS.API.>` (requests), each stream's subjects
-//! (publishes) and acks (`$JS.ACK.<stream>.*.*.*.*.*.*`), `$JS.FC.>` (flow control).
+//! (publishes), each consumer's acks (`$JS.ACK.<stream>.<consumer>.*.*.*.*.*`), `$JS.FC.>`
+//! (flow control).
 //!
 //! A pass, in `end_of_pass` (after every read of the pass, before connections are written):
 //! 1. the messages the fan-out left in the broker's inbox for these subscriptions are handled
@@ -29,7 +30,7 @@ use crate::util::hash::{new_map, FastMap};
 use log::{error, info, warn};
 use mio::event::Event;
 use mio::Token;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -67,6 +68,10 @@ pub(super) struct JsSlot {
     pub interest_gen: u64,
     /// A push consumer's deliver subject had interest, by (stream, consumer).
     pub interest: FastMap<(String, String), bool>,
+    /// Each consumer's ack subscription, by (stream, consumer).
+    pub ack_subs: BTreeMap<(String, String), SubId>,
+    /// Consumers or streams came or went: `sync_ack_subs` at the end of the pass.
+    pub acks_dirty: bool,
 }
 
 /// Settings fixed at start.
@@ -167,6 +172,8 @@ impl JetStream {
                         polled: false,
                         interest_gen: u64::MAX,
                         interest: new_map(),
+                        ack_subs: BTreeMap::new(),
+                        acks_dirty: true,
                     }))
                 }
             };
@@ -196,6 +203,7 @@ impl JetStream {
         for s in streams {
             self.subscribe_stream(b, acc, &s);
         }
+        self.sync_ack_subs(b, acc);
     }
 
     pub(super) fn sub(
@@ -217,7 +225,7 @@ impl JetStream {
         }
     }
 
-    /// Subscribes to stream `name`'s subjects (again, after an update) and its acks.
+    /// Subscribes to stream `name`'s subjects (again, after an update).
     pub(super) fn subscribe_stream(&mut self, b: &mut Broker, acc: usize, name: &str) {
         self.unsubscribe_stream(b, acc, name);
         let Slot::On(slot) = &self.slots[acc] else {
@@ -232,13 +240,43 @@ impl JetStream {
         for s in &subjects {
             ids.extend(self.sub(b, acc, s, Purpose::Stream(shared.clone())));
         }
-        // Acks per stream, in the one shape an ack reply has, as nats-server subscribes (per
-        // consumer there): an ack for a stream that does not exist (any more), or with the
-        // wrong number of tokens, matches nothing, and a requester gets no responders.
-        let acks = format!("$JS.ACK.{name}.*.*.*.*.*.*");
-        ids.extend(self.sub(b, acc, &acks, Purpose::Ack));
         if let Slot::On(slot) = &mut self.slots[acc] {
             slot.stream_subs.insert(name.to_string(), ids);
+        }
+    }
+
+    /// Subscribes each consumer's acks, in the one shape an ack reply has, as nats-server
+    /// does (`$JS.ACK.<stream>.<consumer>.*.*.*.*.*`), and drops those of consumers that
+    /// are gone: an ack to a stream or consumer that does not exist, or with the wrong number
+    /// of tokens, matches nothing, and its requester gets no responders.
+    pub(super) fn sync_ack_subs(&mut self, b: &mut Broker, acc: usize) {
+        let Slot::On(slot) = &mut self.slots[acc] else {
+            return;
+        };
+        slot.acks_dirty = false;
+        let want: BTreeSet<(String, String)> = (slot.js.streams.iter())
+            .flat_map(|(s, st)| st.consumers.keys().map(move |c| (s.clone(), c.clone())))
+            .collect();
+        let gone: Vec<(String, String)> = (slot.ack_subs.keys())
+            .filter(|k| !want.contains(*k))
+            .cloned()
+            .collect();
+        let ids: Vec<SubId> = gone
+            .iter()
+            .filter_map(|k| slot.ack_subs.remove(k))
+            .collect();
+        let new: Vec<(String, String)> = (want.into_iter())
+            .filter(|k| !slot.ack_subs.contains_key(k))
+            .collect();
+        for id in ids {
+            self.subs.remove(&(acc, id));
+            b.unsubscribe_internal(acc, id);
+        }
+        for (s, c) in new {
+            let id = self.sub(b, acc, &format!("$JS.ACK.{s}.{c}.*.*.*.*.*"), Purpose::Ack);
+            if let (Some(id), Slot::On(slot)) = (id, &mut self.slots[acc]) {
+                slot.ack_subs.insert((s, c), id);
+            }
         }
     }
 
@@ -326,6 +364,13 @@ impl Source for JetStream {
         self.run_timers(now);
         self.commit.flush_streams(&mut self.slots);
         self.poll_consumers(cx.broker, now);
+        for acc in 0..self.slots.len() {
+            if let Slot::On(slot) = &self.slots[acc] {
+                if slot.acks_dirty || slot.js.consumer_count() != slot.ack_subs.len() {
+                    self.sync_ack_subs(cx.broker, acc);
+                }
+            }
+        }
         self.commit.finish_pass(cx.broker, self.id, &mut self.slots);
     }
 

@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | a request on `$JS.API.CONSUMER.>` (CREATE, DURABLE.CREATE, INFO, DELETE, NAMES, LIST, MSG.NEXT) | `api::handle` as for streams | publish `Response.reply` to the reply subject, then `Response.outs` (MSG.NEXT's 404/408/409/400 statuses, `409 Consumer Deleted` to waiting requests); fsync `Response.sync` (consumer meta.inf) with `sync: always`; `Response.change`: `ConsumerCreated`/`ConsumerUpdated`/`ConsumerDeleted` (stream, consumer) say which deliver subjects to (un)watch, `Deleted(stream)` drops all of that stream's. MSG.NEXT never gets a 503: it counts as delivered |
 //! | a message stored in a stream | nothing: `JsAccount::publish` tells the stream's consumers (and drops messages nobody wants on interest streams) | |
-//! | a message on `$JS.ACK.>` | `acc.ack(subject, reply, payload, now, &interest)` | publish the returned `Out`s: advisories, `+NXT` statuses, and the empty ack-of-the-ack (`after_sync`) |
+//! | a message on `$JS.ACK.<stream>.<consumer>.>` | `acc.ack(subject, reply, payload, now, &interest)` | publish the returned `Out`s: advisories, `+NXT` statuses, and the empty ack-of-the-ack (`after_sync`) |
 //! | a message on `$JS.FC.>` | `acc.flow_control(subject)` | nothing (the consumer resumes at the next poll) |
 //! | the subscriptions of a push consumer's deliver subject change (for a `deliver_group`, of that queue group) | `acc.set_interest(stream, consumer, bool, now)`; `acc.deliver_subjects()` lists (stream, consumer, subject, group) | nothing |
 //! | end of every pass that had any of the above, and when the deadline passes | `acc.poll(now, &budget, &interest, &room, &mut outs)` (`room(subject)`: its subscribers can take more now) | publish `outs` in order; arm one timer for the returned deadline |
