@@ -39,7 +39,8 @@
 //! (raised by purges and by the oldest messages going under max_msgs, max_bytes and max_age;
 //! written only when it moved), the sequences removed one by one since the previous flush
 //! (deletes, per-subject limits, filtered purges; also skips, so recovery knows they were not
-//! lost), and the last sequence, so it never goes back. Erase (secure delete) additionally
+//! lost), and the last sequence, so it never goes back. A mark never removes past its own last
+//! sequence; recovery takes one that does for damage. Erase (secure delete) additionally
 //! overwrites a removed message's headers and data with zeros in place, keeping its framing.
 //!
 //! A sealed segment with no live message left is compacted: whatever it held that still

@@ -48,6 +48,15 @@ pub struct Mark {
 }
 
 impl Mark {
+    /// What every mark tern writes satisfies: it removes nothing past the last sequence it
+    /// records (tombstones are removed sequences, the floor at most `last_seq + 1`). A mark
+    /// that says otherwise is damage (its CRC forged or matching by chance): applied, it
+    /// would remove messages appended after it.
+    pub fn is_consistent(&self) -> bool {
+        self.tombs.last().is_none_or(|&t| t <= self.last_seq)
+            && self.floor <= self.last_seq.saturating_add(1)
+    }
+
     /// Folds another mark of the same segment into this one.
     pub fn merge(&mut self, other: &Mark) {
         if other.last_seq >= self.last_seq {
@@ -248,12 +257,13 @@ fn decode_mark(body: &[u8], last_seq: u64, last_ts: i64) -> Option<Mark> {
     if at != body.len() || floor > MAX_SEQ {
         return None;
     }
-    Some(Mark {
+    let m = Mark {
         last_seq,
         last_ts,
         floor,
         tombs,
-    })
+    };
+    m.is_consistent().then_some(m)
 }
 
 /// Overwrites a message record's headers and data with zeros, flags it erased and fixes its
@@ -332,7 +342,7 @@ mod tests {
     #[test]
     fn mark_round_trip() {
         let m = Mark {
-            last_seq: 900,
+            last_seq: 1 << 41,
             last_ts: 5,
             floor: 10,
             tombs: vec![11, 12, 300, 1 << 40],
@@ -345,6 +355,18 @@ mod tests {
         let empty = Mark::default();
         assert_eq!(encode_mark(&mut out, &empty), MARK_MIN);
         assert_eq!(decode(&out).unwrap().0, Rec::Mark(empty));
+        // Removing past its own last sequence: no mark tern writes, read as damage.
+        for (floor, tombs) in [(0, vec![901]), (902, vec![])] {
+            out.clear();
+            let bad = Mark {
+                last_seq: 900,
+                last_ts: 5,
+                floor,
+                tombs,
+            };
+            encode_mark(&mut out, &bad);
+            assert!(decode(&out).is_err());
+        }
     }
 
     #[test]
@@ -355,7 +377,7 @@ mod tests {
         encode_mark(
             &mut mark,
             &Mark {
-                last_seq: 1,
+                last_seq: 9,
                 last_ts: 2,
                 floor: 1,
                 tombs: vec![1, 9],

@@ -435,32 +435,43 @@ fn a_record_without_a_subject_is_damage() {
     still_works(&stream, s, 7);
 }
 
-/// A mark whose floor is past its own last sequence (CRC and all; a purge past the end
-/// writes `last = floor - 1` with it): everything below the floor is gone, so the last
-/// sequence comes back as at least `floor - 1` and the next message takes the floor. Found
-/// by the segments fuzz target (first 6565473 after last 11: the next append got 12).
+/// A mark that removes past its own last sequence (a floor above `last + 1`, or a
+/// tombstone above `last`; a CRC forged or matching by chance: tern never writes one, a
+/// purge past the end writes `last = floor - 1`) is damage, not applied. Applied, it removed
+/// messages appended after it: the segments fuzz target found first a floor of 6565473
+/// after last 11 (the next append got 12), then a tombstone 28 in a mark of last 23 (message
+/// 28, appended and flushed after that mark, gone after a reopen).
 #[test]
-fn a_floor_past_the_last_sequence_moves_the_last_sequence() {
-    let d = TempDir::new("floorpast");
-    let stream = cfg(&d, 1 << 20).dir;
-    build(&d, 5, 1 << 20);
-    let seg = segments(&stream).pop().unwrap();
-    let mut bytes = fs::read(&seg).unwrap();
-    let mark = super::record::Mark {
-        last_seq: 5,
-        last_ts: 50,
-        floor: 1000,
-        tombs: Vec::new(),
-    };
-    super::record::encode_mark(&mut bytes, &mark);
-    fs::write(&seg, &bytes).unwrap();
-    let (mut s, _) = open_at(&stream);
-    s.check().unwrap();
-    let st = s.state();
-    assert_eq!((st.first_seq, st.last_seq, st.msgs), (1000, 999, 0));
-    assert_eq!(s.append(b"a", b"", b"x", 60).unwrap(), 1000);
-    flush_sync(&mut s);
-    s.check().unwrap();
+fn a_mark_that_removes_past_its_last_sequence_is_damage() {
+    for (floor, tombs) in [(1000, vec![]), (1, vec![3, 8])] {
+        let d = TempDir::new("markpast");
+        let stream = cfg(&d, 1 << 20).dir;
+        build(&d, 5, 1 << 20);
+        let seg = segments(&stream).pop().unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        let mark = super::record::Mark {
+            last_seq: 5,
+            last_ts: 50,
+            floor,
+            tombs,
+        };
+        let n = super::record::encode_mark(&mut bytes, &mark);
+        fs::write(&seg, &bytes).unwrap();
+        let (mut s, rec) = open_at(&stream);
+        assert_eq!(rec.lost_bytes, n as u64);
+        s.check().unwrap();
+        let st = s.state();
+        assert_eq!((st.first_seq, st.last_seq, st.msgs), (1, 5, 5));
+        for seq in 6..=9 {
+            assert_eq!(s.append(b"a", b"", b"x", 60).unwrap(), seq);
+        }
+        flush_sync(&mut s);
+        drop(s);
+        let (s, _) = open_at(&stream);
+        s.check().unwrap();
+        assert_eq!(s.state().msgs, 9);
+        assert!(s.load(8).is_some(), "message 8 lost by a reopen");
+    }
 }
 
 /// Sequences stop at 2^62 (what a record can carry): past it appends and skips are refused
