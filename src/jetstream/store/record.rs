@@ -254,7 +254,8 @@ fn decode_mark(body: &[u8], last_seq: u64, last_ts: i64) -> Option<Mark> {
         prev = prev.checked_add(d).filter(|&t| t <= MAX_SEQ)?;
         tombs.push(prev);
     }
-    if at != body.len() || floor > MAX_SEQ {
+    // The floor of a store whose last sequence is MAX_SEQ and holds nothing is one above it.
+    if at != body.len() || floor > MAX_SEQ + 1 {
         return None;
     }
     let m = Mark {
