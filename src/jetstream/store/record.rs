@@ -64,10 +64,27 @@ impl Mark {
             self.last_ts = other.last_ts;
         }
         self.floor = self.floor.max(other.floor);
-        if !other.tombs.is_empty() {
-            self.tombs.extend_from_slice(&other.tombs);
-            self.tombs.sort_unstable();
-            self.tombs.dedup();
+        let Some(&first) = other.tombs.first() else {
+            return;
+        };
+        // Both ascending: only the part of ours from `other`'s first tombstone on is merged
+        // (a flush's tombstones are mostly past the segment's earlier ones). Sorting the
+        // whole list at every flush made a segment of kv overwrites quadratic.
+        let at = self.tombs.partition_point(|&t| t < first);
+        let tail = self.tombs.split_off(at);
+        let (mut a, mut b) = (tail.iter().peekable(), other.tombs.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x <= y => a.next(),
+                (_, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => break,
+            };
+            if let Some(&t) = next {
+                if self.tombs.last() != Some(&t) {
+                    self.tombs.push(t);
+                }
+            }
         }
     }
 }
@@ -337,6 +354,31 @@ mod tests {
         match decode(&out).unwrap().0 {
             Rec::Msg(m) => assert_eq!((m.hdr, m.data), (&b"NATS/1.0\r\n\r\n"[..], &b""[..])),
             r => panic!("{r:?}"),
+        }
+    }
+
+    /// Merging keeps the tombstones ascending and without duplicates, whatever the overlap.
+    #[test]
+    fn mark_merge_keeps_tombstones_sorted() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut m = Mark::default();
+        let mut want = std::collections::BTreeSet::new();
+        for _ in 0..300 {
+            let mut add: Vec<u64> = (0..rand() % 6).map(|_| rand() % 400).collect();
+            add.sort_unstable();
+            add.dedup();
+            want.extend(&add);
+            m.merge(&Mark {
+                tombs: add,
+                ..Mark::default()
+            });
+            assert_eq!(m.tombs, want.iter().copied().collect::<Vec<_>>());
         }
     }
 
