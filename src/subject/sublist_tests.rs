@@ -205,13 +205,8 @@ fn following_star_levels_keeps_the_order() {
     let subjects = [
         "a", "a.b", "a.b.c", "a.x.y.z", "a.b.c.d", "b.x.c.z", "q.r", "a.x",
     ];
-    let mut seed = 0x2545F4914F6CDD1Du64;
-    let mut rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = crate::util::rng::Rng::from_seed(0x2545F4914F6CDD1Du64);
+    let mut rand = move || rng.next_u64();
     for round in 0..300 {
         let mut sl = Sublist::new();
         for k in 0..(rand() % 12 + 1) {
@@ -276,13 +271,8 @@ fn lookup_once_does_not_fill_the_cache() {
 /// The word-at-a-time split agrees with a byte-by-byte one, past 32 tokens too.
 #[test]
 fn tokens_split_like_bytes() {
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = crate::util::rng::Rng::from_seed(0x9E37_79B9_7F4A_7C15u64);
+    let mut rand = move || rng.next_u64();
     let alphabet = b"..a\x2e\xaebc\x00\xff\x2f\x2d.";
     for len in 0..120 {
         for _ in 0..40 {

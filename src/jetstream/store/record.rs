@@ -360,13 +360,8 @@ mod tests {
     /// Merging keeps the tombstones ascending and without duplicates, whatever the overlap.
     #[test]
     fn mark_merge_keeps_tombstones_sorted() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut rand = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::util::rng::Rng::from_seed(0x2545_F491_4F6C_DD1Du64);
+        let mut rand = move || rng.next_u64();
         let mut m = Mark::default();
         let mut want = std::collections::BTreeSet::new();
         for _ in 0..300 {
