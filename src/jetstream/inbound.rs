@@ -57,31 +57,17 @@ impl JetStream {
             return;
         };
         let acc = m.account;
-        if purpose == Purpose::Ack {
-            // The one case read as bytes: an ack per delivery, its numbers parsed from them.
-            let Slot::On(slot) = &mut self.slots[acc] else {
-                return;
-            };
-            slot.touched = true;
-            let reply = text(m.reply());
-            let outs = slot.js.ack(
-                m.subject(),
-                &reply,
-                m.payload().get(m.hdr_len..).unwrap_or_default(),
-                to_ns(now),
-                &|s| interest(b, acc, s),
-            );
-            self.publish_outs(b, acc, outs);
-            return;
-        }
         // Borrowed unless the bytes are not UTF-8 (they always are from a client).
-        let subject = text(m.subject());
         let reply = text(m.reply());
         let payload = m.payload();
         let (hdr, data) = payload.split_at(m.hdr_len.min(payload.len()));
         match purpose {
-            Purpose::Api => self.on_request(b, acc, &subject, &reply, data, now, server),
+            Purpose::Api => {
+                let subject = text(m.subject());
+                self.on_request(b, acc, &subject, &reply, data, now, server)
+            }
             Purpose::Stream(name) => {
+                let subject = text(m.subject());
                 let msg = Inbound {
                     subject: &subject,
                     hdr,
@@ -90,10 +76,20 @@ impl JetStream {
                 };
                 self.on_publish(b, acc, &name, &msg, &reply, now, server);
             }
-            Purpose::Ack => {}
+            // The subject read as bytes: an ack per delivery, its numbers parsed from them.
+            Purpose::Ack => {
+                let Slot::On(slot) = &mut self.slots[acc] else {
+                    return;
+                };
+                slot.touched = true;
+                let outs = slot.js.ack(m.subject(), &reply, data, to_ns(now), &|s| {
+                    interest(b, acc, s)
+                });
+                self.publish_outs(b, acc, outs);
+            }
             Purpose::FlowControl => {
                 if let Slot::On(slot) = &mut self.slots[acc] {
-                    slot.js.flow_control(&subject);
+                    slot.js.flow_control(&text(m.subject()));
                 }
             }
         }

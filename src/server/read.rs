@@ -27,7 +27,7 @@ impl Server {
             if c.closing.is_some() || c.stalled {
                 return;
             }
-            let outcome = if c.in_len == 0 {
+            let (outcome, asked) = if c.in_len == 0 {
                 // The common case: parse straight out of the shared buffer, keep only a tail.
                 let mut rbuf = std::mem::take(&mut self.rbuf);
                 let outcome = read_into(&mut c.sock, &mut rbuf);
@@ -48,7 +48,6 @@ impl Server {
                 }
                 (outcome, asked)
             };
-            let (outcome, asked) = outcome;
             let conns = &mut self.broker.conns;
             if conns.queued >= FLUSH_AT {
                 conns.flush_dirty();

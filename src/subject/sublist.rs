@@ -399,23 +399,16 @@ impl Sublist {
         found.then(|| self.once.clone())
     }
 
-    /// The start of every lookup: counted, then answered from the literal map when there
-    /// are no wildcards, or from the cache; None when the trie must be walked.
-    fn known(&mut self, subject: &[u8]) -> Option<Option<Rc<Matches>>> {
-        self.stats.matches += 1;
-        if self.wild_count == 0 {
-            return Some(self.literal.get(subject).cloned());
-        }
-        let m = self.cache.get(subject)?;
-        self.stats.cache_hits += 1;
-        Some((!m.is_empty()).then(|| m.clone()))
-    }
-
     /// `matches`, or `None` when nothing matches (the publish path: no reference counting
     /// for subjects nobody listens to).
     pub fn lookup(&mut self, subject: &[u8]) -> Option<Rc<Matches>> {
-        if let Some(found) = self.known(subject) {
-            return found;
+        self.stats.matches += 1;
+        if self.wild_count == 0 {
+            return self.literal.get(subject).cloned();
+        }
+        if let Some(m) = self.cache.get(subject) {
+            self.stats.cache_hits += 1;
+            return (!m.is_empty()).then(|| m.clone());
         }
         let result = self.walk(subject).unwrap_or_else(|| self.empty.clone());
         if self.cache.len() >= CACHE_MAX {
@@ -546,7 +539,7 @@ fn match_level(level: &Level, toks: &[&[u8]], out: &mut Matches, literal: Option
         if l.nodes.is_empty() && i + 1 < toks.len() {
             // Only wildcards at this level and tokens left: the `*` branch is the only way
             // on, so it is followed here instead of recursed into and returned from (the
-            // six `*` of `$JS.ACK.<stream>.*.*.*.*.*.*`, matched once per ack).
+            // five `*` of `$JS.ACK.<stream>.<consumer>.*.*.*.*.*`, matched once per ack).
             last = last.or(literal.take());
             (level, node, pwc) = (below, None, None);
             continue;

@@ -406,9 +406,7 @@ impl Consumer {
                 self.waiting.reqs.pop_front();
                 continue;
             }
-            let gen = cx.interest_gen;
-            if (gen != 0 && w.seen == gen) || (cx.interest)(&w.reply) {
-                w.seen = gen;
+            if has_interest(w, cx) {
                 return self.waiting.pop(now).map(|(reply, _)| reply);
             }
             self.waiting.reqs.pop_front();
@@ -433,11 +431,9 @@ impl Consumer {
                 cx.outs.push(Out::status(&w.reply, hdr));
                 return false;
             }
-            let gen = cx.interest_gen;
-            if !((gen != 0 && w.seen == gen) || (cx.interest)(&w.reply)) {
+            if !has_interest(w, cx) {
                 return false;
             }
-            w.seen = gen;
             wanted = wanted.saturating_add(w.n);
             if w.hbt != 0 && now >= w.hbt {
                 let hdr = pull::heartbeat(last_d, last_s, &stalled);
@@ -604,6 +600,16 @@ impl Consumer {
 
 /// `<prefix><dc>.<sseq>.<dseq>.<ts>.<pending>` without the formatting machinery (one of
 /// these per delivery): digits two at a time into one buffer.
+/// Whether a pull request's inbox has interest: asked once per subscription generation.
+fn has_interest(w: &mut Waiting, cx: &PollCtx) -> bool {
+    let gen = cx.interest_gen;
+    let has = (gen != 0 && w.seen == gen) || (cx.interest)(&w.reply);
+    if has {
+        w.seen = gen;
+    }
+    has
+}
+
 /// `<prefix><n1>.<n2>.<n3>.<n4>.<n5>` into `out` (emptied first).
 fn ack_reply(out: &mut String, prefix: &str, nums: [u64; 5]) {
     out.clear();

@@ -9,7 +9,7 @@ use super::index::{Chunk, Index, MAX_PAD};
 use super::limits::{self, Purged};
 use super::record::{self, decode, Rec};
 use super::recover::{self, Recovered};
-use super::segment::{idx_path, seg_path, sizer, Seg, Window};
+use super::segment::{idx_path, seg_index, seg_path, sizer, Seg, Window};
 use super::{FileConfig, Lost, Recovery, State, StoreError, StoreLimits, StoredMsg};
 use log::warn;
 use std::cell::{Cell, RefCell};
@@ -194,21 +194,20 @@ impl FileStore {
     }
 
     pub(super) fn seg(&self, id: u32) -> Option<&Seg> {
-        if let Some(s) = self.segs.back().filter(|s| s.id == id) {
+        if let Some(s) = self.segs.get(self.seg_hint.get()).filter(|s| s.id == id) {
             return Some(s);
         }
-        let h = self.seg_hint.get();
-        if let Some(s) = self.segs.get(h).filter(|s| s.id == id) {
-            return Some(s);
+        let i = seg_index(&self.segs, id)?;
+        // The active segment (the flush's) does not move a reader's hint off its segment.
+        if i + 1 < self.segs.len() {
+            self.seg_hint.set(i);
         }
-        let i = self.segs.partition_point(|x| x.id < id);
-        self.seg_hint.set(i);
-        self.segs.get(i).filter(|s| s.id == id)
+        self.segs.get(i)
     }
 
     pub(super) fn seg_mut(&mut self, id: u32) -> Option<&mut Seg> {
-        let i = self.segs.partition_point(|s| s.id < id);
-        self.segs.get_mut(i).filter(|s| s.id == id)
+        let i = seg_index(&self.segs, id)?;
+        self.segs.get_mut(i)
     }
 
     /// Starts a new active segment whose first sequence will be `base`.

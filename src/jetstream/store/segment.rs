@@ -228,15 +228,20 @@ pub mod fault {
     }
 }
 
-/// The segment with this id (segments are kept in id order; the active one is last).
-pub fn find_seg(segs: &VecDeque<Seg>, id: u32) -> Option<&Seg> {
-    if let Some(s) = segs.back() {
-        if s.id == id {
-            return Some(s);
-        }
+/// Where the segment with this id is (segments are kept in id order; the active one is
+/// last, and looked at first).
+pub fn seg_index(segs: &VecDeque<Seg>, id: u32) -> Option<usize> {
+    let last = segs.len().checked_sub(1)?;
+    if segs[last].id == id {
+        return Some(last);
     }
     let i = segs.partition_point(|s| s.id < id);
-    segs.get(i).filter(|s| s.id == id)
+    (segs.get(i)?.id == id).then_some(i)
+}
+
+/// The segment with this id.
+pub fn find_seg(segs: &VecDeque<Seg>, id: u32) -> Option<&Seg> {
+    seg_index(segs, id).map(|i| &segs[i])
 }
 
 /// nats-server's file store size of a message: its record length here plus 3 (nats-server's
