@@ -45,8 +45,10 @@ fn reload_until(server: &Server, conf: &TempFile, text: &str, mut check: impl Fn
 /// Publishes to `subject` and reports whether the server refused it (connection kept).
 fn publish_refused(c: &mut Client, subject: &str) -> bool {
     c.send(format!("PUB {subject} 0\r\n\r\nPING\r\n"));
+    // The PONG, not the last line: a reload's `-ERR` for a subscription it no longer allows
+    // can arrive right behind it.
     assert!(
-        c.read_until(DEADLINE, |rx| rx.ends_with(b"PONG\r\n")),
+        c.read_until(DEADLINE, |rx| find(rx, b"PONG\r\n").is_some()),
         "no PONG: {}",
         esc(&c.rx)
     );
