@@ -202,7 +202,7 @@ impl Stream {
         o.uint("messages", st.msgs)
             .uint("bytes", st.bytes)
             .uint("first_seq", st.first_seq)
-            .str("first_ts", &ts_string(st.first_ts))
+            .str("first_ts", &ts_string(self.store.first_ts()))
             .uint("last_seq", st.last_seq)
             .str("last_ts", &ts_string(st.last_ts));
         if st.num_subjects > 0 {

@@ -11,6 +11,8 @@
 //! * `pull`  a durable pull consumer, explicit acks (`+ACK` per message), fetches of 100;
 //! * `kvput` / `kvget` key-value put (a PubAck per put) and get (`DIRECT.GET` by subject),
 //!           one at a time, over `-keys` keys;
+//! * `ping`  PING/PONG one at a time (`-c` clients): no JetStream at all, the cost of a
+//!           round trip itself, the floor under every one-at-a-time op above;
 //! * `fill`  async publish without the figures (set-up for a restart measurement);
 //! * `first` time from a push consumer's CREATE to its first delivery;
 //! * `ready` with `-since <unix ns>`: connect and ask STREAM.INFO until it answers.
@@ -127,7 +129,7 @@ pub fn run(cfg: JsCfg) -> Result<(), String> {
             Ok(())
         }
         "push" | "replay" | "pull" => consume(c, &cfg),
-        "kvput" | "kvget" => kv(c, &cfg),
+        "kvput" | "kvget" | "ping" => kv(c, &cfg),
         "first" => first_delivery(c),
         _ => Err(format!("unknown -op {:?}", cfg.op)),
     }
@@ -325,7 +327,9 @@ fn kv(mut c: Conn, cfg: &JsCfg) -> Result<(), String> {
     let cfg_json = format!(
         r#"{{"name":"KV_{KV}","subjects":["$KV.{KV}.>"],"retention":"limits","max_consumers":-1,"max_msgs_per_subject":1,"max_msgs":-1,"max_bytes":-1,"max_age":0,"max_msg_size":-1,"storage":"file","discard":"new","num_replicas":1,"duplicate_window":120000000000,"sealed":false,"deny_delete":true,"deny_purge":false,"allow_rollup_hdrs":true,"allow_direct":true,"mirror_direct":false}}"#
     );
-    api(&mut c, &format!("$JS.API.STREAM.CREATE.KV_{KV}"), &cfg_json)?;
+    if cfg.op != "ping" {
+        api(&mut c, &format!("$JS.API.STREAM.CREATE.KV_{KV}"), &cfg_json)?;
+    }
     let keys = cfg.keys.max(1);
     if cfg.op == "kvget" {
         // Every key holds a value before the gets are measured.
@@ -351,12 +355,23 @@ fn kv(mut c: Conn, cfg: &JsCfg) -> Result<(), String> {
     for r in results {
         r?;
     }
-    m.report(if cfg.op == "kvput" { "kv put" } else { "kv get" }, cfg.n);
+    let what = match cfg.op.as_str() {
+        "kvput" => "kv put",
+        "kvget" => "kv get",
+        _ => "ping",
+    };
+    m.report(what, cfg.n);
     Ok(())
 }
 
 /// `n` kv puts or gets on `c`, one at a time, keys from `first` round the `keys` keys.
 fn kv_ops(c: &mut Conn, op: &str, size: usize, n: u64, first: u64, keys: u64) -> Result<(), String> {
+    if op == "ping" {
+        for _ in 0..n {
+            c.ping()?;
+        }
+        return Ok(());
+    }
     let payload = proto::payload(size);
     let mut subj = Vec::with_capacity(64);
     if op == "kvput" {

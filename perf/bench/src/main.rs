@@ -81,13 +81,13 @@ subjects (PREFIX defaults to bench; subjects are PREFIX.0 .. PREFIX.<K-1>):
 
 js (stream BENCH on subject js.bench, file storage; see perf/README.md):
   -op OP         pub (async, -w outstanding PubAcks), sync (one at a time), push,
-                 replay, pull (explicit acks, fetches of 100), kvput, kvget, fill,
+                 replay, pull (explicit acks, fetches of 100), kvput, kvget, ping, fill,
                  first (CREATE to first delivery), ready (with -since)
   -n N           messages (published, or stored then consumed, or kv ops) (default 100000)
   -ms BYTES      payload size (default 128)
   -w N           outstanding PubAcks for pub/fill (default 4096)
   -keys K        distinct keys for kvput/kvget (default 1000)
-  -c N           kvput/kvget: N connections, each one operation at a time (default 1)
+  -c N           kvput/kvget/ping: N connections, each one operation at a time (default 1)
   -since NS      ready: Unix ns the server was started at
   -timeout SECS  fail when the server sends nothing for this long (default 10)
   Output: `JS <op> stats: X msgs/sec`, `Totals: ops=N elapsed=S`, and with -pid

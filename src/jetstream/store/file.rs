@@ -409,8 +409,13 @@ impl FileStore {
     }
 
     pub fn state(&self) -> State {
+        State::from_index(&self.ix)
+    }
+
+    /// The first message's time: read from disk once per first sequence.
+    pub fn first_ts(&self) -> i64 {
         let first = self.ix.first;
-        let first_ts = match self.first_ts.get() {
+        match self.first_ts.get() {
             _ if self.ix.msgs == 0 => 0,
             (seq, ts) if seq == first => ts,
             _ => {
@@ -418,8 +423,7 @@ impl FileStore {
                 self.first_ts.set((first, ts));
                 ts
             }
-        };
-        State::from_index(&self.ix, first_ts)
+        }
     }
 
     /// The timestamps of chunk `ci`'s live messages from `from` on, reading a window at a

@@ -255,12 +255,15 @@ impl MemStore {
     }
 
     pub fn state(&self) -> State {
-        let first_ts = if self.ix.msgs > 0 {
+        State::from_index(&self.ix)
+    }
+
+    pub fn first_ts(&self) -> i64 {
+        if self.ix.msgs > 0 {
             self.ts_at(self.ix.first).unwrap_or(0)
         } else {
             0
-        };
-        State::from_index(&self.ix, first_ts)
+        }
     }
 
     pub fn check(&self) -> Result<(), String> {

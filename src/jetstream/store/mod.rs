@@ -179,13 +179,13 @@ impl FileConfig {
 }
 
 /// The stream's state, kept incrementally (nats-server's `StreamState` without the lists).
-/// Times are Unix nanoseconds; `first_ts` is 0 when there is no message.
+/// Times are Unix nanoseconds. The first message's time is not here: finding it may read the
+/// disk, and most callers want only counts (`Store::first_ts` for STREAM.INFO).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct State {
     pub msgs: u64,
     pub bytes: u64,
     pub first_seq: u64,
-    pub first_ts: i64,
     pub last_seq: u64,
     pub last_ts: i64,
     pub num_subjects: u64,
@@ -193,12 +193,11 @@ pub struct State {
 }
 
 impl State {
-    fn from_index(ix: &index::Index, first_ts: i64) -> State {
+    fn from_index(ix: &index::Index) -> State {
         State {
             msgs: ix.msgs,
             bytes: ix.bytes,
             first_seq: ix.first,
-            first_ts,
             last_seq: ix.last,
             last_ts: ix.last_ts,
             num_subjects: ix.num_subjects as u64,
@@ -423,7 +422,12 @@ impl Store {
     }
 
     pub fn state(&self) -> State {
-        each!(self, s => s.state())
+        State::from_index(self.index())
+    }
+
+    /// The first message's time (Unix ns), 0 when there is none.
+    pub fn first_ts(&self) -> i64 {
+        each!(self, s => s.first_ts())
     }
 
     fn index(&self) -> &index::Index {

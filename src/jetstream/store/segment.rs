@@ -260,8 +260,9 @@ pub fn sizer(segs: &VecDeque<Seg>) -> impl FnMut(&Chunk, usize) -> u64 + '_ {
 }
 
 /// Read-ahead for sequential reads (a consumer replaying a stream): when a read starts where
-/// the previous one ended, a whole window is read and the next records come from memory.
-/// Random reads read just their record.
+/// the previous one ended, or a little after it (a filtered consumer stepping over other
+/// subjects, a key-value get stepping over the marks of the puts), a whole window is read and
+/// the next records come from memory. Random reads read just their record.
 #[derive(Default)]
 pub struct Window {
     seg: u32,
@@ -272,6 +273,8 @@ pub struct Window {
 }
 
 const WINDOW_BYTES: u64 = 64 << 10;
+/// How far past the previous read's end a read may start and still count as sequential.
+const SKIP_BYTES: u64 = 4 << 10;
 
 impl Window {
     /// Record bytes `off..off + len` of `seg` into `out`.
@@ -284,7 +287,7 @@ impl Window {
             };
         }
         let hit = off >= self.off && end <= self.off + self.buf.len() as u64;
-        let sequential = off == self.next;
+        let sequential = off >= self.next && off - self.next <= SKIP_BYTES;
         self.next = end;
         if hit {
             let at = (off - self.off) as usize;
@@ -302,5 +305,46 @@ impl Window {
         out.clear();
         out.extend_from_slice(&self.buf[..len]);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    /// A segment of `len` flushed bytes whose byte i is `i % 251`.
+    fn flushed_seg(len: usize) -> (Seg, PathBuf) {
+        let path = std::env::temp_dir().join(format!("tern-window-{}-{len}", std::process::id()));
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut seg = Seg::new(1);
+        seg.file = Some(Arc::new(File::open(&path).unwrap()));
+        (seg.end, seg.durable, seg.tail_start) = (len as u64, len as u64, len as u64);
+        (seg, path)
+    }
+
+    fn want(off: u64, len: usize) -> Vec<u8> {
+        (off..off + len as u64).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn reads_ahead_when_a_read_starts_at_or_a_little_past_the_last_end() {
+        let (seg, path) = flushed_seg(300 << 10);
+        let (mut w, mut out) = (Window::default(), Vec::new());
+        w.read(&seg, 0, 100, &mut out).unwrap();
+        assert_eq!(
+            (out.clone(), w.off, w.buf.len()),
+            (want(0, 100), 0, 64 << 10)
+        );
+        // Past the window, 34 bytes after the last read's end (a kv mark between two puts).
+        let at = (64 << 10) + 10;
+        w.read(&seg, at - 134, 100, &mut out).unwrap();
+        w.read(&seg, at, 100, &mut out).unwrap();
+        assert_eq!((out.clone(), w.off), (want(at, 100), at));
+        // A jump further than SKIP_BYTES is a random read: just the record.
+        let far = at + (100 << 10);
+        w.read(&seg, far, 100, &mut out).unwrap();
+        assert_eq!((out, w.off), (want(far, 100), at));
+        std::fs::remove_file(path).unwrap();
     }
 }

@@ -255,7 +255,7 @@ fn expiry_and_time_lookup() {
         assert_eq!(s.seq_at_or_after_time(5000), None);
         // Everything stamped at or before 1105 - 100 goes; the next expires at 1006 + 100.
         assert_eq!(s.expire(1105), Some(1106));
-        assert_eq!((s.state().first_seq, s.state().first_ts), (7, 1006));
+        assert_eq!((s.state().first_seq, s.first_ts()), (7, 1006));
         assert_eq!(s.expire(1138), Some(1139));
         assert_eq!(s.state().first_seq, 40);
         assert_eq!(s.expire(5000), None);

@@ -291,7 +291,6 @@ fn same(s: &Store, m: &Model, r: &mut Rng, full: bool, ctx: &str) {
         msgs: m.msgs.len() as u64,
         bytes: m.bytes(),
         first_seq: first,
-        first_ts: m.msgs.values().next().map_or(0, |x| x.ts),
         last_seq: m.last,
         last_ts: m.last_ts,
         num_subjects: subjects.len() as u64,
@@ -302,6 +301,11 @@ fn same(s: &Store, m: &Model, r: &mut Rng, full: bool, ctx: &str) {
         },
     };
     assert_eq!(s.state(), want, "{ctx}");
+    assert_eq!(
+        s.first_ts(),
+        m.msgs.values().next().map_or(0, |x| x.ts),
+        "{ctx}"
+    );
     let probes: Vec<u64> = if full {
         (0..=m.last + 1).collect()
     } else {
