@@ -96,6 +96,13 @@ SCENARIOS: dict[str, dict] = {
                       title="js: kv put, 1000 keys, 16 clients each one at a time"),
     "jskvget16": dict(kind="js", op="kvget", n=100_000, ms=128, c=16, quick=dict(n=10_000),
                       title="js: kv get (DIRECT.GET), 1000 keys, 16 clients each one at a time"),
+    # The floor under the one-at-a-time scenarios above: PING/PONG round trips, no JetStream.
+    # Server CPU here is what the kernel charges a server for being woken and waking its
+    # client, per round trip; no one-at-a-time operation can cost less than it.
+    "jsping": dict(kind="js", op="ping", n=50_000, ms=128, quick=dict(n=5_000),
+                   title="floor: PING/PONG round trip, one at a time"),
+    "jsping16": dict(kind="js", op="ping", n=100_000, ms=128, c=16, quick=dict(n=10_000),
+                     title="floor: PING/PONG round trip, 16 clients each one at a time"),
     "jsrestart": dict(kind="jsrestart", n=10_000_000, ms=128, quick=dict(n=500_000), max_pairs=2,
                       title="js: stored msgs of 128 B (fill, stop, start again): restart time, RSS, first delivery"),
 }
@@ -104,7 +111,7 @@ GROUPS = {
     "fanout": ["fan1", "fan10", "fan100", "fan1000"],
     "subjects": ["subj10", "subj10k", "subj1M"],
     "js": ["jspub", "jssync", "jspub_always", "jsreplay", "jspush", "jspull", "jskvput", "jskvget",
-           "jskvput16", "jskvget16", "jsrestart"],
+           "jskvput16", "jskvget16", "jsping", "jsping16", "jsrestart"],
 }
 
 # figure key -> (label, lower_is_better)
