@@ -149,6 +149,12 @@ impl FileStore {
         for id in to_index {
             fs.build_index(id, 0);
         }
+        // Recovery read past damage in the active segment: sealed, so that its bytes stay as
+        // they are. Appended records could frame the damaged record's length and make the next
+        // scan skip what this one found behind it.
+        if fs.segs.back().is_some_and(|s| !s.clean) {
+            fs.roll(fs.ix.last + 1);
+        }
         if rec.lost_bytes > 0 || !rec.lost_seqs.is_empty() {
             warn!(
                 "store {}: recovery lost {} bytes, sequences {:?}",
