@@ -115,13 +115,6 @@ impl FileStore {
         if renamed {
             dirs_pending.push(dir_file.clone());
         }
-        let active = segs.back().map_or(0, |s| s.id);
-        let saved = Saved {
-            first: ix.first,
-            last: ix.last,
-            last_ts: ix.last_ts,
-            active,
-        };
         let mut fs = FileStore {
             cfg,
             dir,
@@ -134,7 +127,7 @@ impl FileStore {
             limits,
             failed,
             lost,
-            saved,
+            saved: Saved::default(),
             force_mark: false,
             erases: Vec::new(),
             flush_id: 0,
@@ -155,6 +148,8 @@ impl FileStore {
         if fs.segs.back().is_some_and(|s| !s.clean) {
             fs.roll(fs.ix.last + 1);
         }
+        // What a failed first flush rolls back to (the new segment stays the active one).
+        fs.saved = fs.saved_now();
         if rec.lost_bytes > 0 || !rec.lost_seqs.is_empty() {
             warn!(
                 "store {}: recovery lost {} bytes, sequences {:?}",
@@ -167,6 +162,16 @@ impl FileStore {
         // written by the first flush.
         limits::enforce_all(&mut fs.ix, &fs.limits, &mut sizer(&fs.segs));
         Ok((fs, rec))
+    }
+
+    /// The state a rollback returns to, as it is now.
+    pub(super) fn saved_now(&self) -> Saved {
+        Saved {
+            first: self.ix.first,
+            last: self.ix.last,
+            last_ts: self.ix.last_ts,
+            active: self.segs.back().map_or(0, |s| s.id),
+        }
     }
 
     pub fn index(&self) -> &Index {

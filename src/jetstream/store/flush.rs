@@ -183,17 +183,10 @@ impl FileStore {
             s.durable = s.end;
             s.written = id;
         }
-        let active = self.segs.back().map_or(0, |s| s.id);
         if let (Some(m), Some(s)) = (mark, self.segs.back_mut()) {
             s.mark.merge(&m);
         }
-        let ix = &self.ix;
-        self.saved = Saved {
-            first: ix.first,
-            last: ix.last,
-            last_ts: ix.last_ts,
-            active,
-        };
+        self.saved = self.saved_now();
         self.force_mark = false;
         self.flush_id = id;
         let sealed: Vec<u32> = self
@@ -223,6 +216,7 @@ impl FileStore {
             self.doomed.push((id, d));
         }
         self.do_erases();
+        let active = self.saved.active;
         self.ix.free_zeroed(|s| s.seg == active);
     }
 

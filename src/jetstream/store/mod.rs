@@ -86,8 +86,9 @@
 //! record like the active one. A torn tail is cut off; a damaged record followed by good ones
 //! is skipped, and a segment with such a skip is sealed (appends could change where the next
 //! scan picks up after the damage); sequences lost either way are reported (`Store::lost`,
-//! with damage found later by a read that fails its CRC). Floors and tombstones are then applied. Opening also applies
-//! the limits given, which can only remove (written by the first flush).
+//! with damage found later by a read that fails its CRC). Floors and tombstones are then
+//! applied. Opening also applies the limits given, which can only remove (written by the
+//! first flush).
 //!
 //! # Memory
 //!

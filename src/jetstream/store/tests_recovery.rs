@@ -515,7 +515,8 @@ fn sequences_stop_at_the_records_limit() {
 /// A segment that recovery resynchronised in is not appended to. Damage whose length field
 /// ends exactly at the file's end hides a mark (tombstone 4): recovery finds the mark byte by
 /// byte. Appended to, the same length would frame the first new record, a second scan would
-/// skip the mark, and message 4 would come back. Found by the segments fuzz target.
+/// skip the mark, and message 4 would come back; also after a failed first flush's rollback.
+/// Found by the segments fuzz target.
 #[test]
 fn a_segment_with_damage_in_it_takes_no_appends() {
     use super::record::{KIND_MSG, MSG_OVERHEAD};
@@ -546,6 +547,11 @@ fn a_segment_with_damage_in_it_takes_no_appends() {
     fs::write(&seg, &bytes).unwrap();
     let (mut s, _) = open_at(&stream);
     assert!(s.load(4).is_none(), "the mark behind the damage removes 4");
+    // A first flush that fails (full disk) rolls back; the segment stays sealed.
+    s.append(b"a", b"", b"x", 60).unwrap();
+    super::segment::fault::set_space(Some(0));
+    assert!(s.flush().is_err(), "the disk is full");
+    super::segment::fault::set_space(None);
     for seq in 6..=8 {
         assert_eq!(s.append(b"a", b"", b"x", 60).unwrap(), seq);
     }
